@@ -1,0 +1,72 @@
+// Box overlap arithmetic shared by the CPU and CUDA NMS kernels, written once
+// so that both round exactly alike (and exactly like torchvision's kernels).
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <limits>
+
+namespace scalekit {
+namespace nms_detail {
+
+// A product the CUDA compiler may not fuse into a following add (FMA): the
+// IoU's union `a + b - w * h` must round as two separate operations.
+C10_HOST_DEVICE inline float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+C10_HOST_DEVICE inline double mul_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T min_(T a, T b) {
+  return a < b ? a : b;
+}
+template <typename T>
+C10_HOST_DEVICE inline T max_(T a, T b) {
+  return a < b ? b : a;
+}
+
+// Area with the pixel-offset convention: off = 0 (torchvision) or 1 (the
+// "+1" of py-faster-rcnn, the original Soft-NMS and MXNet R-FCN).
+template <typename T>
+C10_HOST_DEVICE inline T box_area(T x1, T y1, T x2, T y2, T off) {
+  return (x2 - x1 + off) * (y2 - y1 + off);
+}
+
+// IoU of box a and box b given their precomputed areas. With off = 0 this is
+// operation for operation torchvision's `inter / (area_a + area_b - inter)`.
+template <typename T>
+C10_HOST_DEVICE inline T box_iou(
+    T ax1, T ay1, T ax2, T ay2, T aarea,
+    T bx1, T by1, T bx2, T by2, T barea, T off) {
+  T w = max_(T(0), min_(ax2, bx2) - max_(ax1, bx1) + off);
+  T h = max_(T(0), min_(ay2, by2) - max_(ay1, by1) + off);
+  T inter = mul_rn(w, h);
+  return inter / (aarea + barea - inter);
+}
+
+// The threshold as the box precision sees it: for every value x of type T,
+// `x > threshold_as<T>(t)` iff `double(x) > t`. (torchvision's CPU kernel
+// compares a float IoU against a double threshold; a float compare against the
+// largest float not above t gives the same answer at full SIMD width.)
+template <typename T>
+inline T threshold_as(double t) {
+  T v = static_cast<T>(t);
+  if (static_cast<double>(v) > t) {
+    v = std::nextafter(v, -std::numeric_limits<T>::infinity());
+  }
+  return v;
+}
+
+}  // namespace nms_detail
+}  // namespace scalekit

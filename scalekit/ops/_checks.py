@@ -1,0 +1,61 @@
+"""Argument checks shared by the ops: each error names the argument and says
+what was expected and what came. Shape, dtype and device checks only, so that
+they run under ``torch.compile`` without a device sync; value checks (finite
+boxes, ranges) happen in the kernels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def check_tensor(x, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+
+
+def check_float(x: Tensor, name: str) -> None:
+    check_tensor(x, name)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got {x.dtype}")
+
+
+def check_boxes(boxes: Tensor, name: str = "boxes") -> None:
+    check_float(boxes, name)
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4], got {list(boxes.shape)}")
+
+
+def check_per_box(x: Tensor, boxes: Tensor, name: str, *, integer: bool = False) -> None:
+    """``x`` is a 1-D tensor with one entry per box, on the device of ``boxes``."""
+    check_tensor(x, name)
+    if integer:
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"{name} must be an integer tensor, got {x.dtype}")
+    elif not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got {x.dtype}")
+    if x.dim() != 1 or x.shape[0] != boxes.shape[0]:
+        raise ValueError(
+            f"{name} must have shape [N] with N = boxes.shape[0] = {boxes.shape[0]}, "
+            f"got {list(x.shape)}"
+        )
+    check_same_device(boxes, x, name)
+
+
+def check_same_device(boxes: Tensor, x: Tensor, name: str) -> None:
+    if x.device != boxes.device:
+        raise ValueError(f"{name} must be on the device of boxes ({boxes.device}), got {x.device}")
+
+
+def check_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
+                 allow_inf: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value) or (not allow_inf and math.isinf(value)):
+        raise ValueError(f"{name} must be a {'finite ' if not allow_inf else ''}number, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    return value
