@@ -24,6 +24,8 @@ def box_area(boxes: Tensor, *, pixel_offset: float = 0.0) -> Tensor:
         ``[N]`` areas, dtype of ``boxes``.
 
     Example:
+        >>> import torch
+        >>> from scalekit.boxes import box_area
         >>> box_area(torch.tensor([[0.0, 0.0, 2.0, 3.0]]))
         tensor([6.])
         >>> box_area(torch.tensor([[0.0, 0.0, 2.0, 3.0]]), pixel_offset=1)
@@ -44,6 +46,8 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, pixel_offset: float = 0.0) -> Ten
         ``[N, M]`` IoUs. Degenerate pairs (zero union) give NaN, as in torchvision.
 
     Example:
+        >>> import torch
+        >>> from scalekit.boxes import box_iou
         >>> a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
         >>> b = torch.tensor([[1.0, 0.0, 3.0, 2.0], [5.0, 5.0, 6.0, 6.0]])
         >>> box_iou(a, b)

@@ -59,6 +59,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, pixel_offset: fl
         ``[K]`` int64 indices of the kept boxes, by decreasing score.
 
     Example:
+        >>> import torch
+        >>> from scalekit.ops import nms
         >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [20.0, 20.0, 30.0, 30.0]])
         >>> scores = torch.tensor([0.9, 0.8, 0.7])
         >>> nms(boxes, scores, iou_threshold=0.5)
@@ -89,6 +91,8 @@ def batched_nms(
         ``[K]`` int64 indices of the kept boxes, by decreasing score.
 
     Example:
+        >>> import torch
+        >>> from scalekit.ops import batched_nms
         >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [1.0, 1.0, 11.0, 11.0]])
         >>> scores = torch.tensor([0.9, 0.8, 0.7])
         >>> batched_nms(boxes, scores, torch.tensor([0, 0, 1]), iou_threshold=0.5)
@@ -127,6 +131,8 @@ def grouped_nms(
         ``[K]`` int64 indices of the kept boxes, by decreasing score.
 
     Example:
+        >>> import torch
+        >>> from scalekit.ops import grouped_nms
         >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [1.0, 1.0, 11.0, 11.0]])
         >>> scores = torch.tensor([0.9, 0.8, 0.7])
         >>> labels = torch.tensor([0, 1, 2])
@@ -204,6 +210,8 @@ def soft_nms(
         scores, dtype of ``scores``.
 
     Example:
+        >>> import torch
+        >>> from scalekit.ops import soft_nms
         >>> boxes = torch.tensor([[6.0, 3, 8, 7], [3, 6, 9, 11], [3, 7, 10, 12], [1, 4, 13, 7]])
         >>> scores = torch.tensor([0.6, 0.9, 0.7, 0.2])
         >>> keep, kept_scores = soft_nms(boxes, scores, 0.3, score_threshold=0.01)
@@ -237,6 +245,8 @@ def batched_soft_nms(
     scores are non-increasing across all categories.
 
     Example:
+        >>> import torch
+        >>> from scalekit.ops import batched_soft_nms
         >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [1.0, 1.0, 11.0, 11.0]])
         >>> scores = torch.tensor([0.9, 0.8, 0.7])
         >>> keep, kept_scores = batched_soft_nms(boxes, scores, torch.tensor([0, 0, 1]))
@@ -259,6 +269,8 @@ class SoftNMS(nn.Module):
     :func:`batched_soft_nms` when ``idxs`` is given.
 
     Example:
+        >>> import torch
+        >>> from scalekit.ops import SoftNMS
         >>> merge = SoftNMS(method="gaussian", sigma=0.55)  # SNIPER's test-time merge
         >>> merge
         SoftNMS(method='gaussian', iou_threshold=0.3, sigma=0.55, score_threshold=0.001, pixel_offset=0.0)
