@@ -55,6 +55,30 @@ C10_HOST_DEVICE inline T box_iou(
   return inter / (aarea + barea - inter);
 }
 
+enum class SoftNMSMethod : int { kHard, kLinear, kGaussian };
+
+template <typename T>
+C10_HOST_DEVICE inline T exp_(T x) {
+#ifdef __CUDA_ARCH__
+  return exp(x);
+#else
+  return std::exp(x);
+#endif
+}
+
+// Soft-NMS: the factor for the score of a box whose IoU with the selected box
+// is `iou`. 1 leaves the box as it is; for "hard" anything else removes it.
+// Gaussian decays every box with positive overlap, linear and hard only boxes
+// with IoU above the threshold (Bodla et al. 2017, eqs. 2-3).
+template <typename T>
+C10_HOST_DEVICE inline T soft_nms_weight(SoftNMSMethod method, T iou, T threshold, T sigma) {
+  if (method == SoftNMSMethod::kGaussian) {
+    return iou > T(0) ? exp_(-mul_rn(iou, iou) / sigma) : T(1);
+  }
+  if (!(iou > threshold)) return T(1);
+  return method == SoftNMSMethod::kLinear ? T(1) - iou : T(0);
+}
+
 // The threshold as the box precision sees it: for every value x of type T,
 // `x > threshold_as<T>(t)` iff `double(x) > t`. (torchvision's CPU kernel
 // compares a float IoU against a double threshold; a float compare against the

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string_view>
 
+#include "nms/iou.h"
+
 namespace scalekit {
 namespace nms_detail {
 
@@ -53,8 +55,6 @@ inline void check_nms_args(
       "pixel_offset must be a finite number >= 0 (0 or 1), got ", pixel_offset);
 }
 
-enum class SoftNMSMethod { kHard, kLinear, kGaussian };
-
 inline SoftNMSMethod parse_method(std::string_view method) {
   if (method == "linear") return SoftNMSMethod::kLinear;
   if (method == "gaussian") return SoftNMSMethod::kGaussian;
@@ -64,11 +64,22 @@ inline SoftNMSMethod parse_method(std::string_view method) {
       std::string(method), "'");
 }
 
-inline void check_soft_nms_args(double sigma, double score_threshold) {
+// All soft_nms arguments; returns the parsed method.
+inline SoftNMSMethod check_soft_nms_args(
+    const at::Tensor& boxes,
+    const at::Tensor& scores,
+    const std::optional<at::Tensor>& idxs,
+    double iou_threshold,
+    double sigma,
+    double score_threshold,
+    c10::string_view method,
+    double pixel_offset) {
+  check_nms_args(boxes, scores, idxs, iou_threshold, pixel_offset);
   TORCH_CHECK_VALUE(
       std::isfinite(sigma) && sigma > 0, "sigma must be a finite number > 0, got ",
       sigma);
   TORCH_CHECK_VALUE(!std::isnan(score_threshold), "score_threshold must not be NaN");
+  return parse_method(std::string_view(method.data(), method.size()));
 }
 
 // One reduction (and one device sync on CUDA) for both tensors.

@@ -11,7 +11,6 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <queue>
 #include <tuple>
 
@@ -70,16 +69,10 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu_impl(
       const acc_t iou = box_iou(
           s.x1[p], s.y1[p], s.x2[p], s.y2[p], s.area[p], s.x1[j], s.y1[j], s.x2[j],
           s.y2[j], s.area[j], s.off);
-      acc_t weight;
-      if (method == SoftNMSMethod::kGaussian) {
-        if (!(iou > acc_t(0))) continue;
-        weight = std::exp(-(iou * iou) / sig);
-      } else if (!(iou > threshold)) {
-        continue;
-      } else if (method == SoftNMSMethod::kLinear) {
-        weight = acc_t(1) - iou;
-      } else {
-        alive[j] = 0;  // hard: removed, as by greedy NMS
+      const acc_t weight = soft_nms_weight(method, iou, threshold, sig);
+      if (weight == acc_t(1)) continue;
+      if (method == SoftNMSMethod::kHard) {
+        alive[j] = 0;  // removed, as by greedy NMS
         continue;
       }
       score[j] = score[j] * weight;
@@ -99,9 +92,8 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(
     const at::Tensor& boxes, const at::Tensor& scores,
     const std::optional<at::Tensor>& idxs, double iou_threshold, double sigma,
     double score_threshold, c10::string_view method, double pixel_offset) {
-  check_nms_args(boxes, scores, idxs, iou_threshold, pixel_offset);
-  check_soft_nms_args(sigma, score_threshold);
-  const SoftNMSMethod m = parse_method(std::string_view(method.data(), method.size()));
+  const SoftNMSMethod m = check_soft_nms_args(
+      boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, pixel_offset);
   if (boxes.size(0) == 0) {
     return {at::empty({0}, boxes.options().dtype(at::kLong)), at::empty({0}, scores.options())};
   }

@@ -43,7 +43,7 @@ template <typename acc_t>
 __global__ void __launch_bounds__(kThreads) soft_nms_kernel(
     int64_t n, const acc_t* __restrict__ boxes, const int64_t* __restrict__ cats,
     acc_t* __restrict__ score, uint8_t* __restrict__ alive, acc_t threshold,
-    acc_t sigma, double score_threshold, int method, acc_t off,
+    acc_t sigma, double score_threshold, SoftNMSMethod method, acc_t off,
     int64_t* __restrict__ keep, acc_t* __restrict__ kept_scores,
     int64_t* __restrict__ num_kept) {
   __shared__ acc_t warp_score[kWarps];
@@ -93,15 +93,9 @@ __global__ void __launch_bounds__(kThreads) soft_nms_kernel(
       const acc_t iou = box_iou(
           sx1, sy1, sx2, sy2, sarea, b[0], b[1], b[2], b[3],
           box_area(b[0], b[1], b[2], b[3], off), off);
-      acc_t weight;
-      if (method == static_cast<int>(SoftNMSMethod::kGaussian)) {
-        if (!(iou > acc_t(0))) continue;
-        weight = exp(-mul_rn(iou, iou) / sigma);
-      } else if (!(iou > threshold)) {
-        continue;
-      } else if (method == static_cast<int>(SoftNMSMethod::kLinear)) {
-        weight = acc_t(1) - iou;
-      } else {
+      const acc_t weight = soft_nms_weight(method, iou, threshold, sigma);
+      if (weight == acc_t(1)) continue;
+      if (method == SoftNMSMethod::kHard) {
         alive[j] = 0;
         continue;
       }
@@ -117,9 +111,8 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(
     const at::Tensor& boxes, const at::Tensor& scores,
     const std::optional<at::Tensor>& idxs, double iou_threshold, double sigma,
     double score_threshold, c10::string_view method, double pixel_offset) {
-  check_nms_args(boxes, scores, idxs, iou_threshold, pixel_offset);
-  check_soft_nms_args(sigma, score_threshold);
-  const SoftNMSMethod m = parse_method(std::string_view(method.data(), method.size()));
+  const SoftNMSMethod m = check_soft_nms_args(
+      boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, pixel_offset);
   TORCH_CHECK_VALUE(boxes.is_cuda(), "boxes must be a CUDA tensor");
   const int64_t n = boxes.size(0);
   if (n == 0) {
@@ -145,7 +138,7 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(
             n, b.data_ptr<acc_t>(), cats.defined() ? cats.data_ptr<int64_t>() : nullptr,
             work.data_ptr<acc_t>(), alive.data_ptr<uint8_t>(),
             threshold_as<acc_t>(iou_threshold), static_cast<acc_t>(sigma),
-            score_threshold, static_cast<int>(m), static_cast<acc_t>(pixel_offset),
+            score_threshold, m, static_cast<acc_t>(pixel_offset),
             keep.data_ptr<int64_t>(), kept_scores.data_ptr<acc_t>(),
             num_kept.data_ptr<int64_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
