@@ -20,6 +20,34 @@ TORCH_LIBRARY(scalekit, m) {
       "soft_nms(Tensor boxes, Tensor scores, Tensor? idxs, float iou_threshold, "
       "float sigma, float score_threshold, str method, float pixel_offset) "
       "-> (Tensor, Tensor)");
+
+  // Position-sensitive RoI pooling (R-FCN, Dai et al. 2016). rois: [K, 5]
+  // (batch index, x1, y1, x2, y2); input [N, C * ph * pw, H, W] -> [K, C, ph, pw].
+  m.def(
+      "ps_roi_pool(Tensor input, Tensor rois, float spatial_scale, int pooled_height, "
+      "int pooled_width) -> Tensor");
+  m.def(
+      "_ps_roi_pool_backward(Tensor grad, Tensor rois, float spatial_scale, "
+      "int pooled_height, int pooled_width, SymInt batch_size, SymInt channels, "
+      "SymInt height, SymInt width) -> Tensor");
+  m.def(
+      "ps_roi_align(Tensor input, Tensor rois, float spatial_scale, int pooled_height, "
+      "int pooled_width, int sampling_ratio, bool aligned) -> Tensor");
+  m.def(
+      "_ps_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, "
+      "int pooled_height, int pooled_width, int sampling_ratio, bool aligned, "
+      "SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor");
+  // Deformable position-sensitive RoI pooling (Dai et al. 2017). offset:
+  // [K, 2, part_height, part_width] normalised (x, y) offsets, or None.
+  m.def(
+      "deform_ps_roi_pool(Tensor input, Tensor rois, Tensor? offset, float spatial_scale, "
+      "int pooled_height, int pooled_width, int group_height, int group_width, "
+      "int part_height, int part_width, int sample_per_part, float trans_std) -> Tensor");
+  m.def(
+      "_deform_ps_roi_pool_backward(Tensor grad, Tensor input, Tensor rois, Tensor? offset, "
+      "float spatial_scale, int pooled_height, int pooled_width, int group_height, "
+      "int group_width, int part_height, int part_width, int sample_per_part, "
+      "float trans_std) -> (Tensor, Tensor)");
 }
 
 // The built library is also an (empty) Python extension module, so that

@@ -1,15 +1,26 @@
 """Compiled ops (``torch.ops.scalekit``) with thin, checked Python wrappers.
 
 Where torchvision has the same op, the signature and results match it argument
-for argument.
+for argument (differences, where torchvision is wrong, are documented per op).
 """
 
 from scalekit import _ext
 from scalekit.ops._nms import SoftNMS, batched_nms, batched_soft_nms, grouped_nms, nms, soft_nms
+from scalekit.ops._ps_roi import (
+    DeformPSRoIPool,
+    PSRoIAlign,
+    PSRoIPool,
+    deform_ps_roi_pool,
+    ps_roi_align,
+    ps_roi_pool,
+)
 
 if _ext.has_ops():
-    from scalekit.ops import _fake
+    from scalekit.ops import _registrations
 
-    _fake.register()
+    _registrations.register()
 
-__all__ = ["nms", "batched_nms", "grouped_nms", "soft_nms", "batched_soft_nms", "SoftNMS"]
+__all__ = [
+    "nms", "batched_nms", "grouped_nms", "soft_nms", "batched_soft_nms", "SoftNMS",
+    "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
+]

@@ -1,0 +1,187 @@
+// Where position-sensitive RoI ops sample, written once for the CPU and CUDA
+// kernels of ps_roi_pool, ps_roi_align and deform_ps_roi_pool.
+//
+// Every bin of the three ops is separable: its value is
+//     sum_i sum_j wy_i * wx_j * plane[row_i, col_j] / count,
+// with taps (row_i, wy_i) along y and (col_j, wx_j) along x. An Axis lists the
+// taps of one bin along one axis; `dw` is the derivative of a tap's weight
+// with respect to a shift of the whole bin along that axis (deformable offsets).
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace scalekit {
+namespace ps_roi {
+
+enum class Mode : int { kPool, kAlign, kDeform };
+
+template <typename T>
+struct Params {
+  Mode mode;
+  T spatial_scale;
+  int64_t height, width;                // input map
+  int64_t pooled_h, pooled_w;           // output bins
+  int64_t group_h, group_w;             // position-sensitive channel groups
+  int64_t part_h, part_w;               // deformable offset grid
+  int64_t sampling_ratio;               // align: samples per bin side (<= 0: adaptive)
+  bool aligned;                         // align: half-pixel offset (torchvision's behaviour)
+  int64_t sample_per_part;              // deform: samples per bin side
+  T trans_std;                          // deform: offset scale
+};
+
+template <typename T>
+struct Axis {
+  Mode mode;
+  T start;        // pool: first pixel; align/deform: bin start (continuous)
+  T bin;          // align/deform: bin size
+  int64_t n;      // pool: number of pixels; align/deform: samples
+  int64_t extent; // map size along the axis
+
+  C10_HOST_DEVICE int64_t size() const { return mode == Mode::kPool ? n : 2 * n; }
+
+  // Sample position of sample s (align/deform), as torchvision computes it.
+  C10_HOST_DEVICE T sample(int64_t s) const {
+    return start + static_cast<T>(s + 0.5) * bin / static_cast<T>(n);
+  }
+
+  C10_HOST_DEVICE bool valid(T y) const {
+    // Written as !(inside) so that NaN positions are invalid.
+    if (mode == Mode::kAlign) return y >= T(-1) && y <= static_cast<T>(extent);
+    return y >= T(-0.5) && y <= static_cast<T>(extent) - T(0.5);  // deform
+  }
+
+  // Number of samples that count in the average along this axis.
+  C10_HOST_DEVICE int64_t count() const {
+    if (mode != Mode::kDeform) return n;
+    int64_t c = 0;
+    for (int64_t s = 0; s < n; ++s) c += valid(sample(s)) ? 1 : 0;
+    return c;
+  }
+
+  // Tap i: input index along the axis, weight, d weight / d shift.
+  C10_HOST_DEVICE void tap(int64_t i, int64_t& index, T& w, T& dw) const {
+    if (mode == Mode::kPool) {
+      index = static_cast<int64_t>(start) + i, w = T(1), dw = T(0);
+      return;
+    }
+    const bool high = i & 1;
+    T y = sample(i >> 1);
+    index = 0, w = T(0), dw = T(0);
+    if (!valid(y)) return;
+    bool clamped = false;
+    if (y <= T(0)) y = T(0), clamped = true;
+    int64_t low = static_cast<int64_t>(y);
+    int64_t hi = low + 1;
+    if (low >= extent - 1) {
+      low = hi = extent - 1;
+      y = static_cast<T>(low);
+      clamped = true;
+    }
+    const T l = y - static_cast<T>(low);
+    index = high ? hi : low;
+    w = high ? l : T(1) - l;
+    dw = clamped ? T(0) : (high ? T(1) : T(-1));
+  }
+};
+
+template <typename T>
+struct Bin {
+  Axis<T> y, x;
+  T count;             // divisor of the sum (0: the bin is empty, its value is 0)
+  int64_t channel;     // input channel offset of group (gh, gw) within output channel 0
+  int64_t part;        // deform: offset cell of the bin, part_row * part_w + part_col
+  T shift_scale_y, shift_scale_x;  // deform: d bin shift / d offset
+};
+
+// C++ rounding (half away from zero), as torchvision's ps_roi_pool.
+// Pixel coordinates are clamped far outside any map before integer casts.
+template <typename T>
+C10_HOST_DEVICE inline int64_t round_half_away(T v) {
+  v = v < T(-1e12) ? T(-1e12) : (v > T(1e12) ? T(1e12) : v);
+  return static_cast<int64_t>(v < T(0) ? -::floor(-v + T(0.5)) : ::floor(v + T(0.5)));
+}
+
+C10_HOST_DEVICE inline int64_t clamp_i(int64_t v, int64_t lo, int64_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// The bin (ph, pw) of the RoI (x1, y1, x2, y2) = roi[0..3]. `offset` points at
+// this RoI's [2, part_h, part_w] normalised offsets, or is null.
+template <typename T>
+C10_HOST_DEVICE inline Bin<T> make_bin(
+    const Params<T>& p, const T* roi, const T* offset, int64_t ph, int64_t pw) {
+  Bin<T> b;
+  const int64_t gh = clamp_i(ph * p.group_h / p.pooled_h, 0, p.group_h - 1);
+  const int64_t gw = clamp_i(pw * p.group_w / p.pooled_w, 0, p.group_w - 1);
+  b.channel = gh * p.group_w + gw;
+  b.part = 0;
+  b.shift_scale_y = b.shift_scale_x = T(0);
+  b.y.mode = b.x.mode = p.mode;
+  b.y.extent = p.height;
+  b.x.extent = p.width;
+  if (p.mode == Mode::kPool) {
+    // torchvision's bins, but clipped to [0, H] (its forward clips to H - 1).
+    const int64_t sw = round_half_away(roi[0] * p.spatial_scale);
+    const int64_t sh = round_half_away(roi[1] * p.spatial_scale);
+    const int64_t ew = round_half_away(roi[2] * p.spatial_scale);
+    const int64_t eh = round_half_away(roi[3] * p.spatial_scale);
+    const int64_t rw = ew - sw > 1 ? ew - sw : 1;
+    const int64_t rh = eh - sh > 1 ? eh - sh : 1;
+    const T bh = static_cast<T>(rh) / static_cast<T>(p.pooled_h);
+    const T bw = static_cast<T>(rw) / static_cast<T>(p.pooled_w);
+    const int64_t hs = clamp_i(round_half_away(::floor(static_cast<T>(ph) * bh)) + sh, 0, p.height);
+    const int64_t he = clamp_i(round_half_away(::ceil(static_cast<T>(ph + 1) * bh)) + sh, 0, p.height);
+    const int64_t ws = clamp_i(round_half_away(::floor(static_cast<T>(pw) * bw)) + sw, 0, p.width);
+    const int64_t we = clamp_i(round_half_away(::ceil(static_cast<T>(pw + 1) * bw)) + sw, 0, p.width);
+    b.y.start = static_cast<T>(hs), b.y.n = he > hs ? he - hs : 0, b.y.bin = T(0);
+    b.x.start = static_cast<T>(ws), b.x.n = we > ws ? we - ws : 0, b.x.bin = T(0);
+    b.count = static_cast<T>(b.y.n * b.x.n);
+    return b;
+  }
+  const T half = (p.mode == Mode::kDeform || p.aligned) ? T(0.5) : T(0);
+  const T sw = roi[0] * p.spatial_scale - half;
+  const T sh = roi[1] * p.spatial_scale - half;
+  T rw = roi[2] * p.spatial_scale - half - sw;
+  T rh = roi[3] * p.spatial_scale - half - sh;
+  if (p.mode == Mode::kAlign) {
+    if (!p.aligned) {  // roi_align(aligned=False): RoIs at least 1x1
+      rw = rw > T(1) ? rw : T(1);
+      rh = rh > T(1) ? rh : T(1);
+    }
+    const T bh = rh / static_cast<T>(p.pooled_h), bw = rw / static_cast<T>(p.pooled_w);
+    b.y.start = static_cast<T>(ph) * bh + sh, b.y.bin = bh;
+    b.x.start = static_cast<T>(pw) * bw + sw, b.x.bin = bw;
+    b.y.n = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(rh / static_cast<T>(p.pooled_h)));
+    b.x.n = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(rw / static_cast<T>(p.pooled_w)));
+    // Zero-size boxes sample nothing and pool to 0 (roi_align's guard).
+    if (!(b.y.n > 0)) b.y.n = 0;
+    if (!(b.x.n > 0)) b.x.n = 0;
+    b.count = static_cast<T>(b.y.n * b.x.n);
+    return b;
+  }
+  // Deformable: RoIs at least 0.1 x 0.1 (as the original), the bin shifted by
+  // offset * trans_std * RoI size.
+  rw = rw > T(0.1) ? rw : T(0.1);
+  rh = rh > T(0.1) ? rh : T(0.1);
+  const T bh = rh / static_cast<T>(p.pooled_h), bw = rw / static_cast<T>(p.pooled_w);
+  const int64_t part_row = clamp_i(ph * p.part_h / p.pooled_h, 0, p.part_h - 1);
+  const int64_t part_col = clamp_i(pw * p.part_w / p.pooled_w, 0, p.part_w - 1);
+  b.part = part_row * p.part_w + part_col;
+  b.shift_scale_y = p.trans_std * rh;
+  b.shift_scale_x = p.trans_std * rw;
+  T ty = T(0), tx = T(0);
+  if (offset != nullptr) {
+    tx = offset[b.part] * b.shift_scale_x;
+    ty = offset[p.part_h * p.part_w + b.part] * b.shift_scale_y;
+  }
+  b.y.start = static_cast<T>(ph) * bh + sh + ty, b.y.bin = bh, b.y.n = p.sample_per_part;
+  b.x.start = static_cast<T>(pw) * bw + sw + tx, b.x.bin = bw, b.x.n = p.sample_per_part;
+  b.count = static_cast<T>(b.y.count() * b.x.count());
+  return b;
+}
+
+}  // namespace ps_roi
+}  // namespace scalekit

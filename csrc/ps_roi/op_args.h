@@ -1,0 +1,83 @@
+// Schema arguments of the position-sensitive RoI ops, gathered into one
+// struct and checked once for the CPU and CUDA kernels.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "ps_roi/checks.h"
+#include "ps_roi/geometry.h"
+
+namespace scalekit {
+namespace ps_roi {
+
+struct OpArgs {
+  Mode mode;
+  double spatial_scale;
+  int64_t pooled_h, pooled_w, group_h, group_w, part_h, part_w;
+  int64_t sampling_ratio = 0;
+  bool aligned = false;
+  int64_t sample_per_part = 0;
+  double trans_std = 0;
+
+  template <typename T>
+  Params<T> params(int64_t height, int64_t width) const {
+    return Params<T>{mode,     static_cast<T>(spatial_scale), height,  width,
+                     pooled_h, pooled_w, group_h, group_w, part_h, part_w,
+                     sampling_ratio, aligned, sample_per_part, static_cast<T>(trans_std)};
+  }
+  int64_t groups() const { return group_h * group_w; }
+  int64_t parts() const { return part_h * part_w; }
+};
+
+inline OpArgs pool_args(double spatial_scale, int64_t pooled_h, int64_t pooled_w) {
+  return OpArgs{Mode::kPool, spatial_scale, pooled_h, pooled_w, pooled_h, pooled_w, 1, 1};
+}
+
+inline OpArgs align_args(double spatial_scale, int64_t pooled_h, int64_t pooled_w,
+                         int64_t sampling_ratio, bool aligned) {
+  OpArgs a{Mode::kAlign, spatial_scale, pooled_h, pooled_w, pooled_h, pooled_w, 1, 1};
+  a.sampling_ratio = sampling_ratio;
+  a.aligned = aligned;
+  return a;
+}
+
+inline OpArgs deform_args(double spatial_scale, int64_t pooled_h, int64_t pooled_w,
+                          int64_t group_h, int64_t group_w, int64_t part_h, int64_t part_w,
+                          int64_t sample_per_part, double trans_std) {
+  OpArgs a{Mode::kDeform, spatial_scale, pooled_h, pooled_w, group_h, group_w, part_h, part_w};
+  a.sample_per_part = sample_per_part;
+  a.trans_std = trans_std;
+  return a;
+}
+
+// Checks for a forward call; returns the number of output channels.
+inline int64_t check_forward(const at::Tensor& input, const at::Tensor& rois,
+                             const std::optional<at::Tensor>& offset, const OpArgs& a) {
+  check_input_rois(input, rois);
+  check_pooled(input.size(1), a.pooled_h, a.pooled_w, a.group_h, a.group_w);
+  TORCH_CHECK_VALUE(std::isfinite(a.spatial_scale) && a.spatial_scale > 0,
+                    "spatial_scale must be a finite number > 0, got ", a.spatial_scale);
+  if (a.mode == Mode::kDeform) {
+    TORCH_CHECK_VALUE(a.part_h > 0 && a.part_w > 0, "part_size must be positive, got (",
+                      a.part_h, ", ", a.part_w, ")");
+    TORCH_CHECK_VALUE(a.sample_per_part > 0, "sample_per_part must be positive, got ",
+                      a.sample_per_part);
+    TORCH_CHECK_VALUE(std::isfinite(a.trans_std), "trans_std must be finite, got ", a.trans_std);
+    check_offset(offset, input, rois.size(0), a.part_h, a.part_w);
+  }
+  check_roi_values(rois, input.size(0));
+  return input.size(1) / a.groups();
+}
+
+inline void check_backward(const at::Tensor& grad, const at::Tensor& rois, const OpArgs& a,
+                           int64_t channels) {
+  TORCH_CHECK_VALUE(
+      grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(2) == a.pooled_h &&
+          grad.size(3) == a.pooled_w && grad.size(1) * a.groups() == channels,
+      "grad must have shape [K, C, pooled_h, pooled_w], got ", grad.sizes());
+}
+
+}  // namespace ps_roi
+}  // namespace scalekit

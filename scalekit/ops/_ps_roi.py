@@ -1,0 +1,355 @@
+"""Position-sensitive RoI pooling: R-FCN's PSRoIPool and PSRoIAlign (Dai, Li, He
+and Sun, NeurIPS 2016) and Deformable R-FCN's deformable PSRoI pooling (Dai et
+al., ICCV 2017), the heads of SNIP (thesis §2.7.1) and R-FCN-3000 (§4.4.3).
+
+``input`` has ``C * ph * pw`` channels; output channel ``c`` of bin ``(i, j)``
+reads input channel ``(c * ph + i) * pw + j`` (torchvision's layout), so each
+bin position has its own score maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from scalekit import _ext
+from scalekit.ops._checks import check_float, check_number, check_tensor
+
+__all__ = [
+    "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
+]
+
+BoxesLike = Tensor | Sequence[Tensor]
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
+    return pair
+
+
+def _rois(input: Tensor, boxes: BoxesLike) -> Tensor:
+    """``[K, 5]`` RoIs (batch index first) from a ``[K, 5]`` tensor or a list of ``[L, 4]`` tensors."""
+    if isinstance(boxes, (list, tuple)):
+        for i, b in enumerate(boxes):
+            check_tensor(b, f"boxes[{i}]")
+            if b.dim() != 2 or b.shape[1] != 4:
+                raise ValueError(f"boxes[{i}] must have shape [L, 4], got {list(b.shape)}")
+        if len(boxes) == 0:
+            return input.new_zeros((0, 5))
+        cat = torch.cat([b.to(input.dtype) for b in boxes])
+        idx = torch.cat([torch.full_like(b[:, :1], i, dtype=input.dtype) for i, b in enumerate(boxes)])
+        boxes = torch.cat([idx.to(cat.device), cat], dim=1)
+    check_tensor(boxes, "boxes")
+    if boxes.dim() != 2 or boxes.shape[1] != 5:
+        raise ValueError(
+            "boxes must be a [K, 5] tensor (batch index, x1, y1, x2, y2) or a list of [L, 4] tensors, "
+            f"got shape {list(boxes.shape)}"
+        )
+    if boxes.device != input.device:
+        raise ValueError(f"boxes must be on the device of input ({input.device}), got {boxes.device}")
+    return boxes.to(input.dtype)
+
+
+def _check_input(input: Tensor, groups: tuple[int, int]) -> None:
+    _ext.assert_has_ops()
+    check_float(input, "input")
+    if input.dim() != 4:
+        raise ValueError(f"input must have shape [N, C, H, W], got {list(input.shape)}")
+    if input.shape[1] % (groups[0] * groups[1]) != 0:
+        raise ValueError(
+            f"input channels ({input.shape[1]}) must be divisible by {groups[0]} * {groups[1]} "
+            "(one channel per bin position and output channel)"
+        )
+
+
+def ps_roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: float = 1.0) -> Tensor:
+    """Position-sensitive RoI max-free (average) pooling; a drop-in for :func:`torchvision.ops.ps_roi_pool`.
+
+    Each RoI is rounded to the feature grid (C++ rounding, .5 away from zero),
+    split into ``ph x pw`` bins of whole pixels, and bin ``(i, j)`` of output
+    channel ``c`` averages input channel ``(c * ph + i) * pw + j`` over the
+    pixels the bin covers. Unlike torchvision, which stops bins one pixel short
+    of the last row and column in the forward pass (but not in the backward),
+    every covered pixel is pooled, forward and backward alike. Backward is
+    deterministic on the CPU; on CUDA it uses atomic adds (PyTorch's
+    non-determinism alert is raised).
+
+    Args:
+        input: ``[N, C * ph * pw, H, W]`` feature map, float16/bfloat16/float32/float64.
+        boxes: ``[K, 5]`` RoIs ``(batch index, x1, y1, x2, y2)`` in image
+            coordinates, or a list of ``N`` tensors ``[L, 4]``.
+        output_size: ``ph`` or ``(ph, pw)``.
+        spatial_scale: feature-map size / image size (e.g. 1/16).
+
+    Returns:
+        ``[K, C, ph, pw]``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import ps_roi_pool
+        >>> x = torch.arange(25.0).reshape(1, 1, 5, 5)
+        >>> ps_roi_pool(x, torch.tensor([[0.0, 0, 0, 5, 5]]), output_size=1)  # the whole map
+        tensor([[[[12.]]]])
+    """
+    ph, pw = _pair(output_size, "output_size")
+    _check_input(input, (ph, pw))
+    rois = _rois(input, boxes)
+    scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
+    return torch.ops.scalekit.ps_roi_pool(input, rois, scale, ph, pw)
+
+
+def ps_roi_align(
+    input: Tensor,
+    boxes: BoxesLike,
+    output_size,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = True,
+) -> Tensor:
+    """Position-sensitive RoI Align; a drop-in for :func:`torchvision.ops.ps_roi_align`.
+
+    Bin ``(i, j)`` of output channel ``c`` averages bilinear samples of input
+    channel ``(c * ph + i) * pw + j`` on a regular grid of ``sampling_ratio``
+    samples per bin side (``-1``: ``ceil(bin size)``), as RoIAlign does.
+
+    ``aligned=True`` (default) shifts boxes by half a pixel, the convention of
+    ``roi_align(aligned=True)``; torchvision's ``ps_roi_align``, which has no
+    flag, always does this, so the default equals it. ``aligned=False`` is
+    ``roi_align(aligned=False)``'s legacy convention: no shift, and RoIs of at
+    least 1x1. Zero-size boxes pool to 0 (torchvision's ``ps_roi_align`` gives
+    NaN, ``roi_align`` gives 0). Backward is deterministic on the CPU; on CUDA
+    it uses atomic adds (PyTorch's non-determinism alert is raised).
+
+    Args:
+        input: ``[N, C * ph * pw, H, W]`` feature map, float16/bfloat16/float32/float64.
+        boxes: ``[K, 5]`` RoIs ``(batch index, x1, y1, x2, y2)`` or a list of ``[L, 4]``.
+        output_size: ``ph`` or ``(ph, pw)``.
+        spatial_scale: feature-map size / image size.
+        sampling_ratio: samples per bin side; ``<= 0`` for adaptive.
+        aligned: half-pixel box shift, see above.
+
+    Returns:
+        ``[K, C, ph, pw]``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import ps_roi_align
+        >>> x = torch.arange(25.0).reshape(1, 1, 5, 5)
+        >>> ps_roi_align(x, torch.tensor([[0.0, 0, 0, 4, 4]]), 1, sampling_ratio=1)  # samples (1.5, 1.5)
+        tensor([[[[9.]]]])
+        >>> ps_roi_align(x, torch.tensor([[0.0, 0, 0, 4, 4]]), 1, sampling_ratio=1, aligned=False)  # (2, 2)
+        tensor([[[[12.]]]])
+    """
+    ph, pw = _pair(output_size, "output_size")
+    _check_input(input, (ph, pw))
+    rois = _rois(input, boxes)
+    scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
+    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
+        raise TypeError(f"sampling_ratio must be an int, got {type(sampling_ratio).__name__}")
+    return torch.ops.scalekit.ps_roi_align(input, rois, scale, ph, pw, sampling_ratio, bool(aligned))
+
+
+def deform_ps_roi_pool(
+    input: Tensor,
+    boxes: BoxesLike,
+    offset: Tensor | None,
+    output_size,
+    spatial_scale: float = 1.0,
+    group_size=None,
+    part_size=None,
+    sample_per_part: int = 4,
+    trans_std: float = 0.1,
+) -> Tensor:
+    """Deformable position-sensitive RoI pooling (Deformable R-FCN, Dai et al. 2017).
+
+    Where the samples lie, for RoI ``(x1, y1, x2, y2)`` and ``s = spatial_scale``:
+
+    * the RoI on the feature map starts at ``(x1 * s - 0.5, y1 * s - 0.5)`` and
+      ends at ``(x2 * s - 0.5, y2 * s - 0.5)`` (pixel centres at integers, as
+      ``ps_roi_align(aligned=True)``); its size is at least 0.1 x 0.1;
+    * it is split into ``ph x pw`` bins; bin ``(i, j)`` belongs to offset cell
+      ``(i * part_h // ph, j * part_w // pw)`` and to channel group
+      ``(i * group_h // ph, j * group_w // pw)``;
+    * the bin is shifted by ``offset[k, :, cell] * trans_std * (RoI width, RoI height)``
+      (``offset[k, 0]`` is x, ``offset[k, 1]`` is y);
+    * it averages ``sample_per_part x sample_per_part`` bilinear samples at the
+      centres of its sub-bins, of input channel ``(c * group_h + gi) * group_w + gj``;
+      a sample more than half a pixel outside the map is skipped (not counted),
+      one within half a pixel is clamped onto the map.
+
+    Conventions kept from the original code: ``trans_std`` x RoI size offset
+    scaling, the 0.1 minimum RoI size, the half-pixel skip rule, averaging over
+    the samples that count, and no gradient to the boxes. Changed: boxes are not
+    rounded to whole pixels and the end is not extended by one pixel (scalekit's
+    continuous coordinates), and samples sit at sub-bin centres instead of
+    their top-left corners. With ``offset=None`` (or zeros) and ``group_size`` =
+    ``output_size``, a box at least 0.1 feature pixels wide and high whose
+    samples stay on the map pools exactly as
+    ``ps_roi_align(aligned=True, sampling_ratio=sample_per_part)``.
+
+    Gradients flow to ``input`` and ``offset``. Backward is deterministic on the
+    CPU; on CUDA it uses atomic adds (PyTorch's non-determinism alert is raised).
+
+    Args:
+        input: ``[N, C * group_h * group_w, H, W]``.
+        boxes: ``[K, 5]`` RoIs ``(batch index, x1, y1, x2, y2)`` or a list of ``[L, 4]``.
+        offset: ``[K, 2, part_h, part_w]`` normalised offsets, or ``None`` for no shift.
+        output_size: ``ph`` or ``(ph, pw)``.
+        spatial_scale: feature-map size / image size.
+        group_size: position-sensitive groups per side (default ``output_size``).
+        part_size: offset cells per side (default ``output_size``).
+        sample_per_part: samples per bin side (default 4, as the original).
+        trans_std: offset scale (default 0.1, as the original).
+
+    Returns:
+        ``[K, C, ph, pw]``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import deform_ps_roi_pool, ps_roi_align
+        >>> x = torch.randn(1, 2 * 9, 16, 16)
+        >>> boxes = torch.tensor([[0.0, 2, 3, 12, 11]])
+        >>> out = deform_ps_roi_pool(x, boxes, None, output_size=3, sample_per_part=2)
+        >>> out.shape
+        torch.Size([1, 2, 3, 3])
+        >>> torch.equal(out, ps_roi_align(x, boxes, 3, sampling_ratio=2))
+        True
+        >>> shifted = deform_ps_roi_pool(x, boxes, torch.full((1, 2, 3, 3), 0.5), 3, sample_per_part=2)
+    """
+    ph, pw = _pair(output_size, "output_size")
+    gh, gw = _pair(group_size if group_size is not None else (ph, pw), "group_size")
+    parth, partw = _pair(part_size if part_size is not None else (ph, pw), "part_size")
+    _check_input(input, (gh, gw))
+    rois = _rois(input, boxes)
+    if offset is not None:
+        check_float(offset, "offset")
+        expected = [rois.shape[0], 2, parth, partw]
+        if list(offset.shape) != expected:
+            raise ValueError(f"offset must have shape [K, 2, part_h, part_w] = {expected}, got {list(offset.shape)}")
+        if offset.device != input.device:
+            raise ValueError(f"offset must be on the device of input ({input.device}), got {offset.device}")
+        offset = offset.to(input.dtype)
+    scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
+    if isinstance(sample_per_part, bool) or not isinstance(sample_per_part, int) or sample_per_part <= 0:
+        raise ValueError(f"sample_per_part must be a positive int, got {sample_per_part!r}")
+    trans_std = check_number(trans_std, "trans_std", allow_inf=False)
+    return torch.ops.scalekit.deform_ps_roi_pool(
+        input, rois, offset, scale, ph, pw, gh, gw, parth, partw, sample_per_part, trans_std
+    )
+
+
+class PSRoIPool(nn.Module):
+    """:func:`ps_roi_pool` as a module.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import PSRoIPool
+        >>> pool = PSRoIPool(output_size=7, spatial_scale=1 / 16)
+        >>> pool
+        PSRoIPool(output_size=(7, 7), spatial_scale=0.0625)
+        >>> pool(torch.randn(1, 3 * 49, 38, 50), [torch.tensor([[10.0, 20, 300, 400]])]).shape
+        torch.Size([1, 3, 7, 7])
+    """
+
+    def __init__(self, output_size, spatial_scale: float = 1.0) -> None:
+        super().__init__()
+        self.output_size = _pair(output_size, "output_size")
+        self.spatial_scale = spatial_scale
+
+    def forward(self, input: Tensor, boxes: BoxesLike) -> Tensor:
+        return ps_roi_pool(input, boxes, self.output_size, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
+
+
+class PSRoIAlign(nn.Module):
+    """:func:`ps_roi_align` as a module.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import PSRoIAlign
+        >>> align = PSRoIAlign(7, spatial_scale=1 / 16, sampling_ratio=2)
+        >>> align(torch.randn(2, 3 * 49, 38, 50), torch.tensor([[1.0, 10, 20, 300, 400]])).shape
+        torch.Size([1, 3, 7, 7])
+    """
+
+    def __init__(self, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
+                 aligned: bool = True) -> None:
+        super().__init__()
+        self.output_size = _pair(output_size, "output_size")
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+
+    def forward(self, input: Tensor, boxes: BoxesLike) -> Tensor:
+        return ps_roi_align(input, boxes, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
+
+
+class DeformPSRoIPool(nn.Module):
+    """Deformable PSRoI pooling with its own offset branch, as in Deformable R-FCN.
+
+    A first pass pools without offsets; a small fully connected branch
+    (``fc -> ReLU -> fc``) predicts the ``[K, 2, part_h, part_w]`` normalised
+    offsets from it; a second pass pools with them. The last layer starts at
+    zero, so a fresh module pools without offsets and learns to deform.
+
+    Args:
+        out_channels: ``C``, the output channels (input has ``C * group_h * group_w``).
+        output_size, spatial_scale, group_size, part_size, sample_per_part,
+        trans_std: as :func:`deform_ps_roi_pool`.
+        hidden_dim: width of the offset branch's hidden layer.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import DeformPSRoIPool
+        >>> pool = DeformPSRoIPool(out_channels=2, output_size=3, spatial_scale=0.5)
+        >>> x, boxes = torch.randn(1, 18, 16, 16), torch.tensor([[0.0, 4, 4, 20, 24]])
+        >>> pool(x, boxes).shape
+        torch.Size([1, 2, 3, 3])
+        >>> pool.offset(x, boxes).abs().max()  # zero until trained
+        tensor(0., grad_fn=<MaxBackward1>)
+    """
+
+    def __init__(self, out_channels: int, output_size, spatial_scale: float = 1.0, group_size=None,
+                 part_size=None, sample_per_part: int = 4, trans_std: float = 0.1,
+                 hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.output_size = _pair(output_size, "output_size")
+        self.group_size = _pair(group_size if group_size is not None else self.output_size, "group_size")
+        self.part_size = _pair(part_size if part_size is not None else self.output_size, "part_size")
+        self.spatial_scale = spatial_scale
+        self.sample_per_part = sample_per_part
+        self.trans_std = trans_std
+        ph, pw = self.output_size
+        self.offset_fc = nn.Sequential(
+            nn.Linear(out_channels * ph * pw, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, 2 * self.part_size[0] * self.part_size[1]),
+        )
+        nn.init.zeros_(self.offset_fc[-1].weight)
+        nn.init.zeros_(self.offset_fc[-1].bias)
+
+    def _pool(self, input: Tensor, boxes: BoxesLike, offset: Tensor | None) -> Tensor:
+        return deform_ps_roi_pool(input, boxes, offset, self.output_size, self.spatial_scale, self.group_size,
+                                  self.part_size, self.sample_per_part, self.trans_std)
+
+    def offset(self, input: Tensor, boxes: BoxesLike) -> Tensor:
+        """The predicted ``[K, 2, part_h, part_w]`` offsets."""
+        plain = self._pool(input, boxes, None)
+        return self.offset_fc(plain.flatten(1)).view(plain.shape[0], 2, *self.part_size)
+
+    def forward(self, input: Tensor, boxes: BoxesLike) -> Tensor:
+        return self._pool(input, boxes, self.offset(input, boxes))
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, group_size={self.group_size}, "
+                f"part_size={self.part_size}, sample_per_part={self.sample_per_part}, trans_std={self.trans_std}")

@@ -1,0 +1,95 @@
+"""Fake (meta) kernels and autograd formulas of the compiled ops, registered in
+Python (``torch.library``) as pytorch/extension-cpp does, so that
+``torch.compile`` traces through every op. Registered only when the compiled
+library (which declares the schemas) is loaded."""
+
+from __future__ import annotations
+
+import torch
+
+_lib = "scalekit::"
+
+
+def _check_nms(boxes, scores, idxs) -> None:
+    torch._check(boxes.dim() == 2 and boxes.shape[1] == 4, lambda: f"boxes must be [N, 4], got {boxes.shape}")
+    torch._check(scores.dim() == 1 and scores.shape[0] == boxes.shape[0], lambda: "scores must be [N]")
+    if idxs is not None:
+        torch._check(idxs.dim() == 1 and idxs.shape[0] == boxes.shape[0], lambda: "idxs must be [N]")
+
+
+def _pooled(input, rois, ph, pw, groups):
+    torch._check(input.dim() == 4, lambda: "input must be [N, C, H, W]")
+    torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "boxes must be [K, 5]")
+    torch._check(input.shape[1] % groups == 0, lambda: "input channels must be divisible by the groups")
+    return input.new_empty((rois.shape[0], input.shape[1] // groups, ph, pw))
+
+
+def register() -> None:
+    # ---- NMS family: outputs of data-dependent size
+    @torch.library.register_fake(_lib + "nms")
+    def _nms(boxes, scores, idxs, iou_threshold, pixel_offset):
+        _check_nms(boxes, scores, idxs)
+        return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+
+    @torch.library.register_fake(_lib + "soft_nms")
+    def _soft_nms(boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, pixel_offset):
+        _check_nms(boxes, scores, idxs)
+        kept = torch.library.get_ctx().new_dynamic_size()
+        return boxes.new_empty((kept,), dtype=torch.int64), scores.new_empty((kept,))
+
+    # ---- position-sensitive RoI pooling
+    @torch.library.register_fake(_lib + "ps_roi_pool")
+    def _ps_roi_pool(input, rois, spatial_scale, ph, pw):
+        return _pooled(input, rois, ph, pw, ph * pw)
+
+    @torch.library.register_fake(_lib + "_ps_roi_pool_backward")
+    def _ps_roi_pool_bwd(grad, rois, spatial_scale, ph, pw, n, c, h, w):
+        return grad.new_empty((n, c, h, w))
+
+    @torch.library.register_fake(_lib + "ps_roi_align")
+    def _ps_roi_align(input, rois, spatial_scale, ph, pw, sampling_ratio, aligned):
+        return _pooled(input, rois, ph, pw, ph * pw)
+
+    @torch.library.register_fake(_lib + "_ps_roi_align_backward")
+    def _ps_roi_align_bwd(grad, rois, spatial_scale, ph, pw, sampling_ratio, aligned, n, c, h, w):
+        return grad.new_empty((n, c, h, w))
+
+    @torch.library.register_fake(_lib + "deform_ps_roi_pool")
+    def _deform(input, rois, offset, spatial_scale, ph, pw, gh, gw, parth, partw, spp, trans_std):
+        return _pooled(input, rois, ph, pw, gh * gw)
+
+    @torch.library.register_fake(_lib + "_deform_ps_roi_pool_backward")
+    def _deform_bwd(grad, input, rois, offset, spatial_scale, ph, pw, gh, gw, parth, partw, spp, trans_std):
+        return input.new_empty(input.shape), grad.new_empty((rois.shape[0], 2, parth, partw))
+
+    # ---- autograd (gradients to the feature map and to the offsets, none to the boxes)
+    def _setup(ctx, inputs, output):
+        ctx.input_shape = inputs[0].shape
+        ctx.args = inputs[2:]
+        ctx.save_for_backward(inputs[1])
+
+    def _ps_roi_pool_backward(ctx, grad):
+        (rois,) = ctx.saved_tensors
+        gi = torch.ops.scalekit._ps_roi_pool_backward(grad, rois, *ctx.args, *ctx.input_shape)
+        return (gi,) + (None,) * (1 + len(ctx.args))
+
+    def _ps_roi_align_backward(ctx, grad):
+        (rois,) = ctx.saved_tensors
+        gi = torch.ops.scalekit._ps_roi_align_backward(grad, rois, *ctx.args, *ctx.input_shape)
+        return (gi,) + (None,) * (1 + len(ctx.args))
+
+    torch.library.register_autograd(_lib + "ps_roi_pool", _ps_roi_pool_backward, setup_context=_setup)
+    torch.library.register_autograd(_lib + "ps_roi_align", _ps_roi_align_backward, setup_context=_setup)
+
+    def _deform_setup(ctx, inputs, output):
+        input, rois, offset = inputs[:3]
+        ctx.args = inputs[3:]
+        ctx.has_offset = offset is not None
+        ctx.save_for_backward(input, rois, offset)
+
+    def _deform_backward(ctx, grad):
+        input, rois, offset = ctx.saved_tensors
+        gi, go = torch.ops.scalekit._deform_ps_roi_pool_backward(grad, input, rois, offset, *ctx.args)
+        return (gi, None, go if ctx.has_offset else None) + (None,) * len(ctx.args)
+
+    torch.library.register_autograd(_lib + "deform_ps_roi_pool", _deform_backward, setup_context=_deform_setup)
