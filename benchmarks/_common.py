@@ -56,5 +56,5 @@ class Table:
     def row(self, case: str, device: torch.device, ours: float, theirs: float | None) -> None:
         peer = _fmt_time(theirs) if theirs is not None else f"{'-':>11}"
         ratio = f"{theirs / ours:7.1f}x" if theirs is not None else f"{'-':>8}"
-        print(f"{case:<44} {device.type:<6} {_fmt_time(ours):>11} {peer:>11} {ratio:>8}")
+        print(f"{case:<58} {device.type:<6} {_fmt_time(ours):>11} {peer:>11} {ratio:>8}")
         sys.stdout.flush()

@@ -61,29 +61,31 @@ struct Axis {
     return c;
   }
 
-  // Tap i: input index along the axis, weight, d weight / d shift.
-  C10_HOST_DEVICE void tap(int64_t i, int64_t& index, T& w, T& dw) const {
+  // Calls f(index, weight, d weight / d shift) for every tap along the axis.
+  // Samples that do not count (off the map) emit nothing.
+  template <typename F>
+  C10_HOST_DEVICE void for_each_tap(F&& f) const {
     if (mode == Mode::kPool) {
-      index = static_cast<int64_t>(start) + i, w = T(1), dw = T(0);
+      const int64_t first = static_cast<int64_t>(start);
+      for (int64_t i = 0; i < n; ++i) f(first + i, T(1), T(0));
       return;
     }
-    const bool high = i & 1;
-    T y = sample(i >> 1);
-    index = 0, w = T(0), dw = T(0);
-    if (!valid(y)) return;
-    bool clamped = false;
-    if (y <= T(0)) y = T(0), clamped = true;
-    int64_t low = static_cast<int64_t>(y);
-    int64_t hi = low + 1;
-    if (low >= extent - 1) {
-      low = hi = extent - 1;
-      y = static_cast<T>(low);
-      clamped = true;
+    for (int64_t s = 0; s < n; ++s) {
+      T y = sample(s);
+      if (!valid(y)) continue;
+      bool clamped = false;
+      if (y <= T(0)) y = T(0), clamped = true;
+      int64_t low = static_cast<int64_t>(y);
+      int64_t hi = low + 1;
+      if (low >= extent - 1) {
+        low = hi = extent - 1;
+        y = static_cast<T>(low);
+        clamped = true;
+      }
+      const T l = y - static_cast<T>(low);
+      f(low, T(1) - l, clamped ? T(0) : T(-1));
+      f(hi, l, clamped ? T(0) : T(1));
     }
-    const T l = y - static_cast<T>(low);
-    index = high ? hi : low;
-    w = high ? l : T(1) - l;
-    dw = clamped ? T(0) : (high ? T(1) : T(-1));
   }
 };
 
@@ -108,77 +110,115 @@ C10_HOST_DEVICE inline int64_t clamp_i(int64_t v, int64_t lo, int64_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-// The bin (ph, pw) of the RoI (x1, y1, x2, y2) = roi[0..3]. `offset` points at
-// this RoI's [2, part_h, part_w] normalised offsets, or is null.
+// Per-RoI quantities, computed once per RoI.
 template <typename T>
-C10_HOST_DEVICE inline Bin<T> make_bin(
-    const Params<T>& p, const T* roi, const T* offset, int64_t ph, int64_t pw) {
-  Bin<T> b;
-  const int64_t gh = clamp_i(ph * p.group_h / p.pooled_h, 0, p.group_h - 1);
-  const int64_t gw = clamp_i(pw * p.group_w / p.pooled_w, 0, p.group_w - 1);
-  b.channel = gh * p.group_w + gw;
-  b.part = 0;
-  b.shift_scale_y = b.shift_scale_x = T(0);
-  b.y.mode = b.x.mode = p.mode;
-  b.y.extent = p.height;
-  b.x.extent = p.width;
+struct Frame {
+  T sh, sw;      // start (pool: whole pixels)
+  T bh, bw;      // bin size
+  T rh, rw;      // RoI size (deform offsets scale with it)
+  int64_t ny, nx;  // align: samples per bin side
+};
+
+// The frame of the RoI (x1, y1, x2, y2) = roi[0..3].
+template <typename T>
+C10_HOST_DEVICE inline Frame<T> make_frame(const Params<T>& p, const T* roi) {
+  Frame<T> f;
   if (p.mode == Mode::kPool) {
-    // torchvision's bins, but clipped to [0, H] (its forward clips to H - 1).
+    // torchvision's rounding of the RoI to whole pixels.
     const int64_t sw = round_half_away(roi[0] * p.spatial_scale);
     const int64_t sh = round_half_away(roi[1] * p.spatial_scale);
     const int64_t ew = round_half_away(roi[2] * p.spatial_scale);
     const int64_t eh = round_half_away(roi[3] * p.spatial_scale);
     const int64_t rw = ew - sw > 1 ? ew - sw : 1;
     const int64_t rh = eh - sh > 1 ? eh - sh : 1;
-    const T bh = static_cast<T>(rh) / static_cast<T>(p.pooled_h);
-    const T bw = static_cast<T>(rw) / static_cast<T>(p.pooled_w);
-    const int64_t hs = clamp_i(round_half_away(::floor(static_cast<T>(ph) * bh)) + sh, 0, p.height);
-    const int64_t he = clamp_i(round_half_away(::ceil(static_cast<T>(ph + 1) * bh)) + sh, 0, p.height);
-    const int64_t ws = clamp_i(round_half_away(::floor(static_cast<T>(pw) * bw)) + sw, 0, p.width);
-    const int64_t we = clamp_i(round_half_away(::ceil(static_cast<T>(pw + 1) * bw)) + sw, 0, p.width);
-    b.y.start = static_cast<T>(hs), b.y.n = he > hs ? he - hs : 0, b.y.bin = T(0);
-    b.x.start = static_cast<T>(ws), b.x.n = we > ws ? we - ws : 0, b.x.bin = T(0);
-    b.count = static_cast<T>(b.y.n * b.x.n);
-    return b;
+    f.sw = static_cast<T>(sw), f.sh = static_cast<T>(sh);
+    f.rw = static_cast<T>(rw), f.rh = static_cast<T>(rh);
+    f.bh = f.rh / static_cast<T>(p.pooled_h), f.bw = f.rw / static_cast<T>(p.pooled_w);
+    f.ny = f.nx = 0;
+    return f;
   }
   const T half = (p.mode == Mode::kDeform || p.aligned) ? T(0.5) : T(0);
-  const T sw = roi[0] * p.spatial_scale - half;
-  const T sh = roi[1] * p.spatial_scale - half;
-  T rw = roi[2] * p.spatial_scale - half - sw;
-  T rh = roi[3] * p.spatial_scale - half - sh;
-  if (p.mode == Mode::kAlign) {
-    if (!p.aligned) {  // roi_align(aligned=False): RoIs at least 1x1
-      rw = rw > T(1) ? rw : T(1);
-      rh = rh > T(1) ? rh : T(1);
-    }
-    const T bh = rh / static_cast<T>(p.pooled_h), bw = rw / static_cast<T>(p.pooled_w);
-    b.y.start = static_cast<T>(ph) * bh + sh, b.y.bin = bh;
-    b.x.start = static_cast<T>(pw) * bw + sw, b.x.bin = bw;
-    b.y.n = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(rh / static_cast<T>(p.pooled_h)));
-    b.x.n = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(rw / static_cast<T>(p.pooled_w)));
+  f.sw = roi[0] * p.spatial_scale - half;
+  f.sh = roi[1] * p.spatial_scale - half;
+  f.rw = roi[2] * p.spatial_scale - half - f.sw;
+  f.rh = roi[3] * p.spatial_scale - half - f.sh;
+  if (p.mode == Mode::kAlign && !p.aligned) {  // roi_align(aligned=False): at least 1x1
+    f.rw = f.rw > T(1) ? f.rw : T(1);
+    f.rh = f.rh > T(1) ? f.rh : T(1);
+  }
+  if (p.mode == Mode::kDeform) {  // the original's minimum RoI size
+    f.rw = f.rw > T(0.1) ? f.rw : T(0.1);
+    f.rh = f.rh > T(0.1) ? f.rh : T(0.1);
+  }
+  f.bh = f.rh / static_cast<T>(p.pooled_h), f.bw = f.rw / static_cast<T>(p.pooled_w);
+  if (p.mode == Mode::kDeform) {
+    f.ny = f.nx = p.sample_per_part;
+  } else {
+    f.ny = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(f.bh));
+    f.nx = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(f.bw));
     // Zero-size boxes sample nothing and pool to 0 (roi_align's guard).
-    if (!(b.y.n > 0)) b.y.n = 0;
-    if (!(b.x.n > 0)) b.x.n = 0;
+    if (!(f.ny > 0)) f.ny = 0;
+    if (!(f.nx > 0)) f.nx = 0;
+  }
+  return f;
+}
+
+// Channel group of bin (ph, pw): its input channel within output channel 0.
+template <typename T>
+C10_HOST_DEVICE inline int64_t bin_channel(const Params<T>& p, int64_t ph, int64_t pw) {
+  const int64_t gh = clamp_i(ph * p.group_h / p.pooled_h, 0, p.group_h - 1);
+  const int64_t gw = clamp_i(pw * p.group_w / p.pooled_w, 0, p.group_w - 1);
+  return gh * p.group_w + gw;
+}
+
+// Deformable offset cell of bin (ph, pw).
+template <typename T>
+C10_HOST_DEVICE inline int64_t bin_part(const Params<T>& p, int64_t ph, int64_t pw) {
+  const int64_t r = clamp_i(ph * p.part_h / p.pooled_h, 0, p.part_h - 1);
+  const int64_t c = clamp_i(pw * p.part_w / p.pooled_w, 0, p.part_w - 1);
+  return r * p.part_w + c;
+}
+
+// Bin (ph, pw) of a RoI with frame f. `offset` points at this RoI's
+// [2, part_h, part_w] normalised offsets, or is null; channel and part are
+// bin_channel() and bin_part() of the bin.
+template <typename T>
+C10_HOST_DEVICE inline Bin<T> make_bin(const Params<T>& p, const Frame<T>& f, const T* offset,
+                                       int64_t ph, int64_t pw, int64_t channel, int64_t part) {
+  Bin<T> b;
+  b.channel = channel;
+  b.part = part;
+  b.shift_scale_y = b.shift_scale_x = T(0);
+  b.y.mode = b.x.mode = p.mode;
+  b.y.extent = p.height;
+  b.x.extent = p.width;
+  b.y.bin = f.bh, b.x.bin = f.bw;
+  if (p.mode == Mode::kPool) {
+    // torchvision's bins, but clipped to [0, H] (its forward clips to H - 1).
+    const int64_t sh = static_cast<int64_t>(f.sh), sw = static_cast<int64_t>(f.sw);
+    const int64_t hs = clamp_i(round_half_away(::floor(static_cast<T>(ph) * f.bh)) + sh, 0, p.height);
+    const int64_t he = clamp_i(round_half_away(::ceil(static_cast<T>(ph + 1) * f.bh)) + sh, 0, p.height);
+    const int64_t ws = clamp_i(round_half_away(::floor(static_cast<T>(pw) * f.bw)) + sw, 0, p.width);
+    const int64_t we = clamp_i(round_half_away(::ceil(static_cast<T>(pw + 1) * f.bw)) + sw, 0, p.width);
+    b.y.start = static_cast<T>(hs), b.y.n = he > hs ? he - hs : 0;
+    b.x.start = static_cast<T>(ws), b.x.n = we > ws ? we - ws : 0;
     b.count = static_cast<T>(b.y.n * b.x.n);
     return b;
   }
-  // Deformable: RoIs at least 0.1 x 0.1 (as the original), the bin shifted by
-  // offset * trans_std * RoI size.
-  rw = rw > T(0.1) ? rw : T(0.1);
-  rh = rh > T(0.1) ? rh : T(0.1);
-  const T bh = rh / static_cast<T>(p.pooled_h), bw = rw / static_cast<T>(p.pooled_w);
-  const int64_t part_row = clamp_i(ph * p.part_h / p.pooled_h, 0, p.part_h - 1);
-  const int64_t part_col = clamp_i(pw * p.part_w / p.pooled_w, 0, p.part_w - 1);
-  b.part = part_row * p.part_w + part_col;
-  b.shift_scale_y = p.trans_std * rh;
-  b.shift_scale_x = p.trans_std * rw;
-  T ty = T(0), tx = T(0);
-  if (offset != nullptr) {
-    tx = offset[b.part] * b.shift_scale_x;
-    ty = offset[p.part_h * p.part_w + b.part] * b.shift_scale_y;
+  b.y.start = static_cast<T>(ph) * f.bh + f.sh;
+  b.x.start = static_cast<T>(pw) * f.bw + f.sw;
+  b.y.n = f.ny, b.x.n = f.nx;
+  if (p.mode == Mode::kAlign) {
+    b.count = static_cast<T>(f.ny * f.nx);
+    return b;
   }
-  b.y.start = static_cast<T>(ph) * bh + sh + ty, b.y.bin = bh, b.y.n = p.sample_per_part;
-  b.x.start = static_cast<T>(pw) * bw + sw + tx, b.x.bin = bw, b.x.n = p.sample_per_part;
+  // Deformable: the bin shifted by offset * trans_std * RoI size.
+  b.shift_scale_y = p.trans_std * f.rh;
+  b.shift_scale_x = p.trans_std * f.rw;
+  if (offset != nullptr) {
+    b.x.start = b.x.start + offset[part] * b.shift_scale_x;
+    b.y.start = b.y.start + offset[p.part_h * p.part_w + part] * b.shift_scale_y;
+  }
   b.count = static_cast<T>(b.y.count() * b.x.count());
   return b;
 }

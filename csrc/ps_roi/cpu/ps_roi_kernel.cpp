@@ -14,7 +14,7 @@
 
 #include <vector>
 
-#include "ps_roi/op_args.h"
+#include "ps_roi/entry.h"
 
 namespace scalekit {
 namespace ps_roi {
@@ -24,45 +24,62 @@ template <typename T>
 struct Taps {
   std::vector<int64_t> ri, ci;  // row offsets (row * width) and columns
   std::vector<T> rw, cw, rdw, cdw;
+  int64_t nr = 0, nc = 0;
 
   void fill(const Bin<T>& b, int64_t width, bool derivatives) {
-    ri.clear(), rw.clear(), rdw.clear(), ci.clear(), cw.clear(), cdw.clear();
-    int64_t idx;
-    T w, dw;
-    for (int64_t i = 0; i < b.y.size(); ++i) {
-      b.y.tap(i, idx, w, dw);
-      if (w != T(0) || (derivatives && dw != T(0))) ri.push_back(idx * width), rw.push_back(w), rdw.push_back(dw);
-    }
-    for (int64_t j = 0; j < b.x.size(); ++j) {
-      b.x.tap(j, idx, w, dw);
-      if (w != T(0) || (derivatives && dw != T(0))) ci.push_back(idx), cw.push_back(w), cdw.push_back(dw);
-    }
+    nr = collect(b.y, width, derivatives, ri, rw, rdw);
+    nc = collect(b.x, 1, derivatives, ci, cw, cdw);
+  }
+
+  static int64_t collect(const Axis<T>& axis, int64_t stride, bool derivatives, std::vector<int64_t>& idx,
+                         std::vector<T>& w, std::vector<T>& dw) {
+    const size_t cap = static_cast<size_t>(axis.size());
+    if (idx.size() < cap) idx.resize(cap), w.resize(cap), dw.resize(cap);
+    int64_t n = 0;
+    int64_t* pi = idx.data();
+    T* pw = w.data();
+    T* pd = dw.data();
+    axis.for_each_tap([&](int64_t i, T wi, T dwi) {
+      if (wi != T(0) || (derivatives && dwi != T(0))) pi[n] = i * stride, pw[n] = wi, pd[n] = dwi, ++n;
+    });
+    return n;
   }
 
   // sum_i ry_i sum_j cx_j plane[i, j]
   template <typename scalar_t>
   T dot(const scalar_t* plane, const std::vector<T>& ry, const std::vector<T>& cx) const {
     T acc = T(0);
-    for (size_t i = 0; i < ri.size(); ++i) {
+    for (int64_t i = 0; i < nr; ++i) {
       const scalar_t* row = plane + ri[i];
       T r = T(0);
-      for (size_t j = 0; j < ci.size(); ++j) r += cx[j] * static_cast<T>(row[ci[j]]);
+      for (int64_t j = 0; j < nc; ++j) r += cx[j] * static_cast<T>(row[ci[j]]);
       acc += ry[i] * r;
     }
     return acc;
   }
 };
 
+// Params plus per-bin tables (computed once per call) and per-RoI frames.
 template <typename T>
 struct Geometry {
   Params<T> p;
   const T* rois;    // [K, 5], acc type
   const T* offset;  // [K, 2, part_h, part_w] or null
+  std::vector<int64_t> channel, part;  // per bin
+
+  Geometry(const Params<T>& params, const T* r, const T* o) : p(params), rois(r), offset(o) {
+    for (int64_t ph = 0; ph < p.pooled_h; ++ph) {
+      for (int64_t pw = 0; pw < p.pooled_w; ++pw) {
+        channel.push_back(bin_channel(p, ph, pw));
+        part.push_back(bin_part(p, ph, pw));
+      }
+    }
+  }
   int64_t bins() const { return p.pooled_h * p.pooled_w; }
-  Bin<T> bin(int64_t k, int64_t b) const {
-    return make_bin(p, rois + 5 * k + 1,
-                    offset != nullptr ? offset + k * 2 * p.part_h * p.part_w : nullptr,
-                    b / p.pooled_w, b % p.pooled_w);
+  Frame<T> frame(int64_t k) const { return make_frame(p, rois + 5 * k + 1); }
+  Bin<T> bin(const Frame<T>& f, int64_t k, int64_t b) const {
+    const T* o = offset != nullptr ? offset + k * 2 * p.part_h * p.part_w : nullptr;
+    return make_bin(p, f, o, b / p.pooled_w, b % p.pooled_w, channel[b], part[b]);
   }
   int64_t batch(int64_t k) const { return static_cast<int64_t>(rois[5 * k]); }
 };
@@ -72,16 +89,20 @@ void forward_impl(const Geometry<T>& g, const scalar_t* input, int64_t channels,
                   int64_t c_out, scalar_t* out) {
   const int64_t bins = g.bins(), groups = g.p.group_h * g.p.group_w;
   const int64_t plane = g.p.height * g.p.width;
-  at::parallel_for(0, k_count * bins, 1, [&](int64_t lo, int64_t hi) {
+  at::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
-    for (int64_t kb = lo; kb < hi; ++kb) {
-      const int64_t k = kb / bins, b = kb % bins;
-      const Bin<T> bin = g.bin(k, b);
-      taps.fill(bin, g.p.width, false);
-      const scalar_t* base = input + (g.batch(k) * channels + bin.channel) * plane;
-      for (int64_t c = 0; c < c_out; ++c) {
-        const T v = bin.count > T(0) ? taps.dot(base + c * groups * plane, taps.rw, taps.cw) / bin.count : T(0);
-        out[(k * c_out + c) * bins + b] = static_cast<scalar_t>(v);
+    for (int64_t k = lo; k < hi; ++k) {
+      const Frame<T> f = g.frame(k);
+      const scalar_t* image = input + g.batch(k) * channels * plane;
+      for (int64_t b = 0; b < bins; ++b) {
+        const Bin<T> bin = g.bin(f, k, b);
+        taps.fill(bin, g.p.width, false);
+        const scalar_t* base = image + bin.channel * plane;
+        scalar_t* dst = out + k * c_out * bins + b;
+        for (int64_t c = 0; c < c_out; ++c) {
+          const T v = bin.count > T(0) ? taps.dot(base + c * groups * plane, taps.rw, taps.cw) / bin.count : T(0);
+          dst[c * bins] = static_cast<scalar_t>(v);
+        }
       }
     }
   });
@@ -94,8 +115,14 @@ void backward_input_impl(const Geometry<T>& g, const scalar_t* grad, int64_t k_c
   const int64_t bins = g.bins(), groups = g.p.group_h * g.p.group_w;
   const int64_t plane = g.p.height * g.p.width;
   std::vector<std::vector<int64_t>> group_bins(groups);
-  for (int64_t b = 0; b < bins; ++b) group_bins[g.bin(0, b).channel].push_back(b);
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(c_out, 16));
+  for (int64_t b = 0; b < bins; ++b) group_bins[g.channel[b]].push_back(b);
+  std::vector<Frame<T>> frames(k_count);  // every task visits every RoI
+  at::parallel_for(0, k_count, 256, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) frames[k] = g.frame(k);
+  });
+  // Split output channels into blocks only when the groups alone leave threads idle.
+  const int64_t want = 4 * at::get_num_threads();
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(c_out, (want + groups - 1) / groups));
   const int64_t per_block = (c_out + blocks - 1) / blocks;
   at::parallel_for(0, groups * blocks, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
@@ -103,18 +130,19 @@ void backward_input_impl(const Geometry<T>& g, const scalar_t* grad, int64_t k_c
       const int64_t grp = task / blocks, c0 = (task % blocks) * per_block;
       const int64_t c1 = std::min(c_out, c0 + per_block);
       for (int64_t k = 0; k < k_count; ++k) {
+        const Frame<T>& f = frames[k];
         for (const int64_t b : group_bins[grp]) {
-          const Bin<T> bin = g.bin(k, b);
+          const Bin<T> bin = g.bin(f, k, b);
           if (!(bin.count > T(0))) continue;
           taps.fill(bin, g.p.width, false);
           T* base = grad_input + (g.batch(k) * channels + grp) * plane;
           for (int64_t c = c0; c < c1; ++c) {
             const T go = static_cast<T>(grad[(k * c_out + c) * bins + b]) / bin.count;
             T* dst = base + c * groups * plane;
-            for (size_t i = 0; i < taps.ri.size(); ++i) {
+            for (int64_t i = 0; i < taps.nr; ++i) {
               const T gi = go * taps.rw[i];
               T* row = dst + taps.ri[i];
-              for (size_t j = 0; j < taps.ci.size(); ++j) row[taps.ci[j]] += gi * taps.cw[j];
+              for (int64_t j = 0; j < taps.nc; ++j) row[taps.ci[j]] += gi * taps.cw[j];
             }
           }
         }
@@ -132,8 +160,9 @@ void backward_offset_impl(const Geometry<T>& g, const scalar_t* grad, const scal
   at::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
     for (int64_t k = lo; k < hi; ++k) {
+      const Frame<T> f = g.frame(k);
       for (int64_t b = 0; b < bins; ++b) {
-        const Bin<T> bin = g.bin(k, b);
+        const Bin<T> bin = g.bin(f, k, b);
         if (!(bin.count > T(0))) continue;
         taps.fill(bin, g.p.width, true);
         const scalar_t* base = input + (g.batch(k) * channels + bin.channel) * plane;
@@ -154,125 +183,71 @@ void backward_offset_impl(const Geometry<T>& g, const scalar_t* grad, const scal
 template <typename T>
 Geometry<T> geometry(const OpArgs& a, const at::Tensor& rois_acc, const at::Tensor& offset_acc,
                      int64_t height, int64_t width) {
-  return Geometry<T>{a.params<T>(height, width), rois_acc.data_ptr<T>(),
-                     offset_acc.defined() ? offset_acc.data_ptr<T>() : nullptr};
+  return Geometry<T>(a.params<T>(height, width), rois_acc.data_ptr<T>(),
+                     offset_acc.defined() ? offset_acc.data_ptr<T>() : nullptr);
 }
 
 at::Tensor acc_contiguous(const at::Tensor& t, at::ScalarType acc) {
   return t.to(acc).contiguous();
 }
 
-at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& rois,
-                       const std::optional<at::Tensor>& offset, const OpArgs& a) {
-  const int64_t c_out = check_forward(input, rois, offset, a);
-  at::Tensor out = at::zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
-  if (out.numel() == 0) return out;
-  const at::Tensor x = input.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "scalekit_ps_roi_forward", [&] {
-    using T = at::opmath_type<scalar_t>;
-    constexpr auto acc = c10::CppTypeToScalarType<T>::value;
-    const at::Tensor r = acc_contiguous(rois, acc);
-    const at::Tensor o = offset.has_value() ? acc_contiguous(*offset, acc) : at::Tensor();
-    forward_impl<scalar_t, T>(geometry<T>(a, r, o, x.size(2), x.size(3)), x.data_ptr<scalar_t>(),
-                              x.size(1), rois.size(0), c_out, out.data_ptr<scalar_t>());
-  });
-  return out;
-}
+struct CpuImpl {
+  static at::Tensor forward(const at::Tensor& input, const at::Tensor& rois,
+                         const std::optional<at::Tensor>& offset, const OpArgs& a) {
+    const int64_t c_out = check_forward(input, rois, offset, a);
+    at::Tensor out = at::zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
+    if (out.numel() == 0) return out;
+    const at::Tensor x = input.contiguous();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "scalekit_ps_roi_forward", [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr auto acc = c10::CppTypeToScalarType<T>::value;
+      const at::Tensor r = acc_contiguous(rois, acc);
+      const at::Tensor o = offset.has_value() ? acc_contiguous(*offset, acc) : at::Tensor();
+      forward_impl<scalar_t, T>(geometry<T>(a, r, o, x.size(2), x.size(3)), x.data_ptr<scalar_t>(),
+                                x.size(1), rois.size(0), c_out, out.data_ptr<scalar_t>());
+    });
+    return out;
+  }
 
-std::tuple<at::Tensor, at::Tensor> backward_cpu(
-    const at::Tensor& grad, const std::optional<at::Tensor>& input, const at::Tensor& rois,
-    const std::optional<at::Tensor>& offset, const OpArgs& a, int64_t batch, int64_t channels,
-    int64_t height, int64_t width, bool offset_grad) {
-  check_backward(grad, rois, a, channels);
-  const int64_t c_out = grad.size(1);
-  const at::ScalarType dtype = grad.scalar_type();
-  at::Tensor grad_input, grad_offset;
-  const at::Tensor gr = grad.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "scalekit_ps_roi_backward", [&] {
-    using T = at::opmath_type<scalar_t>;
-    constexpr auto acc = c10::CppTypeToScalarType<T>::value;
-    const at::Tensor r = acc_contiguous(rois, acc);
-    const at::Tensor o = offset.has_value() ? acc_contiguous(*offset, acc) : at::Tensor();
-    const auto g = geometry<T>(a, r, o, height, width);
-    at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
-    if (gr.numel() > 0) {
-      backward_input_impl<scalar_t, T>(g, gr.data_ptr<scalar_t>(), rois.size(0), c_out, channels,
-                                       gi.data_ptr<T>());
-    }
-    grad_input = gi.to(dtype);
-    if (offset_grad) {
-      at::Tensor go = at::zeros({rois.size(0), 2, a.part_h, a.part_w}, grad.options().dtype(acc));
-      if (o.defined() && gr.numel() > 0) {
-        const at::Tensor x = input->contiguous();
-        backward_offset_impl<scalar_t, T>(g, gr.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                                          rois.size(0), c_out, channels, go.data_ptr<T>());
+  static std::tuple<at::Tensor, at::Tensor> backward(
+      const at::Tensor& grad, const std::optional<at::Tensor>& input, const at::Tensor& rois,
+      const std::optional<at::Tensor>& offset, const OpArgs& a, int64_t batch, int64_t channels,
+      int64_t height, int64_t width, bool offset_grad) {
+    check_backward(grad, rois, a, channels);
+    const int64_t c_out = grad.size(1);
+    const at::ScalarType dtype = grad.scalar_type();
+    at::Tensor grad_input, grad_offset;
+    const at::Tensor gr = grad.contiguous();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "scalekit_ps_roi_backward", [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr auto acc = c10::CppTypeToScalarType<T>::value;
+      const at::Tensor r = acc_contiguous(rois, acc);
+      const at::Tensor o = offset.has_value() ? acc_contiguous(*offset, acc) : at::Tensor();
+      const auto g = geometry<T>(a, r, o, height, width);
+      at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
+      if (gr.numel() > 0) {
+        backward_input_impl<scalar_t, T>(g, gr.data_ptr<scalar_t>(), rois.size(0), c_out, channels,
+                                         gi.data_ptr<T>());
       }
-      grad_offset = go.to(dtype);
-    }
-  });
-  return {grad_input, grad_offset};
-}
-
-at::Tensor ps_roi_pool_cpu(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                           int64_t pooled_h, int64_t pooled_w) {
-  return forward_cpu(input, rois, std::nullopt, pool_args(spatial_scale, pooled_h, pooled_w));
-}
-
-at::Tensor ps_roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
-                                    double spatial_scale, int64_t pooled_h, int64_t pooled_w,
-                                    int64_t batch, int64_t channels, int64_t height, int64_t width) {
-  return std::get<0>(backward_cpu(grad, std::nullopt, rois, std::nullopt,
-                                  pool_args(spatial_scale, pooled_h, pooled_w), batch, channels,
-                                  height, width, false));
-}
-
-at::Tensor ps_roi_align_cpu(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                            int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
-                            bool aligned) {
-  return forward_cpu(input, rois, std::nullopt,
-                     align_args(spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned));
-}
-
-at::Tensor ps_roi_align_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
-                                     double spatial_scale, int64_t pooled_h, int64_t pooled_w,
-                                     int64_t sampling_ratio, bool aligned, int64_t batch,
-                                     int64_t channels, int64_t height, int64_t width) {
-  return std::get<0>(backward_cpu(
-      grad, std::nullopt, rois, std::nullopt,
-      align_args(spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned), batch, channels,
-      height, width, false));
-}
-
-at::Tensor deform_ps_roi_pool_cpu(const at::Tensor& input, const at::Tensor& rois,
-                                  const std::optional<at::Tensor>& offset, double spatial_scale,
-                                  int64_t pooled_h, int64_t pooled_w, int64_t group_h,
-                                  int64_t group_w, int64_t part_h, int64_t part_w,
-                                  int64_t sample_per_part, double trans_std) {
-  return forward_cpu(input, rois, offset,
-                     deform_args(spatial_scale, pooled_h, pooled_w, group_h, group_w, part_h,
-                                 part_w, sample_per_part, trans_std));
-}
-
-std::tuple<at::Tensor, at::Tensor> deform_ps_roi_pool_backward_cpu(
-    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
-    const std::optional<at::Tensor>& offset, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, int64_t group_h, int64_t group_w, int64_t part_h, int64_t part_w,
-    int64_t sample_per_part, double trans_std) {
-  return backward_cpu(grad, input, rois, offset,
-                      deform_args(spatial_scale, pooled_h, pooled_w, group_h, group_w, part_h,
-                                  part_w, sample_per_part, trans_std),
-                      input.size(0), input.size(1), input.size(2), input.size(3), true);
-}
+      grad_input = gi.to(dtype);
+      if (offset_grad) {
+        at::Tensor go = at::zeros({rois.size(0), 2, a.part_h, a.part_w}, grad.options().dtype(acc));
+        if (o.defined() && gr.numel() > 0) {
+          const at::Tensor x = input->contiguous();
+          backward_offset_impl<scalar_t, T>(g, gr.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                                            rois.size(0), c_out, channels, go.data_ptr<T>());
+        }
+        grad_offset = go.to(dtype);
+      }
+    });
+    return {grad_input, grad_offset};
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
-  m.impl("ps_roi_pool", TORCH_FN(ps_roi_pool_cpu));
-  m.impl("_ps_roi_pool_backward", TORCH_FN(ps_roi_pool_backward_cpu));
-  m.impl("ps_roi_align", TORCH_FN(ps_roi_align_cpu));
-  m.impl("_ps_roi_align_backward", TORCH_FN(ps_roi_align_backward_cpu));
-  m.impl("deform_ps_roi_pool", TORCH_FN(deform_ps_roi_pool_cpu));
-  m.impl("_deform_ps_roi_pool_backward", TORCH_FN(deform_ps_roi_pool_backward_cpu));
+  Entry<CpuImpl>::register_kernels(m);
 }
 
 }  // namespace ps_roi

@@ -1,0 +1,71 @@
+"""Position-sensitive RoI pooling vs torchvision, forward and forward+backward.
+
+* COCO R-FCN head: input ``[2, 81 * 49, 50, 75]`` (an 800x1200 image at stride
+  16), 300 RoIs per image, 7x7 bins;
+* objectness head (R-FCN-3000, K = 1): input ``[8, 2 * 49, 32, 32]``, 300 RoIs
+  per image.
+
+RoIs are seeded boxes of 32-600 px; ``sampling_ratio=2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torchvision
+
+from benchmarks._common import Table, devices, measure
+from scalekit import ops
+
+
+def head_inputs(n, c, h, w, rois_per_image, seed=0, stride=16):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g)
+    k = n * rois_per_image
+    wh = 32 + torch.rand(k, 2, generator=g) * 568
+    xy = torch.rand(k, 2, generator=g) * torch.tensor([w * stride, h * stride]) - wh / 2
+    idx = torch.arange(n).repeat_interleave(rois_per_image)[:, None].float()
+    return x, torch.cat([idx, xy, xy + wh], 1)
+
+
+CASES = {
+    "COCO head [2, 81*49, 50, 75], 600 RoIs": (2, 81 * 49, 50, 75, 300),
+    "objectness [8, 2*49, 32, 32], 2400 RoIs": (8, 2 * 49, 32, 32, 300),
+}
+
+
+def run(quick: bool = False) -> None:
+    table = Table("ps_roi_align / ps_roi_pool (7x7, spatial_scale 1/16) vs torchvision.ops", "torchvision")
+    for device in devices():
+        for name, shape in CASES.items():
+            x, rois = (t.to(device) for t in head_inputs(*shape))
+            for op, ours_fn, theirs_fn in (
+                ("ps_roi_align", lambda x: ops.ps_roi_align(x, rois, 7, 1 / 16, 2),
+                 lambda x: torchvision.ops.ps_roi_align(x, rois, 7, 1 / 16, 2)),
+                ("ps_roi_pool", lambda x: ops.ps_roi_pool(x, rois, 7, 1 / 16),
+                 lambda x: torchvision.ops.ps_roi_pool(x, rois, 7, 1 / 16)),
+            ):
+                if quick and op == "ps_roi_pool":
+                    continue
+                xg = x.clone().requires_grad_()
+                grad = torch.randn_like(ours_fn(x))
+
+                def fwd_bwd(fn):
+                    return lambda: torch.autograd.grad(fn(xg), xg, grad)
+
+                with torch.no_grad():
+                    table.row(f"{op} fwd  {name}", device, measure(lambda: ours_fn(x), device),
+                              measure(lambda: theirs_fn(x), device))
+                table.row(f"{op} f+b  {name}", device, measure(fwd_bwd(ours_fn), device),
+                          measure(fwd_bwd(theirs_fn), device))
+            offset = torch.zeros(rois.shape[0], 2, 7, 7, device=device)
+            with torch.no_grad():
+                table.row(f"deform_ps_roi_pool fwd  {name}", device,
+                          measure(lambda: ops.deform_ps_roi_pool(x, rois, offset, 7, 1 / 16), device), None)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    run(parser.parse_args().quick)
