@@ -1,0 +1,206 @@
+// ps_roi_pool, ps_roi_align and deform_ps_roi_pool on CUDA, over the same
+// geometry as the CPU kernels (ps_roi/geometry.h): one thread per output
+// element. Backward scatters with atomic adds, so it is not deterministic;
+// PyTorch's non-determinism alert is raised.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/Atomic.cuh>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "ps_roi/entry.h"
+
+namespace scalekit {
+namespace ps_roi {
+namespace {
+
+constexpr int kThreads = 256;
+
+inline int blocks_for(int64_t n) {
+  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8));
+}
+
+// The bin of output element `index` = ((k * c_out + c) * bins + b).
+template <typename T>
+struct Site {
+  int64_t k, c, b;
+  Bin<T> bin;
+};
+
+template <typename T>
+__device__ inline Site<T> site(const Params<T>& p, const T* rois, const T* offset,
+                               int64_t index, int64_t c_out) {
+  const int64_t bins = p.pooled_h * p.pooled_w;
+  Site<T> s;
+  s.b = index % bins;
+  s.c = (index / bins) % c_out;
+  s.k = index / bins / c_out;
+  const int64_t ph = s.b / p.pooled_w, pw = s.b % p.pooled_w;
+  const Frame<T> f = make_frame(p, rois + 5 * s.k + 1);
+  const T* o = offset != nullptr ? offset + s.k * 2 * p.part_h * p.part_w : nullptr;
+  s.bin = make_bin(p, f, o, ph, pw, bin_channel(p, ph, pw), bin_part(p, ph, pw));
+  return s;
+}
+
+template <typename scalar_t, typename T>
+__global__ void forward_kernel(Params<T> p, const scalar_t* __restrict__ input,
+                               const T* __restrict__ rois, const T* __restrict__ offset,
+                               int64_t channels, int64_t c_out, int64_t total,
+                               scalar_t* __restrict__ out) {
+  const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
+  for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
+       index += int64_t(blockDim.x) * gridDim.x) {
+    const Site<T> s = site(p, rois, offset, index, c_out);
+    T acc = T(0);
+    if (s.bin.count > T(0)) {
+      const int64_t n = static_cast<int64_t>(rois[5 * s.k]);
+      const scalar_t* src = input + (n * channels + s.c * groups + s.bin.channel) * plane;
+      const int64_t width = p.width;
+      s.bin.y.for_each_tap([&](int64_t y, T wy, T) {
+        if (wy == T(0)) return;
+        T row = T(0);
+        s.bin.x.for_each_tap([&](int64_t x, T wx, T) {
+          if (wx != T(0)) row += wx * static_cast<T>(src[y * width + x]);
+        });
+        acc += wy * row;
+      });
+      acc /= s.bin.count;
+    }
+    out[index] = static_cast<scalar_t>(acc);
+  }
+}
+
+template <typename scalar_t, typename T>
+__global__ void backward_input_kernel(Params<T> p, const scalar_t* __restrict__ grad,
+                                      const T* __restrict__ rois, const T* __restrict__ offset,
+                                      int64_t channels, int64_t c_out, int64_t total,
+                                      T* __restrict__ grad_input) {
+  const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
+  for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
+       index += int64_t(blockDim.x) * gridDim.x) {
+    const Site<T> s = site(p, rois, offset, index, c_out);
+    if (!(s.bin.count > T(0))) continue;
+    const T g = static_cast<T>(grad[index]) / s.bin.count;
+    if (g == T(0)) continue;
+    const int64_t n = static_cast<int64_t>(rois[5 * s.k]);
+    T* dst = grad_input + (n * channels + s.c * groups + s.bin.channel) * plane;
+    const int64_t width = p.width;
+    s.bin.y.for_each_tap([&](int64_t y, T wy, T) {
+      if (wy == T(0)) return;
+      s.bin.x.for_each_tap([&](int64_t x, T wx, T) {
+        if (wx != T(0)) gpuAtomicAdd(dst + y * width + x, g * wy * wx);
+      });
+    });
+  }
+}
+
+template <typename scalar_t, typename T>
+__global__ void backward_offset_kernel(Params<T> p, const scalar_t* __restrict__ grad,
+                                       const scalar_t* __restrict__ input,
+                                       const T* __restrict__ rois, const T* __restrict__ offset,
+                                       int64_t channels, int64_t c_out, int64_t total,
+                                       T* __restrict__ grad_offset) {
+  const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
+  const int64_t parts = p.part_h * p.part_w;
+  for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
+       index += int64_t(blockDim.x) * gridDim.x) {
+    const Site<T> s = site(p, rois, offset, index, c_out);
+    if (!(s.bin.count > T(0))) continue;
+    const T g = static_cast<T>(grad[index]) / s.bin.count;
+    if (g == T(0)) continue;
+    const int64_t n = static_cast<int64_t>(rois[5 * s.k]);
+    const scalar_t* src = input + (n * channels + s.c * groups + s.bin.channel) * plane;
+    const int64_t width = p.width;
+    T dx = T(0), dy = T(0);
+    s.bin.y.for_each_tap([&](int64_t y, T wy, T dwy) {
+      T row = T(0), drow = T(0);
+      s.bin.x.for_each_tap([&](int64_t x, T wx, T dwx) {
+        const T v = static_cast<T>(src[y * width + x]);
+        row += wx * v;
+        drow += dwx * v;
+      });
+      dx += wy * drow;
+      dy += dwy * row;
+    });
+    gpuAtomicAdd(grad_offset + s.k * 2 * parts + s.bin.part, g * dx * s.bin.shift_scale_x);
+    gpuAtomicAdd(grad_offset + (s.k * 2 + 1) * parts + s.bin.part, g * dy * s.bin.shift_scale_y);
+  }
+}
+
+struct CudaImpl {
+  static at::Tensor forward(const at::Tensor& input, const at::Tensor& rois,
+                            const std::optional<at::Tensor>& offset, const OpArgs& a) {
+    TORCH_CHECK_VALUE(input.is_cuda(), "input must be a CUDA tensor");
+    const c10::cuda::CUDAGuard guard(input.device());
+    const int64_t c_out = check_forward(input, rois, offset, a);
+    at::Tensor out = at::empty({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
+    if (out.numel() == 0) return out;
+    const at::Tensor x = input.contiguous();
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "scalekit_ps_roi_forward_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr auto acc = c10::CppTypeToScalarType<T>::value;
+      const at::Tensor r = rois.to(acc).contiguous();
+      const at::Tensor o = offset.has_value() ? offset->to(acc).contiguous() : at::Tensor();
+      forward_kernel<scalar_t, T><<<blocks_for(out.numel()), kThreads, 0, stream>>>(
+          a.params<T>(x.size(2), x.size(3)), x.data_ptr<scalar_t>(), r.data_ptr<T>(),
+          o.defined() ? o.data_ptr<T>() : nullptr, x.size(1), c_out, out.numel(),
+          out.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    return out;
+  }
+
+  static std::tuple<at::Tensor, at::Tensor> backward(
+      const at::Tensor& grad, const std::optional<at::Tensor>& input, const at::Tensor& rois,
+      const std::optional<at::Tensor>& offset, const OpArgs& a, int64_t batch, int64_t channels,
+      int64_t height, int64_t width, bool offset_grad) {
+    TORCH_CHECK_VALUE(grad.is_cuda(), "grad must be a CUDA tensor");
+    const c10::cuda::CUDAGuard guard(grad.device());
+    check_backward(grad, rois, a, channels);
+    at::globalContext().alertNotDeterministic("scalekit position-sensitive RoI pooling backward (CUDA)");
+    const int64_t c_out = grad.size(1);
+    const at::ScalarType dtype = grad.scalar_type();
+    const at::Tensor gr = grad.contiguous();
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    at::Tensor grad_input, grad_offset;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "scalekit_ps_roi_backward_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr auto acc = c10::CppTypeToScalarType<T>::value;
+      const at::Tensor r = rois.to(acc).contiguous();
+      const at::Tensor o = offset.has_value() ? offset->to(acc).contiguous() : at::Tensor();
+      const auto p = a.params<T>(height, width);
+      at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
+      if (gr.numel() > 0) {
+        backward_input_kernel<scalar_t, T><<<blocks_for(gr.numel()), kThreads, 0, stream>>>(
+            p, gr.data_ptr<scalar_t>(), r.data_ptr<T>(), o.defined() ? o.data_ptr<T>() : nullptr,
+            channels, c_out, gr.numel(), gi.data_ptr<T>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+      grad_input = gi.to(dtype);
+      if (offset_grad) {
+        at::Tensor go = at::zeros({rois.size(0), 2, a.part_h, a.part_w}, grad.options().dtype(acc));
+        if (o.defined() && gr.numel() > 0) {
+          const at::Tensor x = input->contiguous();
+          backward_offset_kernel<scalar_t, T><<<blocks_for(gr.numel()), kThreads, 0, stream>>>(
+              p, gr.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), r.data_ptr<T>(), o.data_ptr<T>(),
+              channels, c_out, gr.numel(), go.data_ptr<T>());
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        }
+        grad_offset = go.to(dtype);
+      }
+    });
+    return {grad_input, grad_offset};
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(scalekit, CUDA, m) {
+  Entry<CudaImpl>::register_kernels(m);
+}
+
+}  // namespace ps_roi
+}  // namespace scalekit
