@@ -302,10 +302,11 @@ class DeformPSRoIPool(nn.Module):
     offsets from it; a second pass pools with them. The last layer starts at
     zero, so a fresh module pools without offsets and learns to deform.
 
+    ``output_size``, ``spatial_scale``, ``group_size``, ``part_size``,
+    ``sample_per_part`` and ``trans_std`` are those of :func:`deform_ps_roi_pool`.
+
     Args:
         out_channels: ``C``, the output channels (input has ``C * group_h * group_w``).
-        output_size, spatial_scale, group_size, part_size, sample_per_part,
-        trans_std: as :func:`deform_ps_roi_pool`.
         hidden_dim: width of the offset branch's hidden layer.
 
     Example:
