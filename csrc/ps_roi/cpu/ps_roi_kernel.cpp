@@ -12,6 +12,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "ps_roi/entry.h"
@@ -19,6 +21,9 @@
 namespace scalekit {
 namespace ps_roi {
 namespace {
+
+static_assert(std::is_trivially_default_constructible_v<Bin<float>> &&
+              std::is_trivially_default_constructible_v<Axis<float>>);
 
 template <typename T>
 struct Taps {
@@ -59,6 +64,26 @@ struct Taps {
   }
 };
 
+// ps_roi_pool's bins are whole-pixel rectangles with unit weights: sum and
+// scatter them directly instead of through taps.
+template <typename T, typename scalar_t>
+T rect_sum(const scalar_t* plane, const Bin<T>& b, int64_t width) {
+  const scalar_t* row = plane + static_cast<int64_t>(b.y.start) * width + static_cast<int64_t>(b.x.start);
+  T acc = T(0);
+  for (int64_t i = 0; i < b.y.n; ++i, row += width) {
+    for (int64_t j = 0; j < b.x.n; ++j) acc += static_cast<T>(row[j]);
+  }
+  return acc;
+}
+
+template <typename T>
+void rect_add(T* plane, const Bin<T>& b, int64_t width, T v) {
+  T* row = plane + static_cast<int64_t>(b.y.start) * width + static_cast<int64_t>(b.x.start);
+  for (int64_t i = 0; i < b.y.n; ++i, row += width) {
+    for (int64_t j = 0; j < b.x.n; ++j) row[j] += v;
+  }
+}
+
 // Params plus per-bin tables (computed once per call) and per-RoI frames.
 template <typename T>
 struct Geometry {
@@ -82,6 +107,38 @@ struct Geometry {
     return make_bin(p, f, o, b / p.pooled_w, b % p.pooled_w, channel[b], part[b]);
   }
   int64_t batch(int64_t k) const { return static_cast<int64_t>(rois[5 * k]); }
+
+  bool separable() const { return p.mode != Mode::kDeform; }
+
+  // Without offsets a bin's y-axis depends on its row only and its x-axis on
+  // its column only: the axes of RoI k, once per row and once per column.
+  void roi_axes(int64_t k, Axis<T>* ys, Axis<T>* xs) const {
+    const Frame<T> f = frame(k);
+    const T* none = nullptr;
+    for (int64_t ph = 0; ph < p.pooled_h; ++ph) ys[ph] = make_bin(p, f, none, ph, 0, 0, 0).y;
+    for (int64_t pw = 0; pw < p.pooled_w; ++pw) xs[pw] = make_bin(p, f, none, 0, pw, 0, 0).x;
+  }
+
+  Bin<T> assemble(const Axis<T>& y, const Axis<T>& x, int64_t b) const {
+    Bin<T> o;
+    o.y = y, o.x = x;
+    o.count = static_cast<T>(y.count() * x.count());
+    o.channel = channel[b], o.part = 0;
+    o.shift_scale_y = o.shift_scale_x = T(0);
+    return o;
+  }
+
+  // All bins of RoI k into out[0, bins); ys and xs are scratch of pooled_h
+  // and pooled_w axes (unused, may be null, for deformable bins).
+  void roi_bins(int64_t k, Bin<T>* out, Axis<T>* ys, Axis<T>* xs) const {
+    if (!separable()) {
+      const Frame<T> f = frame(k);
+      for (int64_t b = 0; b < bins(); ++b) out[b] = bin(f, k, b);
+      return;
+    }
+    roi_axes(k, ys, xs);
+    for (int64_t b = 0; b < bins(); ++b) out[b] = assemble(ys[b / p.pooled_w], xs[b % p.pooled_w], b);
+  }
 };
 
 template <typename scalar_t, typename T>
@@ -91,35 +148,59 @@ void forward_impl(const Geometry<T>& g, const scalar_t* input, int64_t channels,
   const int64_t plane = g.p.height * g.p.width;
   at::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
+    std::vector<Bin<T>> roi_bins(bins);
+    std::vector<Axis<T>> ys(g.p.pooled_h), xs(g.p.pooled_w);
     for (int64_t k = lo; k < hi; ++k) {
-      const Frame<T> f = g.frame(k);
+      g.roi_bins(k, roi_bins.data(), ys.data(), xs.data());
       const scalar_t* image = input + g.batch(k) * channels * plane;
       for (int64_t b = 0; b < bins; ++b) {
-        const Bin<T> bin = g.bin(f, k, b);
-        taps.fill(bin, g.p.width, false);
+        const Bin<T>& bin = roi_bins[b];
+        const bool rect = g.p.mode == Mode::kPool;
+        if (!rect) taps.fill(bin, g.p.width, false);
         const scalar_t* base = image + bin.channel * plane;
         scalar_t* dst = out + k * c_out * bins + b;
         for (int64_t c = 0; c < c_out; ++c) {
-          const T v = bin.count > T(0) ? taps.dot(base + c * groups * plane, taps.rw, taps.cw) / bin.count : T(0);
-          dst[c * bins] = static_cast<scalar_t>(v);
+          const scalar_t* src = base + c * groups * plane;
+          const T sum = rect ? rect_sum(src, bin, g.p.width) : taps.dot(src, taps.rw, taps.cw);
+          dst[c * bins] = static_cast<scalar_t>(bin.count > T(0) ? sum / bin.count : T(0));
         }
       }
     }
   });
 }
 
-// grad_input (acc type, zeroed) += d out / d input * grad
+// grad_input (acc type, zeroed) += d out / d input * grad. grad_t is the
+// output gradient bin-major, [bins, K, C], so that a task reads it in order.
 template <typename scalar_t, typename T>
-void backward_input_impl(const Geometry<T>& g, const scalar_t* grad, int64_t k_count,
+void backward_input_impl(const Geometry<T>& g, const scalar_t* grad_t, int64_t k_count,
                          int64_t c_out, int64_t channels, T* grad_input) {
   const int64_t bins = g.bins(), groups = g.p.group_h * g.p.group_w;
   const int64_t plane = g.p.height * g.p.width;
   std::vector<std::vector<int64_t>> group_bins(groups);
   for (int64_t b = 0; b < bins; ++b) group_bins[g.channel[b]].push_back(b);
-  std::vector<Frame<T>> frames(k_count);  // every task visits every RoI
-  at::parallel_for(0, k_count, 256, [&](int64_t lo, int64_t hi) {
-    for (int64_t k = lo; k < hi; ++k) frames[k] = g.frame(k);
+  // Every task visits every RoI, so the geometry is computed once, up front:
+  // per-row and per-column axes when bins are separable, else whole bins
+  // (bin-major, so that a task streams through the bins it owns). Arrays of
+  // trivially default-constructible structs, not value-initialised first.
+  const bool sep = g.separable();
+  const int64_t ph = g.p.pooled_h, pw = g.p.pooled_w;
+  std::unique_ptr<Axis<T>[]> ys(new Axis<T>[sep ? k_count * ph : 0]);
+  std::unique_ptr<Axis<T>[]> xs(new Axis<T>[sep ? k_count * pw : 0]);
+  std::unique_ptr<Bin<T>[]> all_bins(new Bin<T>[sep ? 0 : k_count * bins]);
+  at::parallel_for(0, k_count, 64, [&](int64_t lo, int64_t hi) {
+    std::vector<Bin<T>> roi(bins);
+    for (int64_t k = lo; k < hi; ++k) {
+      if (sep) {
+        g.roi_axes(k, ys.get() + k * ph, xs.get() + k * pw);
+        continue;
+      }
+      g.roi_bins(k, roi.data(), nullptr, nullptr);
+      for (int64_t b = 0; b < bins; ++b) all_bins[b * k_count + k] = roi[b];
+    }
   });
+  auto bin_at = [&](int64_t k, int64_t b) {
+    return sep ? g.assemble(ys[k * ph + b / pw], xs[k * pw + b % pw], b) : all_bins[b * k_count + k];
+  };
   // Split output channels into blocks only when the groups alone leave threads idle.
   const int64_t want = 4 * at::get_num_threads();
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(c_out, (want + groups - 1) / groups));
@@ -130,15 +211,19 @@ void backward_input_impl(const Geometry<T>& g, const scalar_t* grad, int64_t k_c
       const int64_t grp = task / blocks, c0 = (task % blocks) * per_block;
       const int64_t c1 = std::min(c_out, c0 + per_block);
       for (int64_t k = 0; k < k_count; ++k) {
-        const Frame<T>& f = frames[k];
         for (const int64_t b : group_bins[grp]) {
-          const Bin<T> bin = g.bin(f, k, b);
+          const Bin<T> bin = bin_at(k, b);
           if (!(bin.count > T(0))) continue;
-          taps.fill(bin, g.p.width, false);
+          const bool rect = g.p.mode == Mode::kPool;
+          if (!rect) taps.fill(bin, g.p.width, false);
           T* base = grad_input + (g.batch(k) * channels + grp) * plane;
           for (int64_t c = c0; c < c1; ++c) {
-            const T go = static_cast<T>(grad[(k * c_out + c) * bins + b]) / bin.count;
+            const T go = static_cast<T>(grad_t[(b * k_count + k) * c_out + c]) / bin.count;
             T* dst = base + c * groups * plane;
+            if (rect) {
+              rect_add(dst, bin, g.p.width, go);
+              continue;
+            }
             for (int64_t i = 0; i < taps.nr; ++i) {
               const T gi = go * taps.rw[i];
               T* row = dst + taps.ri[i];
@@ -159,10 +244,11 @@ void backward_offset_impl(const Geometry<T>& g, const scalar_t* grad, const scal
   const int64_t plane = g.p.height * g.p.width, parts = g.p.part_h * g.p.part_w;
   at::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
+    std::vector<Bin<T>> roi_bins(bins);
     for (int64_t k = lo; k < hi; ++k) {
-      const Frame<T> f = g.frame(k);
+      g.roi_bins(k, roi_bins.data(), nullptr, nullptr);  // deformable: not separable
       for (int64_t b = 0; b < bins; ++b) {
-        const Bin<T> bin = g.bin(f, k, b);
+        const Bin<T>& bin = roi_bins[b];
         if (!(bin.count > T(0))) continue;
         taps.fill(bin, g.p.width, true);
         const scalar_t* base = input + (g.batch(k) * channels + bin.channel) * plane;
@@ -226,7 +312,8 @@ struct CpuImpl {
       const auto g = geometry<T>(a, r, o, height, width);
       at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
       if (gr.numel() > 0) {
-        backward_input_impl<scalar_t, T>(g, gr.data_ptr<scalar_t>(), rois.size(0), c_out, channels,
+        const at::Tensor gt = gr.flatten(2).permute({2, 0, 1}).contiguous();
+        backward_input_impl<scalar_t, T>(g, gt.data_ptr<scalar_t>(), rois.size(0), c_out, channels,
                                          gi.data_ptr<T>());
       }
       grad_input = gi.to(dtype);
