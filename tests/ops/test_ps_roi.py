@@ -218,6 +218,20 @@ def test_opcheck(op, device):
                               (args[0], args[1][:0], None) + args[3:])
 
 
+def test_boxes_entirely_off_the_map_pool_to_zero_and_equal_torchvision():
+    x = _input(1, 4, 5, 5, 24, requires_grad=True)
+    rois = torch.tensor([[0.0, 100, 100, 120, 130], [0, -50, -40, -20, -10]], dtype=torch.float64)
+    for ours, theirs in ((ops.ps_roi_align, torchvision.ops.ps_roi_align), (ops.ps_roi_pool, None)):
+        out = ours(x, rois, 2)
+        assert torch.equal(out, torch.zeros_like(out))
+        if theirs is not None:
+            torch.testing.assert_close(out, theirs(x, rois, 2))
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        assert torch.equal(grad, torch.zeros_like(grad))
+    offset = torch.zeros(2, 2, 2, 2, dtype=torch.float64)
+    assert torch.equal(ops.deform_ps_roi_pool(x, rois, offset, 2), torch.zeros(2, 1, 2, 2, dtype=torch.float64))
+
+
 def test_list_of_boxes_and_empty_inputs():
     x = _input(2, 4, 6, 6, 19)
     boxes = [torch.tensor([[0.0, 0, 4, 4]], dtype=torch.float64), torch.tensor([[1.0, 1, 5, 5], [0, 0, 2, 2]], dtype=torch.float64)]
