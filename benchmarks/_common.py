@@ -49,7 +49,7 @@ class Table:
     def __init__(self, title: str, peer: str) -> None:
         self.peer = peer
         print(f"\n{title}", flush=True)
-        header = f"{'case':<44} {'device':<6} {'scalekit':>11} {peer:>11} {'ratio':>8}"
+        header = f"{'case':<58} {'device':<6} {'scalekit':>11} {peer:>11} {'ratio':>8}"
         print(header)
         print("-" * len(header), flush=True)
 

@@ -1,0 +1,23 @@
+"""Evaluation: temporal action detection (mid-point hit, temporal IoU), COCO
+detection through pycocotools, and proposal recall by object size.
+
+Every convention that changes a number (interval ends, AP interpolation, tIoU
+thresholds, size bins) is an explicit, documented argument.
+"""
+
+from scalekit.eval.coco import coco_evaluate, to_coco_results
+from scalekit.eval.readers import read_activitynet, read_class_segments, read_segments_csv
+from scalekit.eval.recall import proposal_recall
+from scalekit.eval.temporal import (
+    average_precision,
+    clips_from_scores,
+    clips_to_detections,
+    midpoint_map,
+    tiou_map,
+)
+
+__all__ = [
+    "average_precision", "clips_from_scores", "clips_to_detections", "midpoint_map", "tiou_map",
+    "coco_evaluate", "to_coco_results", "proposal_recall",
+    "read_class_segments", "read_segments_csv", "read_activitynet",
+]

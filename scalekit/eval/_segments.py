@@ -1,0 +1,93 @@
+"""Input handling for temporal evaluation: per-video dicts of labels, segments
+and scores, checked with errors that name the video and the class."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Segments:
+    """All segments of one side (detections or ground truth), flattened over videos."""
+
+    video: np.ndarray     # [N] int64 index into `videos`
+    label: np.ndarray     # [N] int64
+    start: np.ndarray     # [N] float64
+    end: np.ndarray       # [N] float64
+    score: np.ndarray | None  # [N] float64 (detections only)
+    index: np.ndarray     # [N] int64 position within its video's arrays
+    videos: list          # video ids, in first-seen order
+
+
+def _array(value, name: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # torch tensors
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | None = None) -> Segments:
+    """Flatten ``{video_id: {"labels", "segments"[, "scores"]}}`` and check it."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{name} must be a dict {{video_id: {{'labels', 'segments'{', scores' if with_scores else ''}}}}}, "
+                        f"got {type(data).__name__}")
+    videos = list(videos) if videos is not None else list(data.keys())
+    index_of = {v: i for i, v in enumerate(videos)}
+    parts = {k: [] for k in ("video", "label", "start", "end", "score", "index")}
+    for vid, entry in data.items():
+        where = f"{name}[{vid!r}]"
+        if vid not in index_of:
+            raise ValueError(f"{where}: video {vid!r} is not in the ground truth")
+        if not isinstance(entry, Mapping) or "labels" not in entry or "segments" not in entry:
+            raise ValueError(f"{where} must be a dict with 'labels' and 'segments'")
+        labels = _array(entry["labels"], f"{where}['labels']")
+        segments = _array(entry["segments"], f"{where}['segments']").astype(np.float64, copy=False)
+        n = labels.shape[0] if labels.ndim == 1 else -1
+        if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+            raise ValueError(f"{where}['labels'] must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+        if segments.size == 0 and n == 0:
+            segments = segments.reshape(0, 2)
+        if segments.shape != (n, 2):
+            raise ValueError(f"{where}['segments'] must have shape [N, 2] with N = {n} labels, got {segments.shape}")
+        for i in np.flatnonzero(labels < 0)[:1]:
+            raise ValueError(f"{where}: segment {i} has a negative class id {labels[i]}")
+        bad = ~np.isfinite(segments).all(1)
+        for i in np.flatnonzero(bad)[:1]:
+            raise ValueError(f"{where}: segment {i} of class {labels[i]} is not finite: {segments[i].tolist()}")
+        for i in np.flatnonzero(segments[:, 0] < 0)[:1]:
+            raise ValueError(f"{where}: segment {i} of class {labels[i]} starts before 0: {segments[i].tolist()}")
+        for i in np.flatnonzero(segments[:, 0] > segments[:, 1])[:1]:
+            raise ValueError(f"{where}: segment {i} of class {labels[i]} has start > end: {segments[i].tolist()}")
+        if with_scores:
+            if "scores" not in entry:
+                raise ValueError(f"{where} must have 'scores'")
+            scores = _array(entry["scores"], f"{where}['scores']").astype(np.float64, copy=False)
+            if scores.shape != (n,):
+                raise ValueError(f"{where}['scores'] must have shape [N] with N = {n}, got {scores.shape}")
+            for i in np.flatnonzero(np.isnan(scores))[:1]:
+                raise ValueError(f"{where}: score {i} of class {labels[i]} is NaN")
+            parts["score"].append(scores)
+        parts["video"].append(np.full(n, index_of[vid], dtype=np.int64))
+        parts["label"].append(labels.astype(np.int64, copy=False))
+        parts["start"].append(segments[:, 0])
+        parts["end"].append(segments[:, 1])
+        parts["index"].append(np.arange(n, dtype=np.int64))
+
+    def cat(key, dtype):
+        return np.concatenate(parts[key]).astype(dtype, copy=False) if parts[key] else np.zeros(0, dtype)
+
+    return Segments(cat("video", np.int64), cat("label", np.int64), cat("start", np.float64),
+                    cat("end", np.float64), cat("score", np.float64) if with_scores else None,
+                    cat("index", np.int64), videos)
+
+
+def check_classes(name: str, side: Segments, classes: Iterable[int] | None) -> None:
+    if classes is None:
+        return
+    known = np.asarray(sorted(set(int(c) for c in classes)), dtype=np.int64)
+    unknown = ~np.isin(side.label, known)
+    for i in np.flatnonzero(unknown)[:1]:
+        raise ValueError(f"{name}[{side.videos[side.video[i]]!r}]: segment {side.index[i]} has class "
+                         f"{side.label[i]}, which is not one of the {len(known)} known classes")
