@@ -1,0 +1,211 @@
+"""R-FCN-3000's decoupled head (Singh, Li, Sharma, Davis; CVPR 2018; thesis
+§4.4): super-class detection x fine-grained classification."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scalekit.heads._targets import BOX_WEIGHTS, clip_to_images, decode_boxes, hard_examples, rois_with_index, smooth_l1
+from scalekit.heads.rfcn import assign, check_targets, detections
+from scalekit.ops import DeformPSRoIPool, grouped_nms, ps_roi_align
+
+__all__ = ["DecoupledHead"]
+
+
+class DecoupledHead(nn.Module):
+    """Detection decoupled into super-class (or objectness) detection and classification.
+
+    * **Super-class detection** (R-FCN): 1x1 conv + ReLU, then ``(K + 1) * P * P``
+      position-sensitive filters, PSRoI pooling, voting by averaging, softmax
+      over background and ``K`` super-classes. ``K = 1`` is pure objectness.
+    * **Boxes**: an independent 1x1 conv + ReLU, ``4 * P * P`` class-agnostic
+      position-sensitive filters.
+    * **Fine-grained classification**: two conv layers (3x3 + ReLU, 1x1 to
+      ``C``) on the feature map; the per-class scores are average-pooled inside
+      each RoI and soft-maxed over the ``C`` classes.
+
+    The score of class ``c`` is ``p(super-class of c) * p(c)``
+    (:meth:`class_scores`). Labels follow torchvision: classes ``1..C``, 0 is
+    background; ``superclass_of[c - 1]`` is the super-class of class ``c``.
+
+    Args:
+        in_channels: channels of the feature map.
+        num_classes: ``C`` fine-grained classes.
+        superclass_of: ``[C]`` super-class ids in ``[0, K)`` (from
+            :func:`~scalekit.heads.discover_superclasses`); ``None``: ``K = 1``.
+        pool_size: ``P``.
+        spatial_scale: feature-map size / image size.
+        sampling_ratio: PSRoIAlign samples per bin side.
+        mid_channels: width of the detection and box branches' 1x1 convs.
+        fine_channels: width of the fine-grained branch's first conv.
+        class_loss_weight: weight of the fine-grained loss (0.05 in the thesis, §4.4.5).
+        deformable: deformable PSRoI pooling for the detection and box branches.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.heads import DecoupledHead
+        >>> head = DecoupledHead(64, num_classes=10, superclass_of=torch.arange(10) % 3, pool_size=3,
+        ...                      spatial_scale=1 / 8, mid_channels=32, fine_channels=32)
+        >>> out = head(torch.randn(1, 64, 20, 20), [torch.tensor([[8.0, 8, 80, 100], [0, 0, 40, 40]])])
+        >>> out["super_logits"].shape, out["box_deltas"].shape, out["class_logits"].shape
+        (torch.Size([2, 4]), torch.Size([2, 4]), torch.Size([2, 10]))
+        >>> head.class_scores(out).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, superclass_of: Tensor | None = None, pool_size: int = 7,
+                 spatial_scale: float = 1 / 16, sampling_ratio: int = 2, mid_channels: int = 1024,
+                 fine_channels: int = 1024, class_loss_weight: float = 0.05, deformable: bool = False) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if superclass_of is None:
+            superclass_of = torch.zeros(num_classes, dtype=torch.int64)
+        superclass_of = torch.as_tensor(superclass_of, dtype=torch.int64)
+        if superclass_of.shape != (num_classes,) or superclass_of.min() < 0:
+            raise ValueError(f"superclass_of must be [C] = [{num_classes}] non-negative ids, got {list(superclass_of.shape)}")
+        self.register_buffer("superclass_of", superclass_of.clone())
+        self.num_classes = num_classes
+        self.num_superclasses = k = int(superclass_of.max()) + 1
+        self.pool_size, self.spatial_scale, self.sampling_ratio = pool_size, spatial_scale, sampling_ratio
+        self.class_loss_weight = class_loss_weight
+        p2 = pool_size * pool_size
+        self.det_reduce = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 1), nn.ReLU(inplace=True))
+        self.box_reduce = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 1), nn.ReLU(inplace=True))
+        self.super_maps = nn.Conv2d(mid_channels, (k + 1) * p2, 1)
+        self.box_maps = nn.Conv2d(mid_channels, 4 * p2, 1)
+        self.fine = nn.Sequential(nn.Conv2d(in_channels, fine_channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.fine_cls = nn.Conv2d(fine_channels, num_classes, 1)
+        for conv, std in ((self.super_maps, 0.01), (self.box_maps, 0.001), (self.fine_cls, 0.01)):
+            nn.init.normal_(conv.weight, std=std)
+            nn.init.zeros_(conv.bias)
+        self.deformable = deformable
+        if deformable:
+            self.super_pool = DeformPSRoIPool(k + 1, pool_size, spatial_scale, sample_per_part=sampling_ratio)
+            self.box_pool = DeformPSRoIPool(4, pool_size, spatial_scale, sample_per_part=sampling_ratio)
+
+    def _vote(self, maps: Tensor, rois: Tensor, pool) -> Tensor:
+        if self.deformable:
+            return pool(maps, rois).mean((2, 3))
+        return ps_roi_align(maps, rois, self.pool_size, self.spatial_scale, self.sampling_ratio).mean((2, 3))
+
+    def forward(self, features: Tensor, proposals: list[Tensor]) -> dict:
+        """``features`` ``[N, in_channels, H, W]``, ``proposals`` N tensors ``[L, 4]`` -> dict
+        with ``super_logits [R, K + 1]``, ``box_deltas [R, 4]``, ``class_logits [R, C]``."""
+        rois, _ = rois_with_index(proposals)
+        fine = self.fine_cls(self.fine(features))
+        return {
+            "super_logits": self._vote(self.super_maps(self.det_reduce(features)), rois, getattr(self, "super_pool", None)),
+            "box_deltas": self._vote(self.box_maps(self.box_reduce(features)), rois, getattr(self, "box_pool", None)),
+            # average of the per-class score maps inside each RoI (a 1x1 ps_roi_align, adaptive sampling)
+            "class_logits": ps_roi_align(fine, rois, 1, self.spatial_scale, -1).flatten(1),
+        }
+
+    def class_scores(self, out: dict) -> Tensor:
+        """``[R, C]``: ``p(super-class of c) * p(c)`` for every RoI and class."""
+        p_super = out["super_logits"].softmax(1)[:, 1:]
+        return p_super[:, self.superclass_of] * out["class_logits"].softmax(1)
+
+    def loss(self, out: dict, proposals: list[Tensor], targets: list[dict], *, ohem: int | None = None,
+             iou_threshold: float = 0.5, beta: float = 1.0) -> dict:
+        """Losses of thesis §4.4.4-4.4.5.
+
+        Super-class labels as Fast R-CNN: a RoI is positive for the super-class
+        of the ground truth it overlaps most if their IoU is ``> iou_threshold``.
+        Softmax loss over ``K + 1`` and smooth-L1 on positives, optionally with
+        OHEM (``ohem`` hardest RoIs per image); the fine-grained softmax over
+        ``C`` is trained on positive RoIs only, weighted by ``class_loss_weight``.
+        """
+        check_targets(targets, len(proposals), self.num_classes)
+        labels, box_targets = assign(proposals, targets, inclusive=False, iou_threshold=iou_threshold)
+        positive = labels > 0
+        super_labels = torch.where(positive, self.superclass_of[(labels - 1).clamp(min=0)] + 1, 0)
+        det = F.cross_entropy(out["super_logits"], super_labels, reduction="none")
+        box = smooth_l1(out["box_deltas"], box_targets, beta) * positive
+        keep = hard_examples(det + box, rois_with_index(proposals)[1], ohem)
+        n = keep.sum().clamp(min=1)
+        if positive.any():
+            cls = F.cross_entropy(out["class_logits"][positive], labels[positive] - 1)
+        else:
+            cls = out["class_logits"].sum() * 0
+        return {"loss_det": det[keep].sum() / n, "loss_box": box[keep].sum() / n,
+                "loss_cls": self.class_loss_weight * cls}
+
+    @torch.no_grad()
+    def postprocess(self, out: dict, proposals: list[Tensor], image_sizes=None, *, score_threshold: float = 0.01,
+                    nms_threshold: float = 0.3, detections_per_image: int = 100) -> list[dict]:
+        """Boxes, scores and labels per image, with NMS per super-class
+        (:func:`~scalekit.ops.grouped_nms`, thesis §4.5.4): classes of one
+        super-class compete, classes of different super-classes do not."""
+        rois, index = rois_with_index(proposals)
+        boxes = clip_to_images(decode_boxes(rois[:, 1:], out["box_deltas"], BOX_WEIGHTS), index, image_sizes)
+        groups = self.superclass_of
+
+        def nms(b, s, lab):
+            return grouped_nms(b, s, lab - 1, groups, nms_threshold)
+
+        return detections(boxes, self.class_scores(out), index, len(proposals), nms, score_threshold,
+                          detections_per_image)
+
+    @torch.no_grad()
+    def image_features(self, features: Tensor) -> Tensor:
+        """``[N, fine_channels]``: the fine-grained branch's features averaged over
+        each whole image (classification data has no boxes)."""
+        return self.fine(features).mean((2, 3))
+
+    def add_class(self, positive_features: Tensor, negative_features: Tensor, superclass: int | None = None,
+                  *, steps: int = 100, weight_decay: float = 1e-3) -> int:
+        """Add a class from classification data alone (thesis §4.6.3): fit one new row
+        of the fine-grained classifier, the other rows frozen.
+
+        The new row is fitted with the full softmax on image features
+        (:meth:`image_features`): positives must be classified as the new
+        class, negatives (images of known classes) as the known class they
+        already score highest. L-BFGS, a few hundred milliseconds.
+
+        Args:
+            positive_features: ``[n, fine_channels]`` features of images of the new class.
+            negative_features: ``[m, fine_channels]`` features of other images.
+            superclass: the new class's super-class; default: the most common
+                super-class of the known classes the positives score highest.
+            steps: L-BFGS iterations.
+            weight_decay: L2 penalty on the new row.
+
+        Returns:
+            The new class's label (``C + 1`` for a head that had ``C`` classes).
+        """
+        w_old = self.fine_cls.weight.detach().flatten(1)
+        b_old = self.fine_cls.bias.detach()
+        pos, neg = positive_features.detach().to(w_old), negative_features.detach().to(w_old)
+        if pos.dim() != 2 or neg.dim() != 2 or pos.shape[1] != w_old.shape[1] or neg.shape[1] != w_old.shape[1]:
+            raise ValueError(f"positive_features and negative_features must be [n, {w_old.shape[1]}]")
+        if pos.shape[0] == 0 or neg.shape[0] == 0:
+            raise ValueError("add_class needs at least one positive and one negative image")
+        x = torch.cat([pos, neg])
+        old_logits = x @ w_old.T + b_old
+        target = torch.cat([torch.full((pos.shape[0],), self.num_classes, dtype=torch.int64, device=x.device),
+                            old_logits[pos.shape[0]:].argmax(1)])
+        w = torch.zeros(w_old.shape[1], device=x.device, requires_grad=True)
+        b = torch.zeros((), device=x.device, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            logits = torch.cat([old_logits, (x @ w + b)[:, None]], 1)
+            loss = F.cross_entropy(logits, target) + weight_decay * w.square().sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        if superclass is None:
+            superclass = int(self.superclass_of[old_logits[: pos.shape[0]].argmax(1)].mode().values)
+        conv = nn.Conv2d(w_old.shape[1], self.num_classes + 1, 1).to(w_old)
+        with torch.no_grad():
+            conv.weight.copy_(torch.cat([w_old, w.detach()[None]]).view_as(conv.weight))
+            conv.bias.copy_(torch.cat([b_old, b.detach()[None]]))
+        self.fine_cls = conv
+        self.superclass_of = torch.cat([self.superclass_of, self.superclass_of.new_tensor([superclass])])
+        self.num_classes += 1
+        return self.num_classes
