@@ -48,6 +48,18 @@ TORCH_LIBRARY(scalekit, m) {
       "float spatial_scale, int pooled_height, int pooled_width, int group_height, "
       "int group_width, int part_height, int part_width, int sample_per_part, "
       "float trans_std) -> (Tensor, Tensor)");
+
+  // Deformable convolution v1 / v2 (Dai et al. 2017; Zhu et al. 2019), torchvision's
+  // layout: offset [N, 2 * offset_groups * kH * kW, H_out, W_out] as (dy, dx) pairs,
+  // mask [N, offset_groups * kH * kW, H_out, W_out] or None.
+  m.def(
+      "deform_conv2d(Tensor input, Tensor weight, Tensor offset, Tensor? mask, Tensor? bias, "
+      "int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
+      "int groups, int offset_groups) -> Tensor");
+  m.def(
+      "_deform_conv2d_backward(Tensor grad, Tensor input, Tensor weight, Tensor offset, Tensor? mask, "
+      "Tensor? bias, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
+      "int groups, int offset_groups) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // The built library is also an (empty) Python extension module, so that

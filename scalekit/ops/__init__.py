@@ -5,6 +5,7 @@ for argument (differences, where torchvision is wrong, are documented per op).
 """
 
 from scalekit import _ext
+from scalekit.ops._deform_conv import DeformConv2d, deform_conv2d
 from scalekit.ops._nms import SoftNMS, batched_nms, batched_soft_nms, grouped_nms, nms, soft_nms
 from scalekit.ops._ps_roi import (
     DeformPSRoIPool,
@@ -23,4 +24,5 @@ if _ext.has_ops():
 __all__ = [
     "nms", "batched_nms", "grouped_nms", "soft_nms", "batched_soft_nms", "SoftNMS",
     "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
+    "deform_conv2d", "DeformConv2d",
 ]

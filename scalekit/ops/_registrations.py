@@ -93,3 +93,32 @@ def register() -> None:
         return (gi, None, go if ctx.has_offset else None) + (None,) * len(ctx.args)
 
     torch.library.register_autograd(_lib + "deform_ps_roi_pool", _deform_backward, setup_context=_deform_setup)
+
+    # ---- deformable convolution
+    def _out_size(size, k, s, p, d):
+        return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+    @torch.library.register_fake(_lib + "deform_conv2d")
+    def _deform_conv(input, weight, offset, mask, bias, sh, sw, ph, pw, dh, dw, groups, offset_groups):
+        torch._check(input.dim() == 4 and weight.dim() == 4, lambda: "input and weight must be 4-D")
+        ho = _out_size(input.shape[2], weight.shape[2], sh, ph, dh)
+        wo = _out_size(input.shape[3], weight.shape[3], sw, pw, dw)
+        return input.new_empty((input.shape[0], weight.shape[0], ho, wo))
+
+    @torch.library.register_fake(_lib + "_deform_conv2d_backward")
+    def _deform_conv_bwd(grad, input, weight, offset, mask, bias, *args):
+        return (input.new_empty(input.shape), weight.new_empty(weight.shape), offset.new_empty(offset.shape),
+                mask.new_empty(mask.shape) if mask is not None else None,
+                bias.new_empty(bias.shape) if bias is not None else None)
+
+    def _conv_setup(ctx, inputs, output):
+        input, weight, offset, mask, bias = inputs[:5]
+        ctx.args = inputs[5:]
+        ctx.save_for_backward(input, weight, offset, mask, bias)
+
+    def _conv_backward(ctx, grad):
+        input, weight, offset, mask, bias = ctx.saved_tensors
+        gi, gw, go, gm, gb = torch.ops.scalekit._deform_conv2d_backward(grad, input, weight, offset, mask, bias, *ctx.args)
+        return (gi, gw, go, gm if mask is not None else None, gb if bias is not None else None) + (None,) * len(ctx.args)
+
+    torch.library.register_autograd(_lib + "deform_conv2d", _conv_backward, setup_context=_conv_setup)

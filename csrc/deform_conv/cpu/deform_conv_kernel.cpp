@@ -1,0 +1,157 @@
+// Deformable convolution on the CPU.
+//
+// A sample's four corners and weights depend on (offset group, tap, pixel)
+// only, so they are computed once per image into a small plan and reused by
+// every channel of the group (torchvision recomputes them per channel).
+// im2col and col2im are parallel over channels: in col2im every channel's
+// gradient plane has one writer, so backward needs no atomics and is
+// deterministic; the offset and mask gradients are parallel over (offset
+// group, tap, pixel block), with channels in the inner loop.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "deform_conv/driver.h"
+
+namespace scalekit {
+namespace deform_conv {
+namespace {
+
+template <typename T>
+struct Tap {
+  int64_t idx[4];
+  T w[4];  // bilinear weight x mask
+};
+
+template <typename T>
+std::vector<Tap<T>> make_plan(const Geometry& g, const T* offset, const T* mask) {
+  const int64_t rows = g.offset_groups * g.taps(), pixels = g.pixels();
+  std::vector<Tap<T>> plan(rows * pixels);
+  at::parallel_for(0, rows * pixels, 2048, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const int64_t og = r / pixels / g.taps(), k = (r / pixels) % g.taps(), p = r % pixels;
+      T dy, dx, m;
+      read_offset(g, offset, mask, og, k, p, dy, dx, m);
+      const Sample<T> s = make_sample(g, k, p, dy, dx);
+      for (int j = 0; j < 4; ++j) {
+        plan[r].idx[j] = s.idx[j];
+        plan[r].w[j] = s.idx[j] >= 0 ? s.weight(j) * m : T(0);
+      }
+    }
+  });
+  return plan;
+}
+
+struct CpuKernels {
+  static void im2col(const Geometry& g, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                     at::Tensor& cols) {
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "scalekit_deform_im2col", [&] {
+      using T = scalar_t;
+      const auto plan = make_plan<T>(g, offset.data_ptr<T>(), mask.defined() ? mask.data_ptr<T>() : nullptr);
+      const T* in = input.data_ptr<T>();
+      T* out = cols.data_ptr<T>();
+      const int64_t per_group = g.channels / g.offset_groups, plane = g.height * g.width, pixels = g.pixels();
+      at::parallel_for(0, g.channels, 1, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+          const T* src = in + c * plane;
+          for (int64_t k = 0; k < g.taps(); ++k) {
+            const Tap<T>* taps = plan.data() + ((c / per_group) * g.taps() + k) * pixels;
+            T* row = out + (c * g.taps() + k) * pixels;
+            for (int64_t p = 0; p < pixels; ++p) {
+              const Tap<T>& t = taps[p];
+              T v = T(0);
+              for (int j = 0; j < 4; ++j) v += t.idx[j] >= 0 ? t.w[j] * src[t.idx[j]] : T(0);
+              row[p] = v;
+            }
+          }
+        }
+      });
+    });
+  }
+
+  static void col2im(const Geometry& g, const at::Tensor& grad_cols, const at::Tensor& offset,
+                     const at::Tensor& mask, at::Tensor grad_input) {
+    AT_DISPATCH_FLOATING_TYPES(grad_cols.scalar_type(), "scalekit_deform_col2im", [&] {
+      using T = scalar_t;
+      const auto plan = make_plan<T>(g, offset.data_ptr<T>(), mask.defined() ? mask.data_ptr<T>() : nullptr);
+      const T* gc = grad_cols.data_ptr<T>();
+      T* gin = grad_input.data_ptr<T>();
+      const int64_t per_group = g.channels / g.offset_groups, plane = g.height * g.width, pixels = g.pixels();
+      at::parallel_for(0, g.channels, 1, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+          T* dst = gin + c * plane;
+          for (int64_t k = 0; k < g.taps(); ++k) {
+            const Tap<T>* taps = plan.data() + ((c / per_group) * g.taps() + k) * pixels;
+            const T* row = gc + (c * g.taps() + k) * pixels;
+            for (int64_t p = 0; p < pixels; ++p) {
+              const Tap<T>& t = taps[p];
+              for (int j = 0; j < 4; ++j) {
+                if (t.idx[j] >= 0) dst[t.idx[j]] += t.w[j] * row[p];
+              }
+            }
+          }
+        }
+      });
+    });
+  }
+
+  static void coord_grad(const Geometry& g, const at::Tensor& grad_cols, const at::Tensor& input,
+                         const at::Tensor& offset, const at::Tensor& mask, at::Tensor grad_offset,
+                         at::Tensor grad_mask) {
+    AT_DISPATCH_FLOATING_TYPES(grad_cols.scalar_type(), "scalekit_deform_coord_grad", [&] {
+      using T = scalar_t;
+      const T* gc = grad_cols.data_ptr<T>();
+      const T* in = input.data_ptr<T>();
+      const T* off = offset.data_ptr<T>();
+      const T* msk = mask.defined() ? mask.data_ptr<T>() : nullptr;
+      T* goff = grad_offset.data_ptr<T>();
+      T* gmask = grad_mask.defined() ? grad_mask.data_ptr<T>() : nullptr;
+      const int64_t per_group = g.channels / g.offset_groups, plane = g.height * g.width, pixels = g.pixels();
+      constexpr int64_t kBlock = 256;
+      const int64_t blocks = (pixels + kBlock - 1) / kBlock;
+      at::parallel_for(0, g.offset_groups * g.taps() * blocks, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<Sample<T>> samples(kBlock);
+        std::vector<T> m(kBlock), ay(kBlock), ax(kBlock), am(kBlock);
+        for (int64_t task = lo; task < hi; ++task) {
+          const int64_t row = task / blocks, og = row / g.taps(), k = row % g.taps();
+          const int64_t p0 = (task % blocks) * kBlock, np = std::min(kBlock, pixels - p0);
+          for (int64_t q = 0; q < np; ++q) {
+            T dy, dx;
+            read_offset(g, off, msk, og, k, p0 + q, dy, dx, m[q]);
+            samples[q] = make_sample(g, k, p0 + q, dy, dx);
+            ay[q] = ax[q] = am[q] = T(0);
+          }
+          for (int64_t c = og * per_group; c < (og + 1) * per_group; ++c) {
+            const T* src = in + c * plane;
+            const T* grow = gc + (c * g.taps() + k) * pixels + p0;
+            for (int64_t q = 0; q < np; ++q) {
+              if (!samples[q].inside) continue;
+              T v, dvdy, dvdx;
+              sample_value(samples[q], src, v, dvdy, dvdx);
+              am[q] += grow[q] * v;
+              ay[q] += grow[q] * dvdy;
+              ax[q] += grow[q] * dvdx;
+            }
+          }
+          for (int64_t q = 0; q < np; ++q) {
+            goff[(2 * row) * pixels + p0 + q] = ay[q] * m[q];
+            goff[(2 * row + 1) * pixels + p0 + q] = ax[q] * m[q];
+            if (gmask != nullptr) gmask[row * pixels + p0 + q] = am[q];
+          }
+        }
+      });
+    });
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
+  m.impl("deform_conv2d", TORCH_FN(Driver<CpuKernels>::forward));
+  m.impl("_deform_conv2d_backward", TORCH_FN(Driver<CpuKernels>::backward));
+}
+
+}  // namespace deform_conv
+}  // namespace scalekit

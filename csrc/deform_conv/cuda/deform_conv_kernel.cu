@@ -1,0 +1,147 @@
+// Deformable convolution on CUDA: the host side (checks, per-image GEMMs) is
+// deform_conv/driver.h; these are its three kernels, over the same sampling
+// code as the CPU (deform_conv/sample.h). col2im scatters with atomic adds
+// (PyTorch's non-determinism alert is raised); the offset and mask gradients
+// have one thread per (offset group, tap, pixel) and no atomics.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/Atomic.cuh>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "deform_conv/driver.h"
+
+namespace scalekit {
+namespace deform_conv {
+namespace {
+
+constexpr int kThreads = 256;
+
+inline int blocks_for(int64_t n) {
+  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 16));
+}
+
+#define GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
+
+template <typename scalar_t, typename T>
+__global__ void im2col_kernel(Geometry g, const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
+                              const scalar_t* __restrict__ mask, scalar_t* __restrict__ cols) {
+  const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
+  const int64_t per_group = g.channels / g.offset_groups;
+  GRID_STRIDE(i, g.channels * taps * pixels) {
+    const int64_t p = i % pixels, k = (i / pixels) % taps, c = i / pixels / taps;
+    T dy, dx, m;
+    read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
+    const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
+    T v = T(0);
+    for (int j = 0; j < 4; ++j) {
+      if (s.idx[j] >= 0) v += s.weight(j) * static_cast<T>(input[c * plane + s.idx[j]]);
+    }
+    cols[i] = static_cast<scalar_t>(v * m);
+  }
+}
+
+template <typename scalar_t, typename T>
+__global__ void col2im_kernel(Geometry g, const scalar_t* __restrict__ grad_cols, const scalar_t* __restrict__ offset,
+                              const scalar_t* __restrict__ mask, scalar_t* __restrict__ grad_input) {
+  const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
+  const int64_t per_group = g.channels / g.offset_groups;
+  GRID_STRIDE(i, g.channels * taps * pixels) {
+    const int64_t p = i % pixels, k = (i / pixels) % taps, c = i / pixels / taps;
+    T dy, dx, m;
+    read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
+    const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
+    const T gm = static_cast<T>(grad_cols[i]) * m;
+    for (int j = 0; j < 4; ++j) {
+      if (s.idx[j] >= 0) gpuAtomicAdd(grad_input + c * plane + s.idx[j], static_cast<scalar_t>(gm * s.weight(j)));
+    }
+  }
+}
+
+template <typename scalar_t, typename T>
+__global__ void coord_grad_kernel(Geometry g, const scalar_t* __restrict__ grad_cols,
+                                  const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
+                                  const scalar_t* __restrict__ mask, scalar_t* __restrict__ grad_offset,
+                                  scalar_t* __restrict__ grad_mask) {
+  const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
+  const int64_t per_group = g.channels / g.offset_groups;
+  GRID_STRIDE(i, g.offset_groups * taps * pixels) {
+    const int64_t p = i % pixels, row = i / pixels, og = row / taps, k = row % taps;
+    T dy, dx, m;
+    read_offset<T>(g, offset, mask, og, k, p, dy, dx, m);
+    const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
+    T ay = T(0), ax = T(0), am = T(0);
+    if (s.inside) {
+      for (int64_t c = og * per_group; c < (og + 1) * per_group; ++c) {
+        T v, dvdy, dvdx;
+        sample_value<T>(s, input + c * plane, v, dvdy, dvdx);
+        const T gc = static_cast<T>(grad_cols[(c * taps + k) * pixels + p]);
+        am += gc * v;
+        ay += gc * dvdy;
+        ax += gc * dvdx;
+      }
+    }
+    grad_offset[(2 * row) * pixels + p] = static_cast<scalar_t>(ay * m);
+    grad_offset[(2 * row + 1) * pixels + p] = static_cast<scalar_t>(ax * m);
+    if (grad_mask != nullptr) grad_mask[row * pixels + p] = static_cast<scalar_t>(am);
+  }
+}
+
+template <typename scalar_t>
+const scalar_t* ptr_or_null(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<scalar_t>() : nullptr;
+}
+
+struct CudaKernels {
+  static void im2col(const Geometry& g, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                     at::Tensor& cols) {
+    const c10::cuda::CUDAGuard guard(input.device());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "scalekit_deform_im2col_cuda", [&] {
+      im2col_kernel<scalar_t, at::opmath_type<scalar_t>>
+          <<<blocks_for(cols.numel()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+              g, input.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(mask),
+              cols.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static void col2im(const Geometry& g, const at::Tensor& grad_cols, const at::Tensor& offset,
+                     const at::Tensor& mask, at::Tensor grad_input) {
+    const c10::cuda::CUDAGuard guard(grad_cols.device());
+    at::globalContext().alertNotDeterministic("scalekit deform_conv2d backward (CUDA)");
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_cols.scalar_type(), "scalekit_deform_col2im_cuda", [&] {
+      col2im_kernel<scalar_t, at::opmath_type<scalar_t>>
+          <<<blocks_for(grad_cols.numel()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+              g, grad_cols.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(mask),
+              grad_input.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static void coord_grad(const Geometry& g, const at::Tensor& grad_cols, const at::Tensor& input,
+                         const at::Tensor& offset, const at::Tensor& mask, at::Tensor grad_offset,
+                         at::Tensor grad_mask) {
+    const c10::cuda::CUDAGuard guard(grad_cols.device());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_cols.scalar_type(), "scalekit_deform_coord_cuda", [&] {
+      coord_grad_kernel<scalar_t, at::opmath_type<scalar_t>>
+          <<<blocks_for(g.offset_groups * g.taps() * g.pixels()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+              g, grad_cols.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
+              ptr_or_null<scalar_t>(mask), grad_offset.data_ptr<scalar_t>(),
+              grad_mask.defined() ? grad_mask.data_ptr<scalar_t>() : nullptr);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(scalekit, CUDA, m) {
+  m.impl("deform_conv2d", TORCH_FN(Driver<CudaKernels>::forward));
+  m.impl("_deform_conv2d_backward", TORCH_FN(Driver<CudaKernels>::backward));
+}
+
+}  // namespace deform_conv
+}  // namespace scalekit

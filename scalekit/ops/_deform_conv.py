@@ -1,0 +1,143 @@
+"""Deformable convolution v1 (Dai et al., ICCV 2017) and v2 / modulated (Zhu et
+al., CVPR 2019): the conv5 layers of Deformable R-FCN, SNIP and SNIPER
+(thesis §2.7.1, §3.4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from scalekit import _ext
+from scalekit.ops._checks import check_float, check_tensor
+
+__all__ = ["deform_conv2d", "DeformConv2d"]
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return pair
+
+
+def deform_conv2d(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Deformable 2-D convolution; a drop-in for :func:`torchvision.ops.deform_conv2d`.
+
+    Each kernel tap samples the input at its regular position plus a learned
+    offset (bilinear, zero outside the map); with ``mask`` (v2) each sample is
+    also scaled by a learned modulation. Weight groups and offset groups are
+    inferred from the shapes, as torchvision does.
+
+    The CPU backward is deterministic (no atomics); the CUDA backward of the
+    input gradient uses atomic adds and raises PyTorch's non-determinism alert.
+
+    Args:
+        input: ``[N, C_in, H, W]``; float32/float64 (CPU), also float16/bfloat16 (CUDA).
+        offset: ``[N, 2 * offset_groups * kH * kW, H_out, W_out]``; channel
+            ``2 * (g * kH * kW + i * kW + j)`` is the y offset of tap ``(i, j)``
+            of offset group ``g``, the next one its x offset.
+        weight: ``[C_out, C_in / groups, kH, kW]``.
+        bias: ``[C_out]`` or ``None``.
+        stride, padding, dilation: ints or pairs.
+        mask: ``[N, offset_groups * kH * kW, H_out, W_out]`` or ``None`` (v1).
+
+    Returns:
+        ``[N, C_out, H_out, W_out]``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import deform_conv2d
+        >>> x = torch.arange(25.0).view(1, 1, 5, 5)
+        >>> offset = torch.full((1, 18, 5, 5), 0.5)  # every tap shifted by half a pixel down and right
+        >>> deform_conv2d(x, offset, torch.ones(1, 1, 3, 3), padding=1)[0, 0, 0]
+        tensor([30.0000, 41.2500, 48.7500, 45.0000, 28.7500])
+        >>> mask = torch.full((1, 9, 5, 5), 0.5)
+        >>> deform_conv2d(x, offset, torch.ones(1, 1, 3, 3), padding=1, mask=mask)[0, 0, 0]
+        tensor([15.0000, 20.6250, 24.3750, 22.5000, 14.3750])
+    """
+    _ext.assert_has_ops()
+    check_float(input, "input")
+    check_tensor(offset, "offset")
+    check_tensor(weight, "weight")
+    if input.dim() != 4 or weight.dim() != 4 or offset.dim() != 4:
+        raise ValueError(
+            "input [N, C_in, H, W], weight [C_out, C_in / groups, kH, kW] and offset "
+            f"[N, 2 * offset_groups * kH * kW, H_out, W_out] must be 4-D, got {list(input.shape)}, "
+            f"{list(weight.shape)} and {list(offset.shape)}"
+        )
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    dh, dw = _pair(dilation, "dilation")
+    kh, kw = weight.shape[-2:]
+    if weight.shape[1] == 0 or input.shape[1] % weight.shape[1] != 0:
+        raise ValueError(f"input channels ({input.shape[1]}) must be a multiple of weight.shape[1] "
+                         f"({weight.shape[1]} = C_in / groups)")
+    groups = input.shape[1] // weight.shape[1]
+    if offset.shape[1] % (2 * kh * kw) != 0 or offset.shape[1] == 0:
+        raise ValueError(f"offset channels ({offset.shape[1]}) must be a positive multiple of 2 * kH * kW = {2 * kh * kw}")
+    offset_groups = offset.shape[1] // (2 * kh * kw)
+    return torch.ops.scalekit.deform_conv2d(input, weight, offset, mask, bias, sh, sw, ph, pw, dh, dw,
+                                            groups, offset_groups)
+
+
+class DeformConv2d(nn.Module):
+    """Deformable convolution with its own offset (and mask) predictor.
+
+    A plain ``kernel_size`` convolution on the input predicts the offsets
+    (``2 * offset_groups * kH * kW`` channels) and, with ``modulated=True``,
+    the masks (``offset_groups * kH * kW`` channels, through ``2 * sigmoid``).
+    Both predictors start at zero, so a fresh layer computes exactly the plain
+    convolution with its weight (DCNv2's own code uses ``sigmoid``, which
+    starts at half the signal; ``2 * sigmoid`` starts at 1 and still lets a
+    sample be switched off).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import DeformConv2d
+        >>> layer = DeformConv2d(16, 32, kernel_size=3, padding=1, modulated=True)
+        >>> x = torch.randn(2, 16, 10, 10)
+        >>> torch.allclose(layer(x), torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1), atol=1e-5)
+        True
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, offset_groups: int = 1, bias: bool = True, modulated: bool = False) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups or in_channels % offset_groups:
+            raise ValueError(f"groups ({groups}) must divide in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}); offset_groups ({offset_groups}) must divide in_channels")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.padding, self.dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+        self.groups, self.offset_groups, self.modulated = groups, offset_groups, modulated
+        kh, kw = self.kernel_size
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        predicted = offset_groups * kh * kw * (3 if modulated else 2)
+        self.offset_conv = nn.Conv2d(in_channels, predicted, self.kernel_size, self.stride, self.padding, self.dilation)
+        nn.init.zeros_(self.offset_conv.weight)
+        nn.init.zeros_(self.offset_conv.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        predicted = self.offset_conv(input)
+        n_off = 2 * self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
+        offset, mask = predicted[:, :n_off], None
+        if self.modulated:
+            mask = 2 * torch.sigmoid(predicted[:, n_off:])
+        return deform_conv2d(input, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
+
+    def extra_repr(self) -> str:
+        return (f"{self.weight.shape[1] * self.groups}, {self.weight.shape[0]}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+                f"offset_groups={self.offset_groups}, modulated={self.modulated}")
