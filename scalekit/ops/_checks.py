@@ -59,3 +59,13 @@ def check_number(value, name: str, *, minimum: float | None = None, strict: bool
     if minimum is not None and (value <= minimum if strict else value < minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
     return value
+
+
+def check_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints as a pair, each ``>= minimum`` if given."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if minimum is not None and not all(v >= minimum for v in pair):
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair

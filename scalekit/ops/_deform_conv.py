@@ -10,16 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_float, check_tensor
+from scalekit.ops._checks import check_float, check_pair, check_tensor
 
 __all__ = ["deform_conv2d", "DeformConv2d"]
-
-
-def _pair(v, name: str) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) else tuple(v)
-    if len(pair) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return pair
 
 
 def deform_conv2d(
@@ -76,9 +69,9 @@ def deform_conv2d(
             f"[N, 2 * offset_groups * kH * kW, H_out, W_out] must be 4-D, got {list(input.shape)}, "
             f"{list(weight.shape)} and {list(offset.shape)}"
         )
-    sh, sw = _pair(stride, "stride")
-    ph, pw = _pair(padding, "padding")
-    dh, dw = _pair(dilation, "dilation")
+    sh, sw = check_pair(stride, "stride")
+    ph, pw = check_pair(padding, "padding")
+    dh, dw = check_pair(dilation, "dilation")
     kh, kw = weight.shape[-2:]
     if weight.shape[1] == 0 or input.shape[1] % weight.shape[1] != 0:
         raise ValueError(f"input channels ({input.shape[1]}) must be a multiple of weight.shape[1] "
@@ -117,8 +110,8 @@ class DeformConv2d(nn.Module):
         if in_channels % groups or out_channels % groups or in_channels % offset_groups:
             raise ValueError(f"groups ({groups}) must divide in_channels ({in_channels}) and out_channels "
                              f"({out_channels}); offset_groups ({offset_groups}) must divide in_channels")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.padding, self.dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+        self.kernel_size = check_pair(kernel_size, "kernel_size")
+        self.stride, self.padding, self.dilation = check_pair(stride, "stride"), check_pair(padding, "padding"), check_pair(dilation, "dilation")
         self.groups, self.offset_groups, self.modulated = groups, offset_groups, modulated
         kh, kw = self.kernel_size
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_float, check_number, check_tensor
+from scalekit.ops._checks import check_float, check_number, check_pair, check_tensor
 
 __all__ = [
     "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
@@ -25,10 +25,7 @@ BoxesLike = Tensor | Sequence[Tensor]
 
 
 def _pair(value, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
-    return pair
+    return check_pair(value, name, minimum=1)
 
 
 def _rois(input: Tensor, boxes: BoxesLike) -> Tensor:

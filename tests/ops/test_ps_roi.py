@@ -294,7 +294,7 @@ class TestBadInput:
             ops.deform_ps_roi_pool(self.x, self.rois, torch.zeros(1, 2, 3, 3), 2)
         with pytest.raises(ValueError, match=r"input must have shape \[N, C, H, W\]"):
             ops.ps_roi_align(self.x[0], self.rois, 2)
-        with pytest.raises(ValueError, match="output_size must be a positive int"):
+        with pytest.raises(ValueError, match="output_size must be >= 1, got 0"):
             ops.ps_roi_align(self.x, self.rois, 0)
         with pytest.raises(ValueError, match="spatial_scale must be > 0"):
             ops.ps_roi_align(self.x, self.rois, 2, spatial_scale=0)

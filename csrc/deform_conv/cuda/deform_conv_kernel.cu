@@ -11,27 +11,19 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/cuda_launch.h"
 #include "deform_conv/driver.h"
 
 namespace scalekit {
 namespace deform_conv {
 namespace {
 
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 16));
-}
-
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
-
 template <typename scalar_t, typename T>
 __global__ void im2col_kernel(Geometry g, const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
                               const scalar_t* __restrict__ mask, scalar_t* __restrict__ cols) {
   const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
   const int64_t per_group = g.channels / g.offset_groups;
-  GRID_STRIDE(i, g.channels * taps * pixels) {
+  SCALEKIT_GRID_STRIDE(i, g.channels * taps * pixels) {
     const int64_t p = i % pixels, k = (i / pixels) % taps, c = i / pixels / taps;
     T dy, dx, m;
     read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
@@ -49,7 +41,7 @@ __global__ void col2im_kernel(Geometry g, const scalar_t* __restrict__ grad_cols
                               const scalar_t* __restrict__ mask, scalar_t* __restrict__ grad_input) {
   const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
   const int64_t per_group = g.channels / g.offset_groups;
-  GRID_STRIDE(i, g.channels * taps * pixels) {
+  SCALEKIT_GRID_STRIDE(i, g.channels * taps * pixels) {
     const int64_t p = i % pixels, k = (i / pixels) % taps, c = i / pixels / taps;
     T dy, dx, m;
     read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
@@ -68,7 +60,7 @@ __global__ void coord_grad_kernel(Geometry g, const scalar_t* __restrict__ grad_
                                   scalar_t* __restrict__ grad_mask) {
   const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
   const int64_t per_group = g.channels / g.offset_groups;
-  GRID_STRIDE(i, g.offset_groups * taps * pixels) {
+  SCALEKIT_GRID_STRIDE(i, g.offset_groups * taps * pixels) {
     const int64_t p = i % pixels, row = i / pixels, og = row / taps, k = row % taps;
     T dy, dx, m;
     read_offset<T>(g, offset, mask, og, k, p, dy, dx, m);
@@ -101,7 +93,7 @@ struct CudaKernels {
     const c10::cuda::CUDAGuard guard(input.device());
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "scalekit_deform_im2col_cuda", [&] {
       im2col_kernel<scalar_t, at::opmath_type<scalar_t>>
-          <<<blocks_for(cols.numel()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          <<<cuda_blocks_for(cols.numel()), kCudaThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
               g, input.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(mask),
               cols.data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -114,7 +106,7 @@ struct CudaKernels {
     at::globalContext().alertNotDeterministic("scalekit deform_conv2d backward (CUDA)");
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_cols.scalar_type(), "scalekit_deform_col2im_cuda", [&] {
       col2im_kernel<scalar_t, at::opmath_type<scalar_t>>
-          <<<blocks_for(grad_cols.numel()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          <<<cuda_blocks_for(grad_cols.numel()), kCudaThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
               g, grad_cols.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(mask),
               grad_input.data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -127,7 +119,7 @@ struct CudaKernels {
     const c10::cuda::CUDAGuard guard(grad_cols.device());
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_cols.scalar_type(), "scalekit_deform_coord_cuda", [&] {
       coord_grad_kernel<scalar_t, at::opmath_type<scalar_t>>
-          <<<blocks_for(g.offset_groups * g.taps() * g.pixels()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          <<<cuda_blocks_for(g.offset_groups * g.taps() * g.pixels()), kCudaThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
               g, grad_cols.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
               ptr_or_null<scalar_t>(mask), grad_offset.data_ptr<scalar_t>(),
               grad_mask.defined() ? grad_mask.data_ptr<scalar_t>() : nullptr);

@@ -10,17 +10,12 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/cuda_launch.h"
 #include "ps_roi/entry.h"
 
 namespace scalekit {
 namespace ps_roi {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8));
-}
 
 // The bin of output element `index` = ((k * c_out + c) * bins + b).
 template <typename T>
@@ -50,8 +45,7 @@ __global__ void forward_kernel(Params<T> p, const scalar_t* __restrict__ input,
                                int64_t channels, int64_t c_out, int64_t total,
                                scalar_t* __restrict__ out) {
   const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
-  for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
-       index += int64_t(blockDim.x) * gridDim.x) {
+  SCALEKIT_GRID_STRIDE(index, total) {
     const Site<T> s = site(p, rois, offset, index, c_out);
     T acc = T(0);
     if (s.bin.count > T(0)) {
@@ -78,8 +72,7 @@ __global__ void backward_input_kernel(Params<T> p, const scalar_t* __restrict__ 
                                       int64_t channels, int64_t c_out, int64_t total,
                                       T* __restrict__ grad_input) {
   const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
-  for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
-       index += int64_t(blockDim.x) * gridDim.x) {
+  SCALEKIT_GRID_STRIDE(index, total) {
     const Site<T> s = site(p, rois, offset, index, c_out);
     if (!(s.bin.count > T(0))) continue;
     const T g = static_cast<T>(grad[index]) / s.bin.count;
@@ -104,8 +97,7 @@ __global__ void backward_offset_kernel(Params<T> p, const scalar_t* __restrict__
                                        T* __restrict__ grad_offset) {
   const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
   const int64_t parts = p.part_h * p.part_w;
-  for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
-       index += int64_t(blockDim.x) * gridDim.x) {
+  SCALEKIT_GRID_STRIDE(index, total) {
     const Site<T> s = site(p, rois, offset, index, c_out);
     if (!(s.bin.count > T(0))) continue;
     const T g = static_cast<T>(grad[index]) / s.bin.count;
@@ -144,7 +136,7 @@ struct CudaImpl {
       constexpr auto acc = c10::CppTypeToScalarType<T>::value;
       const at::Tensor r = rois.to(acc).contiguous();
       const at::Tensor o = offset.has_value() ? offset->to(acc).contiguous() : at::Tensor();
-      forward_kernel<scalar_t, T><<<blocks_for(out.numel()), kThreads, 0, stream>>>(
+      forward_kernel<scalar_t, T><<<cuda_blocks_for(out.numel()), kCudaThreads, 0, stream>>>(
           a.params<T>(x.size(2), x.size(3)), x.data_ptr<scalar_t>(), r.data_ptr<T>(),
           o.defined() ? o.data_ptr<T>() : nullptr, x.size(1), c_out, out.numel(),
           out.data_ptr<scalar_t>());
@@ -174,7 +166,7 @@ struct CudaImpl {
       const auto p = a.params<T>(height, width);
       at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
       if (gr.numel() > 0) {
-        backward_input_kernel<scalar_t, T><<<blocks_for(gr.numel()), kThreads, 0, stream>>>(
+        backward_input_kernel<scalar_t, T><<<cuda_blocks_for(gr.numel()), kCudaThreads, 0, stream>>>(
             p, gr.data_ptr<scalar_t>(), r.data_ptr<T>(), o.defined() ? o.data_ptr<T>() : nullptr,
             channels, c_out, gr.numel(), gi.data_ptr<T>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -184,7 +176,7 @@ struct CudaImpl {
         at::Tensor go = at::zeros({rois.size(0), 2, a.part_h, a.part_w}, grad.options().dtype(acc));
         if (o.defined() && gr.numel() > 0) {
           const at::Tensor x = input->contiguous();
-          backward_offset_kernel<scalar_t, T><<<blocks_for(gr.numel()), kThreads, 0, stream>>>(
+          backward_offset_kernel<scalar_t, T><<<cuda_blocks_for(gr.numel()), kCudaThreads, 0, stream>>>(
               p, gr.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), r.data_ptr<T>(), o.data_ptr<T>(),
               channels, c_out, gr.numel(), go.data_ptr<T>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
