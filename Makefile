@@ -39,9 +39,9 @@ test: $(BUILT)
 test-fast: $(BUILT)
 	$(PY) -m pytest -m "not slow" -x -q
 
-# Until the chip pipeline lands, the demo is the NMS benchmark on seeded data.
+# SNIPER's chip pipeline on a seeded synthetic dataset (generated on first run).
 demo: $(BUILT)
-	$(PY) -m benchmarks nms --quick
+	$(PY) examples/sniper/chips_demo.py
 
 bench: $(BUILT)
 	$(PY) -m benchmarks

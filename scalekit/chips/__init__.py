@@ -1,0 +1,9 @@
+"""SNIPER (thesis chapter 3): chip generation, labels inside chips, chip
+crops, a chip dataset, statistics and pictures. Depends on
+:mod:`scalekit.scale` (levels and ranges)."""
+
+from scalekit.chips.crops import chip_stats, chip_targets, crop_chip, draw_chips
+from scalekit.chips.dataset import ChipDataset
+from scalekit.chips.generator import Chip, ChipGenerator
+
+__all__ = ["Chip", "ChipGenerator", "chip_targets", "crop_chip", "ChipDataset", "chip_stats", "draw_chips"]

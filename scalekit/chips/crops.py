@@ -1,0 +1,196 @@
+"""Inside a chip: ground truth cropped and mapped to chip pixels, the chip's
+image, statistics and pictures (thesis §3.3.2-3.3.5)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from scalekit.chips.generator import Chip, ChipGenerator
+
+__all__ = ["chip_targets", "crop_chip", "chip_stats", "draw_chips"]
+
+
+def chip_targets(chip: Chip, boxes: Tensor, labels: Tensor, levels, *, min_size: float = 0.0) -> dict:
+    """All ground truth that overlaps the chip, cropped to it and in chip pixels.
+
+    Each box carries ``valid``: whether its size (in the original image) lies
+    in the chip's level range. Valid boxes train the detector; invalid ones
+    only mark anchors and proposals to ignore (:func:`~scalekit.scale.invalidate_anchors`),
+    as SNIPER does (thesis §3.3.4).
+
+    Args:
+        chip: the chip.
+        boxes: ``[N, 4]`` ground truth in original-image pixels.
+        labels: ``[N]``.
+        levels: the generator's levels.
+        min_size: drop boxes whose cropped width or height, in chip pixels, is
+            below it (SNIPER's released code drops boxes under 10 px).
+
+    Returns:
+        ``{"boxes": [M, 4] chip pixels, "labels": [M], "valid": [M] bool, "index": [M] into boxes}``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.chips import Chip, chip_targets
+        >>> from scalekit.scale import SNIPER_LEVELS
+        >>> chip = Chip(level=0, scale=3.0, box=torch.tensor([0.0, 0, 512 / 3, 512 / 3]))
+        >>> boxes = torch.tensor([[10.0, 10, 40, 40], [150, 150, 300, 300]])
+        >>> t = chip_targets(chip, boxes, torch.tensor([1, 2]), SNIPER_LEVELS)
+        >>> t["boxes"], t["valid"]
+        (tensor([[ 30.,  30., 120., 120.],
+                [450., 450., 512., 512.]]), tensor([ True, False]))
+    """
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    labels = torch.as_tensor(labels).reshape(-1)
+    x1, y1, x2, y2 = chip.box.tolist()
+    cropped = torch.stack([boxes[:, 0].clamp(x1, x2), boxes[:, 1].clamp(y1, y2),
+                           boxes[:, 2].clamp(x1, x2), boxes[:, 3].clamp(y1, y2)], 1)
+    in_chip = (cropped - torch.tensor([x1, y1, x1, y1])) * chip.scale
+    wh = in_chip[:, 2:] - in_chip[:, :2]
+    keep = (wh > 0).all(1) & (wh >= min_size).all(1)
+    valid = levels[chip.level][1].valid_mask(boxes)
+    idx = keep.nonzero().flatten()
+    return {"boxes": in_chip[idx], "labels": labels[idx], "valid": valid[idx], "index": idx}
+
+
+def crop_chip(image: Tensor, target: dict, chip: Chip, chip_size: int = 512, levels=None, *,
+              min_size: float = 0.0) -> tuple[Tensor, dict]:
+    """The chip's pixels (``[C, chip_size, chip_size]``, zero past the image) and its targets.
+
+    Only the part of the window inside the image is resized (bilinear), so the
+    cost is that of the chip, not of the resized image.
+
+    Args:
+        image: ``[C, H, W]``.
+        target: ``{"boxes": [N, 4], "labels": [N]}`` in original-image pixels.
+        chip: the chip.
+        chip_size: the chip's side in pixels.
+        levels: the generator's levels (default: SNIPER's).
+        min_size: see :func:`chip_targets`.
+
+    Returns:
+        ``(chip_image, chip_target)``; ``chip_target`` as :func:`chip_targets`.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.chips import Chip, crop_chip
+        >>> image = torch.ones(3, 100, 200)
+        >>> chip = Chip(0, 3.0, torch.tensor([150.0, 50, 150 + 512 / 3, 50 + 512 / 3]))
+        >>> pixels, target = crop_chip(image, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}, chip)
+        >>> pixels.shape, pixels[0, 0, 0].item(), pixels[0, -1, -1].item()  # past the image: zero
+        (torch.Size([3, 512, 512]), 1.0, 0.0)
+    """
+    from scalekit.scale.levels import SNIPER_LEVELS
+
+    levels = levels if levels is not None else SNIPER_LEVELS
+    c, h, w = image.shape
+    x1, y1, x2, y2 = chip.box.tolist()
+    f = chip.scale
+    out = image.new_zeros((c, chip_size, chip_size), dtype=torch.float32 if not image.is_floating_point() else image.dtype)
+    # the part of the window inside the image, in whole source pixels
+    sx1, sy1 = max(0, math.floor(x1)), max(0, math.floor(y1))
+    sx2, sy2 = min(w, math.ceil(x2)), min(h, math.ceil(y2))
+    if sx2 > sx1 and sy2 > sy1:
+        region = image[:, sy1:sy2, sx1:sx2].float()
+        dh, dw = max(1, round((sy2 - sy1) * f)), max(1, round((sx2 - sx1) * f))
+        resized = F.interpolate(region[None], size=(dh, dw), mode="bilinear", align_corners=False)[0]
+        # where the region lands in the chip; it may start up to a pixel before the window
+        ox, oy = round((sx1 - x1) * f), round((sy1 - y1) * f)
+        src_x, src_y, dst_x, dst_y = max(0, -ox), max(0, -oy), max(0, ox), max(0, oy)
+        ww, hh = min(dw - src_x, chip_size - dst_x), min(dh - src_y, chip_size - dst_y)
+        if hh > 0 and ww > 0:
+            out[:, dst_y : dst_y + hh, dst_x : dst_x + ww] = resized[:, src_y : src_y + hh, src_x : src_x + ww].to(out.dtype)
+    return out, chip_targets(chip, target["boxes"], target["labels"], levels, min_size=min_size)
+
+
+def chip_stats(generator: ChipGenerator, annotations: Sequence[tuple], *, single_scale=(800, 1333)) -> dict:
+    """Chips per image, pixels processed relative to single-scale training, coverage.
+
+    Args:
+        generator: the chip generator.
+        annotations: per image ``(boxes [N, 4], (height, width))`` (or with
+            proposals as a third element, for negative chips).
+        single_scale: (shorter side, max longer side) of the single-scale
+            baseline (800 x 1333: the thesis' ~30% more pixels on COCO).
+
+    Returns:
+        ``{"images", "chips_per_image", "pos_chips_per_image", "pixel_ratio",
+        "coverage"}``: ``pixel_ratio`` = chip pixels / single-scale pixels;
+        ``coverage`` = fraction of valid (level, box) pairs inside a positive chip.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.chips import ChipGenerator, chip_stats
+        >>> s = chip_stats(ChipGenerator(), [(torch.tensor([[10.0, 10, 40, 40]]), (480, 640))])
+        >>> s["chips_per_image"], s["coverage"]
+        (1.0, 1.0)
+    """
+    chips = pos = covered = valid = 0
+    chip_pixels = base_pixels = 0.0
+    short, long = single_scale
+    for item in annotations:
+        boxes, size = item[0], item[1]
+        proposals = item[2] if len(item) > 2 else None
+        image_chips = generator.generate(boxes, size, proposals, np.random.default_rng(0))
+        chips += len(image_chips)
+        pos += sum(c.kind == "pos" for c in image_chips)
+        chip_pixels += len(image_chips) * generator.chip_size ** 2
+        h, w = size
+        f = min(short / min(h, w), long / max(h, w))
+        base_pixels += h * w * f * f
+        b = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+        for level, (_, area) in enumerate(generator.levels):
+            v = area.valid_mask(b)
+            uncoverable = set(generator.uncoverable(b, size).get(level, []))
+            idx = [i for i in v.nonzero().flatten().tolist() if i not in uncoverable]
+            valid += len(idx)
+            inside = set()
+            for c in image_chips:
+                if c.level == level and c.kind == "pos":
+                    inside.update(c.gt_index.tolist())
+            covered += sum(i in inside for i in idx)
+    n = max(1, len(annotations))
+    return {"images": len(annotations), "chips_per_image": chips / n, "pos_chips_per_image": pos / n,
+            "pixel_ratio": chip_pixels / max(base_pixels, 1.0), "coverage": covered / max(valid, 1)}
+
+
+_LEVEL_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180))
+
+
+def draw_chips(image: Tensor, chips: Sequence[Chip], boxes: Tensor, path, levels=None) -> None:
+    """A picture like the thesis' Figure 3.1: the image, its chips (one colour per
+    level; negative chips dashed-looking thin), and the ground truth of each
+    level in that level's colour when valid there.
+
+    Args:
+        image: ``[3, H, W]`` in ``[0, 1]`` (or uint8).
+        chips: the image's chips.
+        boxes: ``[N, 4]`` ground truth.
+        path: where to write the PNG.
+        levels: the generator's levels (default: SNIPER's).
+    """
+    from PIL import Image, ImageDraw
+
+    from scalekit.scale.levels import SNIPER_LEVELS
+
+    levels = levels if levels is not None else SNIPER_LEVELS
+    arr = image.detach().cpu()
+    if arr.is_floating_point():
+        arr = (arr.clamp(0, 1) * 255).round()
+    pil = Image.fromarray(arr.to(torch.uint8).permute(1, 2, 0).numpy()).convert("RGB")
+    draw = ImageDraw.Draw(pil)
+    b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    for level, (_, area) in enumerate(levels):
+        colour = _LEVEL_COLOURS[level % len(_LEVEL_COLOURS)]
+        for box in b[area.valid_mask(b)].tolist():
+            draw.rectangle(box, outline=colour, width=2)
+    for c in chips:
+        colour = _LEVEL_COLOURS[c.level % len(_LEVEL_COLOURS)]
+        draw.rectangle(c.box.tolist(), outline=colour, width=3 if c.kind == "pos" else 1)
+    pil.save(path)

@@ -1,0 +1,80 @@
+"""A dataset of chips over any detection dataset (thesis §3.3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from scalekit.chips.crops import crop_chip
+from scalekit.chips.generator import ChipGenerator
+
+__all__ = ["ChipDataset"]
+
+
+class ChipDataset(Dataset):
+    """Chips of every image of a detection dataset, resampled each epoch.
+
+    ``dataset[i]`` must give ``(image [C, H, W], {"boxes": [N, 4], "labels": [N]})``;
+    if it has ``annotations(i) -> (boxes, labels, (height, width))`` (as
+    :class:`~scalekit.datasets.CocoDetection`), chips are planned without
+    loading images. Item ``k`` is ``(chip_image [C, S, S], target)`` with the
+    target torchvision detection models take (``"boxes"``, ``"labels"`` of
+    the *valid* boxes) plus ``"ignore_boxes"`` (invalid boxes, for
+    :func:`~scalekit.scale.invalidate_anchors`), ``"image_index"`` and ``"chip"``.
+
+    Positive chips are fixed; ``set_epoch(e)`` resamples the negative chips
+    (seeded by ``seed`` and ``e``), so every process of a
+    ``DistributedSampler`` sees the same chip list.
+
+    Args:
+        dataset: the detection dataset.
+        generator: the :class:`ChipGenerator`.
+        proposals: per image ``[P, 4]`` proposals for negative chips, or ``None``.
+        seed: seeds the negative-chip sampling.
+        min_size: drop cropped boxes smaller than this in chip pixels.
+    """
+
+    def __init__(self, dataset, generator: ChipGenerator, proposals=None, seed: int = 0, min_size: float = 0.0):
+        self.dataset, self.generator, self.proposals = dataset, generator, proposals
+        self.seed, self.min_size = seed, min_size
+        if proposals is not None and len(proposals) != len(dataset):
+            raise ValueError(f"proposals must have one entry per image ({len(dataset)}), got {len(proposals)}")
+        self._annotations = [self._annotation(i) for i in range(len(dataset))]
+        self._positives = [generator.positive_chips(b, size) for b, _, size in self._annotations]
+        self._negatives = [
+            generator.negative_chips(b, size, proposals[i], self._positives[i]) if proposals is not None else []
+            for i, (b, _, size) in enumerate(self._annotations)
+        ]
+        self.set_epoch(0)
+
+    def _annotation(self, i):
+        if hasattr(self.dataset, "annotations"):
+            boxes, labels, size = self.dataset.annotations(i)
+        else:
+            image, target = self.dataset[i]
+            boxes, labels, size = target["boxes"], target["labels"], tuple(image.shape[-2:])
+        return torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.as_tensor(labels), size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Resample this epoch's negative chips."""
+        rng = np.random.default_rng((self.seed, epoch))
+        self.items = []
+        for i, (pos, neg) in enumerate(zip(self._positives, self._negatives)):
+            self.items += [(i, c) for c in pos]
+            if neg:
+                k = min(self.generator.neg_chips_per_image, len(neg))
+                self.items += [(i, neg[j]) for j in sorted(rng.choice(len(neg), size=k, replace=False).tolist())]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int):
+        i, chip = self.items[k]
+        image, _ = self.dataset[i]
+        boxes, labels, _ = self._annotations[i]
+        pixels, t = crop_chip(image, {"boxes": boxes, "labels": labels}, chip, self.generator.chip_size,
+                              self.generator.levels, min_size=self.min_size)
+        target = {"boxes": t["boxes"][t["valid"]], "labels": t["labels"][t["valid"]],
+                  "ignore_boxes": t["boxes"][~t["valid"]], "image_index": i, "chip": chip}
+        return pixels, target

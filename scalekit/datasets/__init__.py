@@ -1,0 +1,7 @@
+"""Detection data: COCO-format datasets (pycocotools) and a seeded synthetic
+generator with extreme scale variation, used by tests, benchmarks and examples."""
+
+from scalekit.datasets.coco import CocoDetection
+from scalekit.datasets.synthetic import SYNTHETIC_CLASSES, make_synthetic_coco
+
+__all__ = ["CocoDetection", "make_synthetic_coco", "SYNTHETIC_CLASSES"]
