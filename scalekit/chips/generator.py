@@ -47,6 +47,17 @@ def _positions(extent: float, chip: int, stride: int) -> np.ndarray:
     return np.append(np.arange(0, last, stride, dtype=np.float64), last)
 
 
+def as_numpy_rng(generator) -> np.random.Generator | None:
+    """A numpy Generator from ``None``, an int seed, a ``torch.Generator`` or a numpy Generator."""
+    if generator is None or isinstance(generator, np.random.Generator):
+        return generator
+    if isinstance(generator, torch.Generator):
+        return np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
+        return np.random.default_rng(int(generator))
+    raise TypeError(f"generator must be None, an int seed, a torch.Generator or a numpy Generator, got {type(generator).__name__}")
+
+
 def _containment(x1, y1, x2, y2, xs, ys, chip):
     """[B, Nx] and [B, Ny]: box b fits window column i / row j."""
     in_x = (xs[None, :] <= x1[:, None]) & (x2[:, None] <= xs[None, :] + chip)
@@ -190,15 +201,17 @@ class ChipGenerator:
                 out[level] = bad.tolist()
         return out
 
-    def positive_chips(self, boxes, image_size, generator: np.random.Generator | None = None) -> list[Chip]:
+    def positive_chips(self, boxes, image_size, generator=None) -> list[Chip]:
         """Chips covering every valid ground-truth box of each level.
 
         Args:
             boxes: ``[N, 4]`` ground truth in original-image pixels.
             image_size: ``(height, width)``.
-            generator: breaks ties between equally good windows at random;
-                ``None``: the first window in raster order.
+            generator: seed, ``torch.Generator`` or numpy Generator that breaks
+                ties between equally good windows at random; ``None``: the first
+                window in raster order.
         """
+        generator = as_numpy_rng(generator)
         b, clipped = self._boxes(boxes, image_size)
         chips = []
         for level in range(len(self.levels)):
@@ -254,16 +267,17 @@ class ChipGenerator:
                 chips.append(self._chip(level, f, x, y, "neg", inside))
         return chips
 
-    def generate(self, boxes, image_size, proposals=None, generator: np.random.Generator | None = None) -> list[Chip]:
+    def generate(self, boxes, image_size, proposals=None, generator=None) -> list[Chip]:
         """This epoch's chips: all positive chips plus ``neg_chips_per_image``
-        negatives sampled (without replacement, with ``generator``) from the
-        pool of all levels; no negatives without ``proposals``."""
+        negatives sampled (without replacement) from the pool of all levels;
+        no negatives without ``proposals``. ``generator``: seed,
+        ``torch.Generator`` or numpy Generator (``None``: seed 0)."""
         positives = self.positive_chips(boxes, image_size)
         if proposals is None or self.neg_chips_per_image <= 0:
             return positives
         pool = self.negative_chips(boxes, image_size, proposals, positives)
         if not pool:
             return positives
-        rng = generator if generator is not None else np.random.default_rng(0)
+        rng = as_numpy_rng(generator) if generator is not None else np.random.default_rng(0)
         pick = rng.choice(len(pool), size=min(self.neg_chips_per_image, len(pool)), replace=False)
         return positives + [pool[i] for i in sorted(pick.tolist())]

@@ -184,6 +184,11 @@ class TestChips:
         assert [c.box.tolist() for c in a] == [c.box.tolist() for c in b]
         assert sum(c.kind == "neg" for c in a) == 2
         assert len(gen.generate(boxes, (480, 640))) == len(gen.positive_chips(boxes, (480, 640)))
+        by_seed = gen.generate(boxes, (480, 640), proposals, 7)
+        by_torch = gen.generate(boxes, (480, 640), proposals, torch.Generator().manual_seed(7))
+        assert len(by_seed) == len(by_torch) == len(a)
+        with pytest.raises(TypeError, match="generator must be None, an int seed"):
+            gen.generate(boxes, (480, 640), proposals, "seven")
 
     def test_box_too_large_for_its_level_is_reported(self):
         gen = ChipGenerator(levels=((ScaleSpec.fixed(4.0), AreaRange(0, 200)),))
