@@ -63,6 +63,7 @@ setup(
     extras_require={
         "test": ["torchvision", "pycocotools", "hypothesis", "pytest"],
         "docs": ["sphinx", "furo"],
+        "video": ["opencv-python-headless", "av"],
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

@@ -5,7 +5,7 @@ import importlib
 
 import torch
 
-SUITES = ["nms", "ps_roi", "deform_conv", "chips", "eval", "heads"]
+SUITES = ["nms", "ps_roi", "deform_conv", "chips", "eval", "heads", "video"]
 
 parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
 parser.add_argument("suites", nargs="*", metavar="suite", help=f"suites to run, from {SUITES} (default: all)")

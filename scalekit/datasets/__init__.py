@@ -3,5 +3,6 @@ generator with extreme scale variation, used by tests, benchmarks and examples."
 
 from scalekit.datasets.coco import CocoDetection
 from scalekit.datasets.synthetic import SYNTHETIC_CLASSES, make_synthetic_coco
+from scalekit.datasets.synthetic_video import SYNTHETIC_ACTIONS, make_synthetic_video
 
-__all__ = ["CocoDetection", "make_synthetic_coco", "SYNTHETIC_CLASSES"]
+__all__ = ["CocoDetection", "make_synthetic_coco", "SYNTHETIC_CLASSES", "make_synthetic_video", "SYNTHETIC_ACTIONS"]

@@ -1,0 +1,103 @@
+"""Pixel trajectories vs stacked optical flow (MSB-RNN's motion input, thesis §5.3.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["pixel_trajectories", "stacked_flow", "TrajectoryConv"]
+
+Flow = Callable[[Tensor, Tensor], Tensor]
+
+
+def _frame(frames: Tensor, i: int) -> Tensor:
+    return frames[min(max(i, 0), frames.shape[0] - 1)]  # replicate at the ends of the video
+
+
+def pixel_trajectories(frames: Tensor, center: int, k: int = 3, flow: Flow | None = None) -> Tensor:
+    """Displacements of every pixel of the centre frame to each of its ``2k`` neighbours.
+
+    Flow is computed from frame ``t = center`` *directly* to frames ``t - k,
+    ..., t - 1, t + 1, ..., t + k`` (not chained), so channel ``d`` at pixel
+    ``p`` is where the point seen at ``p`` in frame ``t`` is ``d`` frames
+    away: every displacement of one physical point stays at that point's
+    location in frame ``t``. Frames before the start or past the end of the
+    video repeat the first or last frame.
+
+    Args:
+        frames: ``[T, C, H, W]`` (or ``[T, H, W]``).
+        center: index of frame ``t``.
+        k: neighbours on each side (3 in the thesis: 6 flows per chunk).
+        flow: ``flow(frame_a, frame_b) -> [2, H, W]`` (default :class:`~scalekit.video.TorchFlow`).
+
+    Returns:
+        ``[2, 2k, H, W]``: x displacements, then y displacements, neighbours in
+        the order ``t - k, ..., t - 1, t + 1, ..., t + k``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.video import pixel_trajectories
+        >>> frames = torch.zeros(7, 1, 8, 8)
+        >>> moving = lambda a, b: torch.ones(2, 8, 8)  # a stand-in flow: everything moves by (1, 1)
+        >>> pixel_trajectories(frames, center=3, k=3, flow=moving).shape
+        torch.Size([2, 6, 8, 8])
+    """
+    from scalekit.video.flow import TorchFlow
+
+    flow = flow if flow is not None else TorchFlow()
+    if not 0 <= center < frames.shape[0]:
+        raise ValueError(f"center must index a frame in [0, {frames.shape[0]}), got {center}")
+    offsets = [d for d in range(-k, k + 1) if d != 0]
+    out = torch.stack([flow(frames[center], _frame(frames, center + d)) for d in offsets], 1)
+    return out
+
+
+def stacked_flow(frames: Tensor, center: int, k: int = 3, flow: Flow | None = None) -> Tensor:
+    """The classic two-stream input: flows between consecutive frames around ``center``.
+
+    Channel ``j`` is the flow from frame ``t - k + j`` to ``t - k + j + 1``,
+    each at its *own* frame's pixel grid: a moving point's displacements end
+    up at different pixels, unlike :func:`pixel_trajectories`.
+
+    Returns:
+        ``[2, 2k, H, W]``: x flows, then y flows, for ``j = 0 .. 2k - 1``.
+    """
+    from scalekit.video.flow import TorchFlow
+
+    flow = flow if flow is not None else TorchFlow()
+    if not 0 <= center < frames.shape[0]:
+        raise ValueError(f"center must index a frame in [0, {frames.shape[0]}), got {center}")
+    return torch.stack([flow(_frame(frames, center - k + j), _frame(frames, center - k + j + 1))
+                        for j in range(2 * k)], 1)
+
+
+class TrajectoryConv(nn.Module):
+    """First layer for pixel trajectories: convolves only in time, a ``1 x time_kernel``
+    kernel per pixel over each pixel's ``2k`` displacements (x and y stacks as 2
+    input channels); no spatial extent, so a point's trajectory is read at its
+    own location (thesis §5.3.2).
+
+    Input ``[N, 2, 2k, H, W]`` (a batch of :func:`pixel_trajectories`), output
+    ``[N, out_channels * (2k - time_kernel + 1), H, W]``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.video import TrajectoryConv
+        >>> TrajectoryConv(k=3, out_channels=16)(torch.randn(2, 2, 6, 32, 32)).shape
+        torch.Size([2, 16, 32, 32])
+    """
+
+    def __init__(self, k: int = 3, out_channels: int = 64, time_kernel: int | None = None) -> None:
+        super().__init__()
+        self.frames = 2 * k
+        time_kernel = self.frames if time_kernel is None else time_kernel
+        if not 1 <= time_kernel <= self.frames:
+            raise ValueError(f"time_kernel must lie in [1, 2k] = [1, {self.frames}], got {time_kernel}")
+        self.conv = nn.Conv3d(2, out_channels, kernel_size=(time_kernel, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5 or x.shape[1] != 2 or x.shape[2] != self.frames:
+            raise ValueError(f"input must be [N, 2, {self.frames}, H, W], got {list(x.shape)}")
+        return self.conv(x).flatten(1, 2)
