@@ -39,8 +39,10 @@ class BiLSTMHead(nn.Module):
         (torch.Size([12, 2, 5]), True)
     """
 
-    def __init__(self, in_dim: int = 200, hidden: int = 60, num_classes: int = 2) -> None:
+    def __init__(self, in_dim: int = 200, hidden: int = 60, num_classes: int | None = None) -> None:
         super().__init__()
+        if num_classes is None or num_classes < 1:
+            raise ValueError(f"num_classes is required and must be >= 1, got {num_classes}")
         self.forward_cell = nn.LSTMCell(in_dim, hidden)
         self.backward_cell = nn.LSTMCell(in_dim, hidden)
         self.forward_cls = nn.Linear(hidden, num_classes)

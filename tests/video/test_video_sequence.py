@@ -161,6 +161,8 @@ class TestBiLSTM:
         torch.testing.assert_close(scores, (f + b) / 2)
         with pytest.raises(ValueError, match=r"x must be \[T, N, in_dim\]"):
             self.head(self.x[0])
+        with pytest.raises(ValueError, match="num_classes is required"):
+            BiLSTMHead(8, 6)
 
 
 def test_multistream_fusion_and_errors():
