@@ -28,7 +28,11 @@ template <typename T>
 struct Sample {
   int64_t idx[4];  // (y0, x0), (y0, x1), (y1, x0), (y1, x1)
   T ly, lx;
-  bool inside;     // false: the sample reads 0 and has no gradient
+  // The sample reads the map (value and input gradient); outside it reads 0.
+  // The corners are kept either way: like torchvision, the offset gradient
+  // at a sample exactly one pixel off the map is the one-sided slope from the
+  // corner that is on it.
+  bool inside;
 
   C10_HOST_DEVICE T weight(int j) const {
     const T wy = (j < 2) ? T(1) - ly : ly;
@@ -45,9 +49,10 @@ C10_HOST_DEVICE inline Sample<T> make_sample(const Geometry& g, int64_t k, int64
   const T h = static_cast<T>(y * g.stride_h - g.pad_h + i * g.dil_h) + dy;
   const T w = static_cast<T>(x * g.stride_w - g.pad_w + j * g.dil_w) + dx;
   Sample<T> s;
-  // Written as !(inside) so that NaN positions read nothing.
+  // Comparisons are false for NaN, so NaN positions read nothing.
   s.inside = h > T(-1) && h < static_cast<T>(g.height) && w > T(-1) && w < static_cast<T>(g.width);
-  if (!s.inside) {
+  const bool near = h > T(-2) && h < static_cast<T>(g.height + 1) && w > T(-2) && w < static_cast<T>(g.width + 1);
+  if (!near) {  // no corner on the map (this also keeps the integer casts in range)
     s.idx[0] = s.idx[1] = s.idx[2] = s.idx[3] = -1;
     s.ly = s.lx = T(0);
     return s;
@@ -56,7 +61,8 @@ C10_HOST_DEVICE inline Sample<T> make_sample(const Geometry& g, int64_t k, int64
   const int64_t y0 = static_cast<int64_t>(fy), x0 = static_cast<int64_t>(fx);
   const int64_t y1 = y0 + 1, x1 = x0 + 1;
   s.ly = h - fy, s.lx = w - fx;
-  const bool vy0 = y0 >= 0, vy1 = y1 <= g.height - 1, vx0 = x0 >= 0, vx1 = x1 <= g.width - 1;
+  const bool vy0 = y0 >= 0 && y0 < g.height, vy1 = y1 >= 0 && y1 < g.height;
+  const bool vx0 = x0 >= 0 && x0 < g.width, vx1 = x1 >= 0 && x1 < g.width;
   s.idx[0] = (vy0 && vx0) ? y0 * g.width + x0 : -1;
   s.idx[1] = (vy0 && vx1) ? y0 * g.width + x1 : -1;
   s.idx[2] = (vy1 && vx0) ? y1 * g.width + x0 : -1;

@@ -63,6 +63,23 @@ def test_forward_and_every_gradient_equal_torchvision(case):
         torch.testing.assert_close(a, b)
 
 
+def test_offset_gradient_of_samples_exactly_on_the_border_equals_torchvision():
+    # padding 1, 1x1 kernel, zero offsets: the first and last columns sample
+    # x = -1 and x = W exactly (read 0); torchvision's offset gradient there is
+    # the one-sided slope from the corner on the map. Found by hypothesis.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 1, 3, 3, generator=g, dtype=torch.float64)
+    w = torch.randn(1, 1, 1, 1, generator=g, dtype=torch.float64)
+    for padding in ((0, 1), (1, 0), (1, 1)):
+        ho, wo = 3 + 2 * padding[0], 3 + 2 * padding[1]
+        offset = torch.zeros(1, 2, ho, wo, dtype=torch.float64)
+        _, ours = _all_grads(lambda x, o, w, b, m: ops.deform_conv2d(x, o, w, padding=padding), x, offset, w, None, None)
+        _, theirs = _all_grads(lambda x, o, w, b, m: torchvision.ops.deform_conv2d(x, o, w, padding=padding),
+                               x, offset, w, None, None)
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b)
+
+
 def test_golden_values():
     x = torch.arange(25.0).view(1, 1, 5, 5)
     offset = torch.full((1, 18, 5, 5), 0.5)

@@ -36,8 +36,8 @@ std::vector<Tap<T>> make_plan(const Geometry& g, const T* offset, const T* mask)
       read_offset(g, offset, mask, og, k, p, dy, dx, m);
       const Sample<T> s = make_sample(g, k, p, dy, dx);
       for (int j = 0; j < 4; ++j) {
-        plan[r].idx[j] = s.idx[j];
-        plan[r].w[j] = s.idx[j] >= 0 ? s.weight(j) * m : T(0);
+        plan[r].idx[j] = s.inside ? s.idx[j] : -1;
+        plan[r].w[j] = (s.inside && s.idx[j] >= 0) ? s.weight(j) * m : T(0);
       }
     }
   });
@@ -127,10 +127,9 @@ struct CpuKernels {
             const T* src = in + c * plane;
             const T* grow = gc + (c * g.taps() + k) * pixels + p0;
             for (int64_t q = 0; q < np; ++q) {
-              if (!samples[q].inside) continue;
               T v, dvdy, dvdx;
               sample_value(samples[q], src, v, dvdy, dvdx);
-              am[q] += grow[q] * v;
+              if (samples[q].inside) am[q] += grow[q] * v;
               ay[q] += grow[q] * dvdy;
               ax[q] += grow[q] * dvdx;
             }

@@ -29,7 +29,7 @@ __global__ void im2col_kernel(Geometry g, const scalar_t* __restrict__ input, co
     read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
     const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
     T v = T(0);
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < 4 && s.inside; ++j) {
       if (s.idx[j] >= 0) v += s.weight(j) * static_cast<T>(input[c * plane + s.idx[j]]);
     }
     cols[i] = static_cast<scalar_t>(v * m);
@@ -47,7 +47,7 @@ __global__ void col2im_kernel(Geometry g, const scalar_t* __restrict__ grad_cols
     read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
     const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
     const T gm = static_cast<T>(grad_cols[i]) * m;
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < 4 && s.inside; ++j) {
       if (s.idx[j] >= 0) gpuAtomicAdd(grad_input + c * plane + s.idx[j], static_cast<scalar_t>(gm * s.weight(j)));
     }
   }
@@ -66,15 +66,13 @@ __global__ void coord_grad_kernel(Geometry g, const scalar_t* __restrict__ grad_
     read_offset<T>(g, offset, mask, og, k, p, dy, dx, m);
     const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
     T ay = T(0), ax = T(0), am = T(0);
-    if (s.inside) {
-      for (int64_t c = og * per_group; c < (og + 1) * per_group; ++c) {
-        T v, dvdy, dvdx;
-        sample_value<T>(s, input + c * plane, v, dvdy, dvdx);
-        const T gc = static_cast<T>(grad_cols[(c * taps + k) * pixels + p]);
-        am += gc * v;
-        ay += gc * dvdy;
-        ax += gc * dvdx;
-      }
+    for (int64_t c = og * per_group; c < (og + 1) * per_group; ++c) {
+      T v, dvdy, dvdx;
+      sample_value<T>(s, input + c * plane, v, dvdy, dvdx);
+      const T gc = static_cast<T>(grad_cols[(c * taps + k) * pixels + p]);
+      if (s.inside) am += gc * v;
+      ay += gc * dvdy;
+      ax += gc * dvdx;
     }
     grad_offset[(2 * row) * pixels + p] = static_cast<scalar_t>(ay * m);
     grad_offset[(2 * row + 1) * pixels + p] = static_cast<scalar_t>(ax * m);
