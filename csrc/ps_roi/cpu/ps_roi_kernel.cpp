@@ -64,8 +64,8 @@ struct Taps {
   }
 };
 
-// ps_roi_pool's bins are whole-pixel rectangles with unit weights: sum and
-// scatter them directly instead of through taps.
+// ps_roi_pool's bins are whole-pixel rectangles with unit weights: sum them
+// directly instead of through taps.
 template <typename T, typename scalar_t>
 T rect_sum(const scalar_t* plane, const Bin<T>& b, int64_t width) {
   const scalar_t* row = plane + static_cast<int64_t>(b.y.start) * width + static_cast<int64_t>(b.x.start);
@@ -74,14 +74,6 @@ T rect_sum(const scalar_t* plane, const Bin<T>& b, int64_t width) {
     for (int64_t j = 0; j < b.x.n; ++j) acc += static_cast<T>(row[j]);
   }
   return acc;
-}
-
-template <typename T>
-void rect_add(T* plane, const Bin<T>& b, int64_t width, T v) {
-  T* row = plane + static_cast<int64_t>(b.y.start) * width + static_cast<int64_t>(b.x.start);
-  for (int64_t i = 0; i < b.y.n; ++i, row += width) {
-    for (int64_t j = 0; j < b.x.n; ++j) row[j] += v;
-  }
 }
 
 // Params plus per-bin tables (computed once per call) and per-RoI frames.
@@ -173,7 +165,7 @@ void forward_impl(const Geometry<T>& g, const scalar_t* input, int64_t channels,
 // output gradient bin-major, [bins, K, C], so that a task reads it in order.
 template <typename scalar_t, typename T>
 void backward_input_impl(const Geometry<T>& g, const scalar_t* grad_t, int64_t k_count,
-                         int64_t c_out, int64_t channels, T* grad_input) {
+                         int64_t c_out, int64_t channels, int64_t batch, T* grad_input) {
   const int64_t bins = g.bins(), groups = g.p.group_h * g.p.group_w;
   const int64_t plane = g.p.height * g.p.width;
   std::vector<std::vector<int64_t>> group_bins(groups);
@@ -207,23 +199,58 @@ void backward_input_impl(const Geometry<T>& g, const scalar_t* grad_t, int64_t k
   const int64_t per_block = (c_out + blocks - 1) / blocks;
   at::parallel_for(0, groups * blocks, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
+    const int64_t dh = g.p.height + 1, dw = g.p.width + 1;
+    std::vector<T> diff;
+    std::vector<uint8_t> touched;
     for (int64_t task = lo; task < hi; ++task) {
       const int64_t grp = task / blocks, c0 = (task % blocks) * per_block;
       const int64_t c1 = std::min(c_out, c0 + per_block);
+      if (g.p.mode == Mode::kPool) {
+        // A pool bin adds a constant over a rectangle: 4 adds into a 2-D
+        // difference array per RoI, then one prefix sum per touched plane.
+        diff.assign(batch * dh * dw, T(0));
+        touched.assign(batch, 0);
+        for (int64_t c = c0; c < c1; ++c) {
+          for (int64_t k = 0; k < k_count; ++k) {
+            const int64_t n = g.batch(k);
+            T* d = diff.data() + n * dh * dw;
+            for (const int64_t b : group_bins[grp]) {
+              const Bin<T> bin = bin_at(k, b);
+              if (!(bin.count > T(0))) continue;
+              const T go = static_cast<T>(grad_t[(b * k_count + k) * c_out + c]) / bin.count;
+              const int64_t hs = static_cast<int64_t>(bin.y.start), he = hs + bin.y.n;
+              const int64_t ws = static_cast<int64_t>(bin.x.start), we = ws + bin.x.n;
+              d[hs * dw + ws] += go, d[hs * dw + we] -= go, d[he * dw + ws] -= go, d[he * dw + we] += go;
+              touched[n] = 1;
+            }
+          }
+          for (int64_t n = 0; n < batch; ++n) {
+            if (!touched[n]) continue;
+            T* d = diff.data() + n * dh * dw;
+            T* dst = grad_input + ((n * channels + grp) + c * groups) * plane;
+            for (int64_t y = 0; y < g.p.height; ++y) {
+              T row = T(0);
+              for (int64_t x = 0; x < g.p.width; ++x) {
+                row += d[y * dw + x];
+                d[y * dw + x] = row + (y > 0 ? d[(y - 1) * dw + x] : T(0));  // 2-D prefix sum in place
+                dst[y * g.p.width + x] += d[y * dw + x];
+              }
+            }
+            std::fill(d, d + dh * dw, T(0));
+            touched[n] = 0;
+          }
+        }
+        continue;
+      }
       for (int64_t k = 0; k < k_count; ++k) {
         for (const int64_t b : group_bins[grp]) {
           const Bin<T> bin = bin_at(k, b);
           if (!(bin.count > T(0))) continue;
-          const bool rect = g.p.mode == Mode::kPool;
-          if (!rect) taps.fill(bin, g.p.width, false);
+          taps.fill(bin, g.p.width, false);
           T* base = grad_input + (g.batch(k) * channels + grp) * plane;
           for (int64_t c = c0; c < c1; ++c) {
             const T go = static_cast<T>(grad_t[(b * k_count + k) * c_out + c]) / bin.count;
             T* dst = base + c * groups * plane;
-            if (rect) {
-              rect_add(dst, bin, g.p.width, go);
-              continue;
-            }
             for (int64_t i = 0; i < taps.nr; ++i) {
               const T gi = go * taps.rw[i];
               T* row = dst + taps.ri[i];
@@ -313,7 +340,7 @@ struct CpuImpl {
       at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
       if (gr.numel() > 0) {
         const at::Tensor gt = gr.flatten(2).permute({2, 0, 1}).contiguous();
-        backward_input_impl<scalar_t, T>(g, gt.data_ptr<scalar_t>(), rois.size(0), c_out, channels,
+        backward_input_impl<scalar_t, T>(g, gt.data_ptr<scalar_t>(), rois.size(0), c_out, channels, batch,
                                          gi.data_ptr<T>());
       }
       grad_input = gi.to(dtype);
