@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalekit.heads._targets import BOX_WEIGHTS, clip_to_images, decode_boxes, hard_examples, rois_with_index, smooth_l1
-from scalekit.heads.rfcn import assign, check_targets, detections
-from scalekit.ops import DeformPSRoIPool, grouped_nms, ps_roi_align
+from scalekit.heads.rfcn import PSVote, assign, check_targets, detections
+from scalekit.ops import grouped_nms, ps_roi_align
 
 __all__ = ["DecoupledHead"]
 
@@ -81,15 +81,8 @@ class DecoupledHead(nn.Module):
         for conv, std in ((self.super_maps, 0.01), (self.box_maps, 0.001), (self.fine_cls, 0.01)):
             nn.init.normal_(conv.weight, std=std)
             nn.init.zeros_(conv.bias)
-        self.deformable = deformable
-        if deformable:
-            self.super_pool = DeformPSRoIPool(k + 1, pool_size, spatial_scale, sample_per_part=sampling_ratio)
-            self.box_pool = DeformPSRoIPool(4, pool_size, spatial_scale, sample_per_part=sampling_ratio)
-
-    def _vote(self, maps: Tensor, rois: Tensor, pool) -> Tensor:
-        if self.deformable:
-            return pool(maps, rois).mean((2, 3))
-        return ps_roi_align(maps, rois, self.pool_size, self.spatial_scale, self.sampling_ratio).mean((2, 3))
+        self.super_vote = PSVote(k + 1, pool_size, spatial_scale, sampling_ratio, deformable)
+        self.box_vote = PSVote(4, pool_size, spatial_scale, sampling_ratio, deformable)
 
     def forward(self, features: Tensor, proposals: list[Tensor]) -> dict:
         """``features`` ``[N, in_channels, H, W]``, ``proposals`` N tensors ``[L, 4]`` -> dict
@@ -97,8 +90,8 @@ class DecoupledHead(nn.Module):
         rois, _ = rois_with_index(proposals)
         fine = self.fine_cls(self.fine(features))
         return {
-            "super_logits": self._vote(self.super_maps(self.det_reduce(features)), rois, getattr(self, "super_pool", None)),
-            "box_deltas": self._vote(self.box_maps(self.box_reduce(features)), rois, getattr(self, "box_pool", None)),
+            "super_logits": self.super_vote(self.super_maps(self.det_reduce(features)), rois),
+            "box_deltas": self.box_vote(self.box_maps(self.box_reduce(features)), rois),
             # average of the per-class score maps inside each RoI (a 1x1 ps_roi_align, adaptive sampling)
             "class_logits": ps_roi_align(fine, rois, 1, self.spatial_scale, -1).flatten(1),
         }

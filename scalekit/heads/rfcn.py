@@ -60,6 +60,25 @@ def detections(boxes: Tensor, scores: Tensor, image_index: Tensor, num_images: i
     return out
 
 
+class PSVote(nn.Module):
+    """Position-sensitive pooling of each RoI into ``k x k`` bins, voted by
+    averaging: ``[R, channels]`` from ``[N, channels * k * k, H, W]`` maps.
+    ``deformable=True`` pools with :class:`~scalekit.ops.DeformPSRoIPool` (its own
+    offset branch) instead of :func:`~scalekit.ops.ps_roi_align`."""
+
+    def __init__(self, channels: int, pool_size: int, spatial_scale: float, sampling_ratio: int,
+                 deformable: bool = False) -> None:
+        super().__init__()
+        self.pool_size, self.spatial_scale, self.sampling_ratio = pool_size, spatial_scale, sampling_ratio
+        self.pool = (DeformPSRoIPool(channels, pool_size, spatial_scale, sample_per_part=sampling_ratio)
+                     if deformable else None)
+
+    def forward(self, maps: Tensor, rois: Tensor) -> Tensor:
+        if self.pool is not None:
+            return self.pool(maps, rois).mean((2, 3))
+        return ps_roi_align(maps, rois, self.pool_size, self.spatial_scale, self.sampling_ratio).mean((2, 3))
+
+
 class RFCNHead(nn.Module):
     """R-FCN head: position-sensitive class scores and class-agnostic boxes for any proposals.
 
@@ -113,23 +132,15 @@ class RFCNHead(nn.Module):
         nn.init.normal_(self.box_maps.weight, std=0.001)
         nn.init.zeros_(self.cls_maps.bias)
         nn.init.zeros_(self.box_maps.bias)
-        self.deformable = deformable
-        if deformable:
-            self.cls_pool = DeformPSRoIPool(num_classes + 1, pool_size, spatial_scale, sample_per_part=sampling_ratio)
-            self.box_pool = DeformPSRoIPool(4, pool_size, spatial_scale, sample_per_part=sampling_ratio)
-
-    def _vote(self, maps: Tensor, rois: Tensor, pool) -> Tensor:
-        if self.deformable:
-            return pool(maps, rois).mean((2, 3))
-        return ps_roi_align(maps, rois, self.pool_size, self.spatial_scale, self.sampling_ratio).mean((2, 3))
+        self.cls_vote = PSVote(num_classes + 1, pool_size, spatial_scale, sampling_ratio, deformable)
+        self.box_vote = PSVote(4, pool_size, spatial_scale, sampling_ratio, deformable)
 
     def forward(self, features: Tensor, proposals: list[Tensor]) -> tuple[Tensor, Tensor]:
         """``features`` ``[N, in_channels, H, W]``, ``proposals`` N tensors ``[L, 4]`` ->
         ``(cls_logits [R, C + 1], box_deltas [R, 4])`` with ``R`` all proposals."""
         x = self.reduce(features)
         rois, _ = rois_with_index(proposals)
-        return (self._vote(self.cls_maps(x), rois, getattr(self, "cls_pool", None)),
-                self._vote(self.box_maps(x), rois, getattr(self, "box_pool", None)))
+        return self.cls_vote(self.cls_maps(x), rois), self.box_vote(self.box_maps(x), rois)
 
     def loss(self, cls_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor], targets: list[dict],
              *, ohem: int | None = None, iou_threshold: float = 0.5, beta: float = 1.0) -> dict:

@@ -18,16 +18,26 @@ namespace scalekit {
 namespace deform_conv {
 namespace {
 
+// Column element i = (c * taps + k) * pixels + p: its channel and its sample.
+template <typename scalar_t, typename T>
+__device__ inline Sample<T> column_sample(const Geometry& g, int64_t i, const scalar_t* offset,
+                                          const scalar_t* mask, int64_t& c, T& m) {
+  const int64_t pixels = g.pixels(), taps = g.taps();
+  const int64_t p = i % pixels, k = (i / pixels) % taps;
+  c = i / pixels / taps;
+  T dy, dx;
+  read_offset<T>(g, offset, mask, c / (g.channels / g.offset_groups), k, p, dy, dx, m);
+  return make_sample<T>(g, k, p, dy, dx);
+}
+
 template <typename scalar_t, typename T>
 __global__ void im2col_kernel(Geometry g, const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
                               const scalar_t* __restrict__ mask, scalar_t* __restrict__ cols) {
-  const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
-  const int64_t per_group = g.channels / g.offset_groups;
-  SCALEKIT_GRID_STRIDE(i, g.channels * taps * pixels) {
-    const int64_t p = i % pixels, k = (i / pixels) % taps, c = i / pixels / taps;
-    T dy, dx, m;
-    read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
-    const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
+  const int64_t plane = g.height * g.width;
+  SCALEKIT_GRID_STRIDE(i, g.channels * g.taps() * g.pixels()) {
+    int64_t c;
+    T m;
+    const Sample<T> s = column_sample<scalar_t, T>(g, i, offset, mask, c, m);
     T v = T(0);
     for (int j = 0; j < 4 && s.inside; ++j) {
       if (s.idx[j] >= 0) v += s.weight(j) * static_cast<T>(input[c * plane + s.idx[j]]);
@@ -39,13 +49,11 @@ __global__ void im2col_kernel(Geometry g, const scalar_t* __restrict__ input, co
 template <typename scalar_t, typename T>
 __global__ void col2im_kernel(Geometry g, const scalar_t* __restrict__ grad_cols, const scalar_t* __restrict__ offset,
                               const scalar_t* __restrict__ mask, scalar_t* __restrict__ grad_input) {
-  const int64_t pixels = g.pixels(), taps = g.taps(), plane = g.height * g.width;
-  const int64_t per_group = g.channels / g.offset_groups;
-  SCALEKIT_GRID_STRIDE(i, g.channels * taps * pixels) {
-    const int64_t p = i % pixels, k = (i / pixels) % taps, c = i / pixels / taps;
-    T dy, dx, m;
-    read_offset<T>(g, offset, mask, c / per_group, k, p, dy, dx, m);
-    const Sample<T> s = make_sample<T>(g, k, p, dy, dx);
+  const int64_t plane = g.height * g.width;
+  SCALEKIT_GRID_STRIDE(i, g.channels * g.taps() * g.pixels()) {
+    int64_t c;
+    T m;
+    const Sample<T> s = column_sample<scalar_t, T>(g, i, offset, mask, c, m);
     const T gm = static_cast<T>(grad_cols[i]) * m;
     for (int j = 0; j < 4 && s.inside; ++j) {
       if (s.idx[j] >= 0) gpuAtomicAdd(grad_input + c * plane + s.idx[j], static_cast<scalar_t>(gm * s.weight(j)));
