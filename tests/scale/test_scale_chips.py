@@ -300,3 +300,19 @@ class TestDataAndDataset:
         chips = ChipGenerator().positive_chips(target["boxes"], tuple(image.shape[1:]))
         draw_chips(image, chips, target["boxes"], tmp_path / "chips.png")
         assert (tmp_path / "chips.png").stat().st_size > 1000
+
+
+def test_chip_items_train_a_torchvision_detector(data):
+    import torchvision
+
+    images, ann = data
+    chips = ChipDataset(CocoDetection(images, ann), ChipGenerator())
+    torch.manual_seed(0)
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=4)
+    model.train()
+    batch = [chips[i] for i in range(2)]
+    losses = model([image for image, _ in batch], [{"boxes": t["boxes"], "labels": t["labels"]} for _, t in batch])
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total) and {"loss_classifier", "loss_box_reg", "loss_objectness"} <= set(losses)
