@@ -145,9 +145,10 @@ def chip_stats(generator: ChipGenerator, annotations: Sequence[tuple], *, single
         f = min(short / min(h, w), long / max(h, w))
         base_pixels += h * w * f * f
         b = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+        uncoverable_by_level = generator.uncoverable(b, size)
         for level, (_, area) in enumerate(generator.levels):
             v = area.valid_mask(b)
-            uncoverable = set(generator.uncoverable(b, size).get(level, []))
+            uncoverable = set(uncoverable_by_level.get(level, []))
             idx = [i for i in v.nonzero().flatten().tolist() if i not in uncoverable]
             valid += len(idx)
             inside = set()

@@ -3,7 +3,6 @@ truth of each level, negative chips where proposals fire away from them."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field

@@ -17,16 +17,18 @@ namespace scalekit {
 namespace ps_roi {
 namespace {
 
-// The bin of output element `index` = ((k * c_out + c) * bins + b).
+// The bin of output element `index` = ((k * c_out + c) * bins + b), and where
+// the input plane it reads starts.
 template <typename T>
 struct Site {
   int64_t k, c, b;
   Bin<T> bin;
+  int64_t plane_offset;  // of input channel (c * groups + bin.channel) in the RoI's image
 };
 
 template <typename T>
 __device__ inline Site<T> site(const Params<T>& p, const T* rois, const T* offset,
-                               int64_t index, int64_t c_out) {
+                               int64_t index, int64_t c_out, int64_t channels) {
   const int64_t bins = p.pooled_h * p.pooled_w;
   Site<T> s;
   s.b = index % bins;
@@ -36,6 +38,8 @@ __device__ inline Site<T> site(const Params<T>& p, const T* rois, const T* offse
   const Frame<T> f = make_frame(p, rois + 5 * s.k + 1);
   const T* o = offset != nullptr ? offset + s.k * 2 * p.part_h * p.part_w : nullptr;
   s.bin = make_bin(p, f, o, ph, pw, bin_channel(p, ph, pw), bin_part(p, ph, pw));
+  const int64_t n = static_cast<int64_t>(rois[5 * s.k]);
+  s.plane_offset = (n * channels + s.c * p.group_h * p.group_w + s.bin.channel) * p.height * p.width;
   return s;
 }
 
@@ -44,13 +48,11 @@ __global__ void forward_kernel(Params<T> p, const scalar_t* __restrict__ input,
                                const T* __restrict__ rois, const T* __restrict__ offset,
                                int64_t channels, int64_t c_out, int64_t total,
                                scalar_t* __restrict__ out) {
-  const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
   SCALEKIT_GRID_STRIDE(index, total) {
-    const Site<T> s = site(p, rois, offset, index, c_out);
+    const Site<T> s = site(p, rois, offset, index, c_out, channels);
     T acc = T(0);
     if (s.bin.count > T(0)) {
-      const int64_t n = static_cast<int64_t>(rois[5 * s.k]);
-      const scalar_t* src = input + (n * channels + s.c * groups + s.bin.channel) * plane;
+      const scalar_t* src = input + s.plane_offset;
       const int64_t width = p.width;
       s.bin.y.for_each_tap([&](int64_t y, T wy, T) {
         if (wy == T(0)) return;
@@ -71,14 +73,12 @@ __global__ void backward_input_kernel(Params<T> p, const scalar_t* __restrict__ 
                                       const T* __restrict__ rois, const T* __restrict__ offset,
                                       int64_t channels, int64_t c_out, int64_t total,
                                       T* __restrict__ grad_input) {
-  const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
   SCALEKIT_GRID_STRIDE(index, total) {
-    const Site<T> s = site(p, rois, offset, index, c_out);
+    const Site<T> s = site(p, rois, offset, index, c_out, channels);
     if (!(s.bin.count > T(0))) continue;
     const T g = static_cast<T>(grad[index]) / s.bin.count;
     if (g == T(0)) continue;
-    const int64_t n = static_cast<int64_t>(rois[5 * s.k]);
-    T* dst = grad_input + (n * channels + s.c * groups + s.bin.channel) * plane;
+    T* dst = grad_input + s.plane_offset;
     const int64_t width = p.width;
     s.bin.y.for_each_tap([&](int64_t y, T wy, T) {
       if (wy == T(0)) return;
@@ -95,15 +95,13 @@ __global__ void backward_offset_kernel(Params<T> p, const scalar_t* __restrict__
                                        const T* __restrict__ rois, const T* __restrict__ offset,
                                        int64_t channels, int64_t c_out, int64_t total,
                                        T* __restrict__ grad_offset) {
-  const int64_t groups = p.group_h * p.group_w, plane = p.height * p.width;
   const int64_t parts = p.part_h * p.part_w;
   SCALEKIT_GRID_STRIDE(index, total) {
-    const Site<T> s = site(p, rois, offset, index, c_out);
+    const Site<T> s = site(p, rois, offset, index, c_out, channels);
     if (!(s.bin.count > T(0))) continue;
     const T g = static_cast<T>(grad[index]) / s.bin.count;
     if (g == T(0)) continue;
-    const int64_t n = static_cast<int64_t>(rois[5 * s.k]);
-    const scalar_t* src = input + (n * channels + s.c * groups + s.bin.channel) * plane;
+    const scalar_t* src = input + s.plane_offset;
     const int64_t width = p.width;
     T dx = T(0), dy = T(0);
     s.bin.y.for_each_tap([&](int64_t y, T wy, T dwy) {
