@@ -1,4 +1,5 @@
-"""Box arithmetic: area and pairwise IoU of ``(x1, y1, x2, y2)`` boxes in float pixels.
+"""Box arithmetic: area, pairwise IoU, Fast R-CNN matching and box coding of
+``(x1, y1, x2, y2)`` boxes in float pixels.
 
 ``pixel_offset`` selects the pixel convention: 0 (torchvision, continuous
 coordinates) or 1 (the "+1" of py-faster-rcnn, the original Soft-NMS and MXNet
@@ -7,10 +8,16 @@ R-FCN, where a box from pixel 0 to pixel 9 is 10 pixels wide).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-__all__ = ["box_area", "box_iou"]
+__all__ = ["box_area", "box_iou", "match_rois", "encode_boxes", "decode_boxes", "BOX_WEIGHTS"]
+
+# Fast R-CNN / R-FCN regression normalisation: deltas divided by (0.1, 0.1, 0.2, 0.2).
+BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+_MAX_LOG = math.log(1000.0 / 16)
 
 
 def box_area(boxes: Tensor, *, pixel_offset: float = 0.0) -> Tensor:
@@ -60,3 +67,65 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, pixel_offset: float = 0.0) -> Ten
     wh = (rb - lt + pixel_offset).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     return inter / (area1[:, None] + area2[None, :] - inter)
+
+
+def match_rois(rois: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5, *, inclusive: bool = True) -> Tensor:
+    """Fast R-CNN label assignment: the ground truth each RoI is positive for.
+
+    Args:
+        rois: ``[R, 4]`` proposals of one image.
+        gt_boxes: ``[G, 4]`` ground truth of that image.
+        iou_threshold: foreground IoU (0.5 in Fast R-CNN, R-FCN and R-FCN-3000).
+        inclusive: positive at IoU ``>= iou_threshold`` (R-FCN) or only ``>``
+            (R-FCN-3000, thesis §4.4.4).
+
+    Returns:
+        ``[R]`` int64: index of the ground truth of highest IoU, or -1 (background).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.boxes import match_rois
+        >>> rois = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 20], [50, 50, 60, 60]])
+        >>> match_rois(rois, torch.tensor([[0.0, 0, 10, 10]]))  # IoU 1, 0.5, 0
+        tensor([ 0,  0, -1])
+        >>> match_rois(rois, torch.tensor([[0.0, 0, 10, 10]]), inclusive=False)
+        tensor([ 0, -1, -1])
+    """
+    matched = torch.full((rois.shape[0],), -1, dtype=torch.int64, device=rois.device)
+    if gt_boxes.numel() == 0 or rois.numel() == 0:
+        return matched
+    iou = box_iou(rois, gt_boxes.to(rois.dtype)).nan_to_num(0.0)
+    best, idx = iou.max(1)
+    positive = best >= iou_threshold if inclusive else best > iou_threshold
+    return torch.where(positive, idx, matched)
+
+
+def encode_boxes(rois: Tensor, gt: Tensor, weights=BOX_WEIGHTS) -> Tensor:
+    """Regression targets ``(dx, dy, dw, dh)`` of ``gt`` relative to ``rois`` (both ``[R, 4]``)."""
+    wr, hr = rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1]
+    xr, yr = rois[:, 0] + 0.5 * wr, rois[:, 1] + 0.5 * hr
+    wg, hg = gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]
+    xg, yg = gt[:, 0] + 0.5 * wg, gt[:, 1] + 0.5 * hg
+    wx, wy, ww, wh = weights
+    wr, hr = wr.clamp(min=1e-6), hr.clamp(min=1e-6)
+    return torch.stack([wx * (xg - xr) / wr, wy * (yg - yr) / hr,
+                        ww * torch.log(wg.clamp(min=1e-6) / wr), wh * torch.log(hg.clamp(min=1e-6) / hr)], 1)
+
+
+def decode_boxes(rois: Tensor, deltas: Tensor, weights=BOX_WEIGHTS) -> Tensor:
+    """Boxes from ``[R, 4]`` deltas applied to ``[R, 4]`` RoIs (inverse of :func:`encode_boxes`).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.boxes import decode_boxes, encode_boxes
+        >>> rois, gt = torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[2.0, 1, 14, 9]])
+        >>> decode_boxes(rois, encode_boxes(rois, gt))
+        tensor([[ 2.,  1., 14.,  9.]])
+    """
+    wr, hr = rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1]
+    xr, yr = rois[:, 0] + 0.5 * wr, rois[:, 1] + 0.5 * hr
+    wx, wy, ww, wh = weights
+    dx, dy = deltas[:, 0] / wx, deltas[:, 1] / wy
+    dw, dh = (deltas[:, 2] / ww).clamp(max=_MAX_LOG), (deltas[:, 3] / wh).clamp(max=_MAX_LOG)
+    x, y, w, h = xr + dx * wr, yr + dy * hr, wr * torch.exp(dw), hr * torch.exp(dh)
+    return torch.stack([x - 0.5 * w, y - 0.5 * h, x + 0.5 * w, y + 0.5 * h], 1)

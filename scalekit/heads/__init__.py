@@ -3,13 +3,13 @@ R-FCN (SNIP, SNIPER) and R-FCN-3000's decoupled objectness x classification
 head, each with its loss and post-processing, plus super-class discovery.
 
 Depends on :mod:`scalekit.ops` (position-sensitive pooling, NMS) and
-:mod:`scalekit.boxes`.
+:mod:`scalekit.boxes` (matching and box coding). Both heads share one
+contract: ``forward(features, proposals)`` returns a dict, ``loss(outputs,
+proposals, targets)`` and ``postprocess(outputs, proposals, image_sizes)``.
 """
 
-from scalekit.heads._targets import decode_boxes, encode_boxes, match_rois
 from scalekit.heads.decoupled import DecoupledHead
 from scalekit.heads.rfcn import RFCNHead
 from scalekit.heads.superclasses import class_mean_features, discover_superclasses
 
-__all__ = ["RFCNHead", "DecoupledHead", "discover_superclasses", "class_mean_features",
-           "match_rois", "encode_boxes", "decode_boxes"]
+__all__ = ["RFCNHead", "DecoupledHead", "discover_superclasses", "class_mean_features"]

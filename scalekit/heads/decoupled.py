@@ -7,8 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalekit.heads._targets import BOX_WEIGHTS, clip_to_images, decode_boxes, hard_examples, rois_with_index, smooth_l1
-from scalekit.heads.rfcn import PSVote, assign, check_targets, detections
+from scalekit.boxes import BOX_WEIGHTS, decode_boxes
+from scalekit.heads._common import (
+    PSVote,
+    assign,
+    check_targets,
+    classification_losses,
+    clip_to_images,
+    detections,
+    rois_with_index,
+)
 from scalekit.ops import grouped_nms, ps_roi_align
 
 __all__ = ["DecoupledHead"]
@@ -48,10 +56,10 @@ class DecoupledHead(nn.Module):
         >>> from scalekit.heads import DecoupledHead
         >>> head = DecoupledHead(64, num_classes=10, superclass_of=torch.arange(10) % 3, pool_size=3,
         ...                      spatial_scale=1 / 8, mid_channels=32, fine_channels=32)
-        >>> out = head(torch.randn(1, 64, 20, 20), [torch.tensor([[8.0, 8, 80, 100], [0, 0, 40, 40]])])
-        >>> out["super_logits"].shape, out["box_deltas"].shape, out["class_logits"].shape
+        >>> outputs = head(torch.randn(1, 64, 20, 20), [torch.tensor([[8.0, 8, 80, 100], [0, 0, 40, 40]])])
+        >>> outputs["super_logits"].shape, outputs["box_deltas"].shape, outputs["class_logits"].shape
         (torch.Size([2, 4]), torch.Size([2, 4]), torch.Size([2, 10]))
-        >>> head.class_scores(out).shape
+        >>> head.class_scores(outputs).shape
         torch.Size([2, 10])
     """
 
@@ -96,12 +104,12 @@ class DecoupledHead(nn.Module):
             "class_logits": ps_roi_align(fine, rois, 1, self.spatial_scale, -1).flatten(1),
         }
 
-    def class_scores(self, out: dict) -> Tensor:
+    def class_scores(self, outputs: dict) -> Tensor:
         """``[R, C]``: ``p(super-class of c) * p(c)`` for every RoI and class."""
-        p_super = out["super_logits"].softmax(1)[:, 1:]
-        return p_super[:, self.superclass_of] * out["class_logits"].softmax(1)
+        p_super = outputs["super_logits"].softmax(1)[:, 1:]
+        return p_super[:, self.superclass_of] * outputs["class_logits"].softmax(1)
 
-    def loss(self, out: dict, proposals: list[Tensor], targets: list[dict], *, ohem: int | None = None,
+    def loss(self, outputs: dict, proposals: list[Tensor], targets: list[dict], *, ohem: int | None = None,
              iou_threshold: float = 0.5, beta: float = 1.0) -> dict:
         """Losses of thesis §4.4.4-4.4.5.
 
@@ -110,36 +118,34 @@ class DecoupledHead(nn.Module):
         Softmax loss over ``K + 1`` and smooth-L1 on positives, optionally with
         OHEM (``ohem`` hardest RoIs per image); the fine-grained softmax over
         ``C`` is trained on positive RoIs only, weighted by ``class_loss_weight``.
+        RoIs matched to an ``"ignore_boxes"`` entry take part in no loss.
         """
         check_targets(targets, len(proposals), self.num_classes)
         labels, box_targets = assign(proposals, targets, inclusive=False, iou_threshold=iou_threshold)
         positive = labels > 0
-        super_labels = torch.where(positive, self.superclass_of[(labels - 1).clamp(min=0)] + 1, 0)
-        det = F.cross_entropy(out["super_logits"], super_labels, reduction="none")
-        box = smooth_l1(out["box_deltas"], box_targets, beta) * positive
-        keep = hard_examples(det + box, rois_with_index(proposals)[1], ohem)
-        n = keep.sum().clamp(min=1)
+        super_labels = torch.where(positive, self.superclass_of[(labels - 1).clamp(min=0)] + 1, labels.clamp(max=0))
+        det, box, _ = classification_losses(outputs["super_logits"], super_labels, outputs["box_deltas"], box_targets,
+                                            rois_with_index(proposals)[1], ohem, beta)
         if positive.any():
-            cls = F.cross_entropy(out["class_logits"][positive], labels[positive] - 1)
+            cls = F.cross_entropy(outputs["class_logits"][positive], labels[positive] - 1)
         else:
-            cls = out["class_logits"].sum() * 0
-        return {"loss_det": det[keep].sum() / n, "loss_box": box[keep].sum() / n,
-                "loss_cls": self.class_loss_weight * cls}
+            cls = outputs["class_logits"].sum() * 0
+        return {"loss_det": det, "loss_box": box, "loss_cls": self.class_loss_weight * cls}
 
     @torch.no_grad()
-    def postprocess(self, out: dict, proposals: list[Tensor], image_sizes=None, *, score_threshold: float = 0.01,
+    def postprocess(self, outputs: dict, proposals: list[Tensor], image_sizes=None, *, score_threshold: float = 0.01,
                     nms_threshold: float = 0.3, detections_per_image: int = 100) -> list[dict]:
         """Boxes, scores and labels per image, with NMS per super-class
         (:func:`~scalekit.ops.grouped_nms`, thesis §4.5.4): classes of one
         super-class compete, classes of different super-classes do not."""
         rois, index = rois_with_index(proposals)
-        boxes = clip_to_images(decode_boxes(rois[:, 1:], out["box_deltas"], BOX_WEIGHTS), index, image_sizes)
+        boxes = clip_to_images(decode_boxes(rois[:, 1:], outputs["box_deltas"], BOX_WEIGHTS), index, image_sizes)
         groups = self.superclass_of
 
         def nms(b, s, lab):
             return grouped_nms(b, s, lab - 1, groups, nms_threshold)
 
-        return detections(boxes, self.class_scores(out), index, len(proposals), nms, score_threshold,
+        return detections(boxes, self.class_scores(outputs), index, len(proposals), nms, score_threshold,
                           detections_per_image)
 
     @torch.no_grad()

@@ -4,79 +4,21 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalekit.heads._targets import (
-    BOX_WEIGHTS,
+from scalekit.boxes import BOX_WEIGHTS, decode_boxes
+from scalekit.heads._common import (
+    PSVote,
+    assign,
+    check_targets,
+    classification_losses,
     clip_to_images,
-    decode_boxes,
-    encode_boxes,
-    hard_examples,
-    match_rois,
+    detections,
     rois_with_index,
-    smooth_l1,
 )
-from scalekit.ops import DeformPSRoIPool, batched_nms, ps_roi_align
+from scalekit.ops import batched_nms
 
 __all__ = ["RFCNHead"]
-
-
-def check_targets(targets, num_images: int, num_classes: int) -> None:
-    if len(targets) != num_images:
-        raise ValueError(f"targets must hold one dict per image ({num_images}), got {len(targets)}")
-    for i, t in enumerate(targets):
-        if "boxes" not in t or "labels" not in t:
-            raise ValueError(f"targets[{i}] must have 'boxes' [G, 4] and 'labels' [G]")
-        if t["boxes"].dim() != 2 or t["boxes"].shape[1] != 4 or t["labels"].shape != (t["boxes"].shape[0],):
-            raise ValueError(f"targets[{i}]: boxes must be [G, 4] and labels [G], got "
-                             f"{list(t['boxes'].shape)} and {list(t['labels'].shape)}")
-        if t["labels"].numel() and (t["labels"].min() < 1 or t["labels"].max() > num_classes):
-            raise ValueError(f"targets[{i}]: labels must lie in [1, {num_classes}] (0 is background)")
-
-
-def assign(proposals, targets, inclusive: bool, iou_threshold: float = 0.5):
-    """Per-RoI class label (0 = background) and box regression target."""
-    labels, box_targets = [], []
-    for p, t in zip(proposals, targets):
-        m = match_rois(p, t["boxes"], iou_threshold, inclusive=inclusive)
-        labels.append(torch.where(m >= 0, t["labels"][m.clamp(min=0)] if t["labels"].numel() else m, 0))
-        gt = t["boxes"][m.clamp(min=0)] if t["boxes"].numel() else p
-        box_targets.append(encode_boxes(p, gt.to(p.dtype)))
-    return torch.cat(labels), torch.cat(box_targets)
-
-
-def detections(boxes: Tensor, scores: Tensor, image_index: Tensor, num_images: int, nms,
-               score_threshold: float, detections_per_image: int) -> list[dict]:
-    """Per image: candidates (RoI, class) above the threshold, NMS, the best N."""
-    out = []
-    for i in range(num_images):
-        s = scores[image_index == i]
-        b = boxes[image_index == i]
-        roi, cls = (s > score_threshold).nonzero(as_tuple=True)
-        cand_boxes, cand_scores, cand_labels = b[roi], s[roi, cls], cls + 1
-        keep = nms(cand_boxes, cand_scores, cand_labels)[:detections_per_image]
-        out.append({"boxes": cand_boxes[keep], "scores": cand_scores[keep], "labels": cand_labels[keep]})
-    return out
-
-
-class PSVote(nn.Module):
-    """Position-sensitive pooling of each RoI into ``k x k`` bins, voted by
-    averaging: ``[R, channels]`` from ``[N, channels * k * k, H, W]`` maps.
-    ``deformable=True`` pools with :class:`~scalekit.ops.DeformPSRoIPool` (its own
-    offset branch) instead of :func:`~scalekit.ops.ps_roi_align`."""
-
-    def __init__(self, channels: int, pool_size: int, spatial_scale: float, sampling_ratio: int,
-                 deformable: bool = False) -> None:
-        super().__init__()
-        self.pool_size, self.spatial_scale, self.sampling_ratio = pool_size, spatial_scale, sampling_ratio
-        self.pool = (DeformPSRoIPool(channels, pool_size, spatial_scale, sample_per_part=sampling_ratio)
-                     if deformable else None)
-
-    def forward(self, maps: Tensor, rois: Tensor) -> Tensor:
-        if self.pool is not None:
-            return self.pool(maps, rois).mean((2, 3))
-        return ps_roi_align(maps, rois, self.pool_size, self.spatial_scale, self.sampling_ratio).mean((2, 3))
 
 
 class RFCNHead(nn.Module):
@@ -88,7 +30,14 @@ class RFCNHead(nn.Module):
     its own maps (:func:`~scalekit.ops.ps_roi_align`, or deformable
     PSRoI pooling with ``deformable=True``), and the bins vote by averaging.
 
-    Labels follow torchvision: classes ``1..C``, 0 is background.
+    Labels follow torchvision: classes ``1..C``, 0 is background. Targets are
+    torchvision's dicts plus ``"ignore_boxes"``: a RoI whose best match is an
+    ignore box (IoU at least the foreground threshold) is neither foreground
+    nor background and leaves the losses. The contract is the one of
+    :class:`~scalekit.heads.DecoupledHead`: ``forward`` returns a dict,
+    ``loss(outputs, proposals, targets)``, ``postprocess(outputs, proposals,
+    image_sizes)``; :func:`scalekit.detection.TorchvisionRoIHeads` plugs either
+    into a torchvision ``FasterRCNN``.
 
     Args:
         in_channels: channels of the feature map.
@@ -105,14 +54,14 @@ class RFCNHead(nn.Module):
         >>> head = RFCNHead(in_channels=64, num_classes=3, pool_size=3, spatial_scale=1 / 8, mid_channels=32)
         >>> features = torch.randn(2, 64, 20, 20)
         >>> proposals = [torch.tensor([[8.0, 8, 80, 100], [0, 0, 40, 40]]), torch.tensor([[16.0, 16, 128, 128]])]
-        >>> cls_logits, box_deltas = head(features, proposals)
-        >>> cls_logits.shape, box_deltas.shape
+        >>> out = head(features, proposals)
+        >>> out["cls_logits"].shape, out["box_deltas"].shape
         (torch.Size([3, 4]), torch.Size([3, 4]))
         >>> targets = [{"boxes": torch.tensor([[10.0, 10, 80, 100]]), "labels": torch.tensor([2])},
         ...            {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
-        >>> sorted(head.loss(cls_logits, box_deltas, proposals, targets))
+        >>> sorted(head.loss(out, proposals, targets))
         ['loss_box', 'loss_cls']
-        >>> dets = head.postprocess(cls_logits, box_deltas, proposals, image_sizes=[(160, 160), (160, 160)])
+        >>> dets = head.postprocess(out, proposals, image_sizes=[(160, 160), (160, 160)])
         >>> sorted(dets[0])
         ['boxes', 'labels', 'scores']
     """
@@ -135,38 +84,37 @@ class RFCNHead(nn.Module):
         self.cls_vote = PSVote(num_classes + 1, pool_size, spatial_scale, sampling_ratio, deformable)
         self.box_vote = PSVote(4, pool_size, spatial_scale, sampling_ratio, deformable)
 
-    def forward(self, features: Tensor, proposals: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """``features`` ``[N, in_channels, H, W]``, ``proposals`` N tensors ``[L, 4]`` ->
-        ``(cls_logits [R, C + 1], box_deltas [R, 4])`` with ``R`` all proposals."""
+    def forward(self, features: Tensor, proposals: list[Tensor]) -> dict:
+        """``features`` ``[N, in_channels, H, W]``, ``proposals`` N tensors ``[L, 4]`` -> dict
+        with ``cls_logits [R, C + 1]`` and ``box_deltas [R, 4]``, ``R`` all proposals."""
         x = self.reduce(features)
         rois, _ = rois_with_index(proposals)
-        return self.cls_vote(self.cls_maps(x), rois), self.box_vote(self.box_maps(x), rois)
+        return {"cls_logits": self.cls_vote(self.cls_maps(x), rois), "box_deltas": self.box_vote(self.box_maps(x), rois)}
 
-    def loss(self, cls_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor], targets: list[dict],
-             *, ohem: int | None = None, iou_threshold: float = 0.5, beta: float = 1.0) -> dict:
+    def loss(self, outputs: dict, proposals: list[Tensor], targets: list[dict], *, ohem: int | None = None,
+             iou_threshold: float = 0.5, beta: float = 1.0) -> dict:
         """Fast R-CNN losses: softmax over ``C + 1`` and smooth-L1 on foreground RoIs.
 
         A RoI is foreground when its IoU with a ground truth is ``>= iou_threshold``
         (0.5). ``ohem``: keep only the ``ohem`` RoIs of highest loss per image (R-FCN
-        uses 128); both losses are averaged over the kept RoIs.
+        uses 128); both losses are averaged over the kept RoIs. RoIs matched to
+        an ``"ignore_boxes"`` entry take part in neither loss.
         """
         check_targets(targets, len(proposals), self.num_classes)
         labels, box_targets = assign(proposals, targets, inclusive=True, iou_threshold=iou_threshold)
-        cls = F.cross_entropy(cls_logits, labels, reduction="none")
-        box = smooth_l1(box_deltas, box_targets, beta) * (labels > 0)
-        keep = hard_examples(cls + box, rois_with_index(proposals)[1], ohem)
-        n = keep.sum().clamp(min=1)
-        return {"loss_cls": cls[keep].sum() / n, "loss_box": box[keep].sum() / n}
+        cls, box, _ = classification_losses(outputs["cls_logits"], labels, outputs["box_deltas"], box_targets,
+                                            rois_with_index(proposals)[1], ohem, beta)
+        return {"loss_cls": cls, "loss_box": box}
 
     @torch.no_grad()
-    def postprocess(self, cls_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor], image_sizes=None, *,
+    def postprocess(self, outputs: dict, proposals: list[Tensor], image_sizes=None, *,
                     score_threshold: float = 0.05, nms_threshold: float = 0.3,
                     detections_per_image: int = 100) -> list[dict]:
         """Boxes, scores and labels per image: softmax scores, decoded boxes
         (clipped to ``image_sizes``, ``(height, width)`` per image), per-class NMS
         (R-FCN: 0.3), the best ``detections_per_image``."""
         rois, index = rois_with_index(proposals)
-        boxes = clip_to_images(decode_boxes(rois[:, 1:], box_deltas, BOX_WEIGHTS), index, image_sizes)
-        scores = cls_logits.softmax(1)[:, 1:]
+        boxes = clip_to_images(decode_boxes(rois[:, 1:], outputs["box_deltas"], BOX_WEIGHTS), index, image_sizes)
+        scores = outputs["cls_logits"].softmax(1)[:, 1:]
         return detections(boxes, scores, index, len(proposals),
                           lambda b, s, lab: batched_nms(b, s, lab, nms_threshold), score_threshold, detections_per_image)

@@ -4,17 +4,9 @@ super-class discovery, grouped NMS and new classes."""
 import pytest
 import torch
 
-from scalekit.heads import (
-    DecoupledHead,
-    RFCNHead,
-    class_mean_features,
-    decode_boxes,
-    discover_superclasses,
-    encode_boxes,
-    match_rois,
-)
-from scalekit.heads._targets import hard_examples
-from scalekit.heads.rfcn import assign
+from scalekit.boxes import decode_boxes, encode_boxes, match_rois
+from scalekit.heads import DecoupledHead, RFCNHead, class_mean_features, discover_superclasses
+from scalekit.heads._common import assign, hard_examples
 from scalekit.ops import batched_nms, nms
 
 
@@ -48,9 +40,9 @@ class TestShapes:
     def test_rfcn(self, deformable):
         head = RFCNHead(16, 5, pool_size=3, spatial_scale=1 / 8, mid_channels=8, deformable=deformable)
         features, proposals, targets = _batch()
-        cls, box = head(features, proposals)
-        assert cls.shape == (56, 6) and box.shape == (56, 4)
-        sum(head.loss(cls, box, proposals, targets).values()).backward()
+        out = head(features, proposals)
+        assert out["cls_logits"].shape == (56, 6) and out["box_deltas"].shape == (56, 4)
+        sum(head.loss(out, proposals, targets).values()).backward()
         assert head.cls_maps.weight.grad.abs().sum() > 0
 
 
@@ -98,8 +90,11 @@ class TestLabels:
     def test_ohem_keeps_the_hardest_per_image(self):
         loss = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.8, 0.2])
         image = torch.tensor([0, 0, 0, 1, 1, 1])
-        assert hard_examples(loss, image, 1).tolist() == [False, True, False, False, True, False]
-        assert hard_examples(loss, image, None).all()
+        everyone = torch.ones(6, dtype=torch.bool)
+        assert hard_examples(loss, image, 1, everyone).tolist() == [False, True, False, False, True, False]
+        assert hard_examples(loss, image, None, everyone).all()
+        ignored = torch.tensor([True, False, True, True, True, True])  # RoI 1 is ignored: never a hard example
+        assert hard_examples(loss, image, 1, ignored).tolist() == [False, False, True, False, True, False]
 
 
 @pytest.mark.parametrize("which", ["rfcn", "decoupled"])
@@ -108,7 +103,7 @@ def test_loss_decreases_fitting_one_batch(which):
     features, proposals, targets = _batch()
     if which == "rfcn":
         head = RFCNHead(16, 5, pool_size=3, spatial_scale=1 / 8, mid_channels=16)
-        step = lambda: sum(head.loss(*head(features, proposals), proposals, targets, ohem=16).values())  # noqa: E731
+        step = lambda: sum(head.loss(head(features, proposals), proposals, targets, ohem=16).values())  # noqa: E731
     else:
         head = DecoupledHead(16, 5, torch.tensor([0, 1, 0, 1, 1]), pool_size=3, spatial_scale=1 / 8,
                              mid_channels=16, fine_channels=16, class_loss_weight=1.0)
@@ -191,7 +186,7 @@ class TestPostprocess:
     def test_rfcn_postprocess_clips_to_the_image(self):
         head = RFCNHead(16, 5, pool_size=3, spatial_scale=1 / 8, mid_channels=8)
         features, proposals, _ = _batch()
-        dets = head.postprocess(*head(features, proposals), proposals, image_sizes=[(50, 60), (50, 60)], score_threshold=0.0)
+        dets = head.postprocess(head(features, proposals), proposals, image_sizes=[(50, 60), (50, 60)], score_threshold=0.0)
         for d in dets:
             assert (d["boxes"][:, 2] <= 60).all() and (d["boxes"][:, 3] <= 50).all() and (d["boxes"] >= 0).all()
             assert len(d["boxes"]) <= 100 and (d["labels"] >= 1).all() and (d["labels"] <= 5).all()
@@ -217,10 +212,41 @@ def test_new_class_from_classification_data():
 def test_bad_targets():
     head = RFCNHead(16, 5, pool_size=3, spatial_scale=1 / 8, mid_channels=8)
     features, proposals, targets = _batch()
-    cls, box = head(features, proposals)
+    out = head(features, proposals)
     with pytest.raises(ValueError, match=r"labels must lie in \[1, 5\] \(0 is background\)"):
-        head.loss(cls, box, proposals, [targets[0], {"boxes": torch.zeros(1, 4), "labels": torch.tensor([0])}])
+        head.loss(out, proposals, [targets[0], {"boxes": torch.zeros(1, 4), "labels": torch.tensor([0])}])
     with pytest.raises(ValueError, match="one dict per image"):
-        head.loss(cls, box, proposals, targets[:1])
+        head.loss(out, proposals, targets[:1])
+    with pytest.raises(ValueError, match=r"ignore_boxes must be \[I, 4\]"):
+        head.loss(out, proposals, [dict(targets[0], ignore_boxes=torch.zeros(3)), targets[1]])
+    with pytest.raises(ValueError, match=r"proposals\[1\] must be \[L, 4\]"):
+        head(features, [proposals[0], torch.zeros(3, 5)])
     with pytest.raises(ValueError, match=r"superclass_of must be \[C\] = \[5\]"):
         DecoupledHead(16, 5, torch.zeros(4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("which", ["rfcn", "decoupled"])
+def test_rois_on_ignore_boxes_are_neither_foreground_nor_background(which):
+    features, proposals, targets = _batch()
+    if which == "rfcn":
+        head, key = RFCNHead(16, 5, pool_size=3, spatial_scale=1 / 8, mid_channels=8), "cls_logits"
+    else:
+        head, key = DecoupledHead(16, 5, None, pool_size=3, spatial_scale=1 / 8, mid_channels=8, fine_channels=8), "super_logits"
+    r = len(proposals[0]) - 1  # a background proposal of image 0
+    ignored = [dict(targets[0], ignore_boxes=proposals[0][r:] + 1.0), targets[1]]  # IoU ~0.86 with it
+    grads = []
+    for t in (targets, ignored):
+        out = head(features, proposals)
+        out[key].retain_grad()
+        sum(head.loss(out, proposals, t).values()).backward()
+        grads.append(out[key].grad[r].abs().sum().item())
+    assert assign(proposals, targets, inclusive=True)[0][r] == 0  # background without the ignore box
+    assert assign(proposals, ignored, inclusive=True)[0][r] == -1  # ignored with it
+    assert grads[0] > 0 and grads[1] == 0
+
+
+def test_a_ground_truth_beats_an_overlapping_ignore_box():
+    gt = torch.tensor([[0.0, 0, 10, 10]])
+    rois = [torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 12]])]
+    t = [{"boxes": gt, "labels": torch.tensor([3]), "ignore_boxes": torch.tensor([[0.0, 0, 10, 12]])}]
+    assert assign(rois, t, inclusive=True)[0].tolist() == [3, -1]
