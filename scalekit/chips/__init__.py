@@ -3,7 +3,7 @@ crops, a chip dataset, statistics and pictures. Depends on
 :mod:`scalekit.scale` (levels and ranges)."""
 
 from scalekit.chips.crops import chip_stats, chip_targets, crop_chip, draw_chips
-from scalekit.chips.dataset import ChipDataset
+from scalekit.chips.dataset import ChipDataset, collate_chips
 from scalekit.chips.generator import Chip, ChipGenerator
 
-__all__ = ["Chip", "ChipGenerator", "chip_targets", "crop_chip", "ChipDataset", "chip_stats", "draw_chips"]
+__all__ = ["Chip", "ChipGenerator", "chip_targets", "crop_chip", "ChipDataset", "collate_chips", "chip_stats", "draw_chips"]

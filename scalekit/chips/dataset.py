@@ -9,7 +9,26 @@ from torch.utils.data import Dataset
 from scalekit.chips.crops import crop_chip
 from scalekit.chips.generator import ChipGenerator
 
-__all__ = ["ChipDataset"]
+__all__ = ["ChipDataset", "collate_chips"]
+
+
+def collate_chips(batch):
+    """``DataLoader`` collate for detection items: ``(images, targets)`` as two lists.
+
+    torchvision's detection models take a list of images and a list of target
+    dicts; the default collate cannot stack targets with different numbers of
+    boxes (nor the :class:`~scalekit.chips.Chip` each target carries).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.chips import collate_chips
+        >>> batch = [(torch.zeros(3, 4, 4), {"boxes": torch.zeros(2, 4)}), (torch.ones(3, 4, 4), {"boxes": torch.zeros(0, 4)})]
+        >>> images, targets = collate_chips(batch)
+        >>> len(images), [len(t["boxes"]) for t in targets]
+        (2, [2, 0])
+    """
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
 
 
 class ChipDataset(Dataset):
@@ -27,6 +46,12 @@ class ChipDataset(Dataset):
     (seeded by ``seed`` and ``e``), so every process of a
     ``DistributedSampler`` sees the same chip list.
 
+    Load with ``DataLoader(chips, batch_size=..., collate_fn=ChipDataset.collate_fn)``
+    (:func:`collate_chips`): batches are ``(images, targets)`` lists, as a
+    torchvision detector takes them. Train the detector on chips at their own
+    size (:func:`scalekit.detection.keep_input_size`) and with the ignore boxes
+    honoured (:func:`scalekit.detection.honour_ignore_boxes`).
+
     Args:
         dataset: the detection dataset.
         generator: the :class:`ChipGenerator`.
@@ -34,6 +59,8 @@ class ChipDataset(Dataset):
         seed: seeds the negative-chip sampling.
         min_size: drop cropped boxes smaller than this in chip pixels.
     """
+
+    collate_fn = staticmethod(collate_chips)
 
     def __init__(self, dataset, generator: ChipGenerator, proposals=None, seed: int = 0, min_size: float = 0.0):
         self.dataset, self.generator, self.proposals = dataset, generator, proposals

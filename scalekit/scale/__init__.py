@@ -10,7 +10,7 @@ from scalekit.scale.levels import (
     invalidate_anchors,
     valid_mask,
 )
-from scalekit.scale.pyramid import Pyramid, resize_image
+from scalekit.scale.pyramid import Pyramid, register_detector_adapter, resize_image
 
 __all__ = ["ScaleSpec", "AreaRange", "SNIP_LEVELS", "SNIPER_LEVELS", "valid_mask", "invalidate_anchors",
-           "Pyramid", "resize_image"]
+           "Pyramid", "resize_image", "register_detector_adapter"]

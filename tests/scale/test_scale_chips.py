@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from scalekit.chips import Chip, ChipDataset, ChipGenerator, chip_stats, chip_targets, crop_chip, draw_chips
 from scalekit.datasets import CocoDetection, make_synthetic_coco
-from scalekit.scale import SNIP_LEVELS, SNIPER_LEVELS, AreaRange, Pyramid, ScaleSpec, invalidate_anchors
+from scalekit.scale import SNIP_LEVELS, SNIPER_LEVELS, AreaRange, Pyramid, ScaleSpec, invalidate_anchors, resize_image
 
 
 class TestLevels:
@@ -79,21 +79,15 @@ class TestPyramid:
         out = Pyramid(levels, max_detections=2).detect(det, torch.zeros(3, 50, 50))
         assert out["labels"].tolist() == [1, 2] and out["scores"].tolist()[:2] == pytest.approx([0.9, 0.8])
 
-    def test_torchvision_detector_with_a_two_line_adapter(self):
-        import torchvision
-
-        torch.manual_seed(0)
-        model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-            weights=None, weights_backbone=None, num_classes=3, box_score_thresh=0.0).eval()
-
-        def detector(image):
-            with torch.no_grad():
-                out = model([image])[0]
-            return out["boxes"], out["scores"], out["labels"]
-
-        levels = ((ScaleSpec.shorter_side(320, 480), AreaRange(0, 60)), (ScaleSpec.shorter_side(160, 240), AreaRange(40)))
-        dets = Pyramid(levels).detect(detector, torch.rand(3, 120, 160))
-        assert dets["boxes"].shape[1] == 4 and len(dets["boxes"]) == len(dets["scores"]) == len(dets["labels"])
+    def test_bad_factors_and_detector_outputs(self):
+        with pytest.raises(ValueError, match="factor must be a positive finite number"):
+            resize_image(torch.rand(3, 8, 8), -2)
+        with pytest.raises(ValueError, match="factor must be a positive finite number"):
+            resize_image(torch.rand(3, 8, 8), float("nan"))
+        dets = Pyramid(((ScaleSpec.shorter_side(8, 8), AreaRange()),)).detect(
+            lambda image: {"boxes": torch.tensor([[1.0, 1, 4, 4]]), "scores": torch.tensor([0.5]), "labels": torch.tensor([2])},
+            torch.rand(3, 8, 8))
+        assert dets["labels"].tolist() == [2]  # torchvision-style dicts are accepted
 
 
 @st.composite
@@ -263,8 +257,10 @@ class TestDataAndDataset:
         with pytest.raises(ValueError, match="malformed bbox"):
             CocoDetection(images, str(tmp_path / "bad.json"))
         os.makedirs(tmp_path / "empty", exist_ok=True)
+        with pytest.raises(FileNotFoundError, match="image files named in .* do not exist"):
+            CocoDetection(str(tmp_path / "empty"), ann)
         with pytest.raises(FileNotFoundError, match="no such file"):
-            CocoDetection(str(tmp_path / "empty"), ann)[0]
+            CocoDetection(str(tmp_path / "empty"), ann, check_files=False)[0]
 
     def test_chip_dataset_feeds_a_detector_and_resamples_negatives(self, data):
         images, ann = data
@@ -286,7 +282,7 @@ class TestDataAndDataset:
         chips.set_epoch(0)
         assert [(i, c.box.tolist()) for i, c in chips.items] == first  # seeded
         sampler = DistributedSampler(chips, num_replicas=2, rank=1, shuffle=True, seed=0)
-        loader = DataLoader(chips, batch_size=2, sampler=sampler, collate_fn=lambda b: tuple(zip(*b)))
+        loader = DataLoader(chips, batch_size=2, sampler=sampler, collate_fn=ChipDataset.collate_fn)
         batch_images, batch_targets = next(iter(loader))
         assert len(batch_images) == 2 and batch_targets[0]["boxes"].shape[1] == 4
 

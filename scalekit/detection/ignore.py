@@ -1,0 +1,120 @@
+"""Ignore-aware training of a torchvision ``FasterRCNN``: SNIP's invalid ground
+truth (thesis §2.6.1) and SNIPER's invalid boxes in chips (§3.3) are neither
+objects nor background."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
+
+from scalekit.boxes import box_iou
+from scalekit.detection._patch import mix_in
+from scalekit.detection.transform import _transform_of
+
+__all__ = ["honour_ignore_boxes"]
+
+
+def _ignore_boxes(target: dict, like: Tensor) -> Tensor:
+    boxes = target.get("ignore_boxes")
+    if boxes is None:
+        return like.new_zeros((0, 4))
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+        shape = list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"target['ignore_boxes'] must be an [I, 4] tensor (x1, y1, x2, y2), got {shape}")
+    return boxes.to(like)
+
+
+def _best_iou(boxes: Tensor, others: Tensor) -> Tensor:
+    """``[N]``: each box's highest IoU with ``others`` (0 when there are none)."""
+    if others.numel() == 0 or boxes.numel() == 0:
+        return boxes.new_zeros(boxes.shape[0])
+    return box_iou(boxes, others).nan_to_num(0.0).max(1).values
+
+
+class _IgnoreAwareRPN:
+    """Anchors whose IoU with an ignore box exceeds ``ignore_iou_threshold``
+    are labelled -1 (not sampled), overriding positives, as SNIPER's code does."""
+
+    ignore_iou_threshold: float = 0.3
+
+    def assign_targets_to_anchors(self, anchors, targets):
+        labels, matched = super().assign_targets_to_anchors(anchors, targets)
+        for labels_per_image, anchors_per_image, target in zip(labels, anchors, targets):
+            near_ignore = _best_iou(anchors_per_image, _ignore_boxes(target, anchors_per_image)) > self.ignore_iou_threshold
+            labels_per_image[near_ignore] = -1.0
+        return labels, matched
+
+
+class _IgnoreAwareRoIHeads:
+    """Proposals whose best match is an ignore box, at IoU >= the foreground
+    threshold, are labelled -1: the sampler takes them as neither foreground nor
+    background."""
+
+    _ignore: list | None = None
+
+    def select_training_samples(self, proposals, targets):
+        self._ignore = [_ignore_boxes(t, proposals[0]) for t in targets] if targets is not None else None
+        try:
+            return super().select_training_samples(proposals, targets)
+        finally:
+            self._ignore = None
+
+    def assign_targets_to_proposals(self, proposals, gt_boxes, gt_labels):
+        matched_idxs, labels = super().assign_targets_to_proposals(proposals, gt_boxes, gt_labels)
+        if self._ignore is not None:
+            threshold = self.proposal_matcher.high_threshold
+            for p, gt, ignore, lab in zip(proposals, gt_boxes, self._ignore, labels):
+                best_ignore = _best_iou(p, ignore)
+                lab[(best_ignore >= threshold) & (best_ignore > _best_iou(p, gt))] = -1
+        return matched_idxs, labels
+
+
+def honour_ignore_boxes(model: GeneralizedRCNN, *, rpn_ignore_iou: float = 0.3) -> GeneralizedRCNN:
+    """Make a torchvision ``FasterRCNN`` (any backbone, FPN or not) train with
+    ``target["ignore_boxes"]``, in place.
+
+    * RPN: anchors with IoU ``> rpn_ignore_iou`` (0.3, SNIPER's
+      invalid-anchor rule) with an ignore box get
+      label -1 — neither positive nor negative, so their objectness and box
+      losses are zero — overriding positives, as SNIPER's code does.
+    * RoI heads (torchvision's ``RoIHeads``): proposals whose best match is an
+      ignore box, with IoU at least the foreground threshold (0.5), are neither
+      foreground nor background samples. Heads from :mod:`scalekit.heads`
+      wrapped by :class:`TorchvisionRoIHeads` already read ``ignore_boxes``.
+    * The transform resizes ``ignore_boxes`` with ``boxes``.
+
+    Ignore boxes are never appended to the proposals and never become targets.
+    The modules keep their parameters and state-dict keys (their class gains
+    a mix-in). Targets without ``"ignore_boxes"`` train exactly as before.
+
+    Args:
+        model: a torchvision ``GeneralizedRCNN`` with a ``RegionProposalNetwork``.
+        rpn_ignore_iou: IoU above which an anchor near an ignore box is ignored.
+
+    Returns:
+        ``model``.
+
+    Example:
+        >>> import torch, torchvision
+        >>> from scalekit.detection import honour_ignore_boxes
+        >>> model = honour_ignore_boxes(torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        ...     weights=None, weights_backbone=None, num_classes=3))
+        >>> target = {"boxes": torch.tensor([[10.0, 10, 60, 60]]), "labels": torch.tensor([1]),
+        ...           "ignore_boxes": torch.tensor([[100.0, 100, 300, 300]])}
+        >>> losses = model([torch.rand(3, 320, 320)], [target])
+        >>> sorted(losses)
+        ['loss_box_reg', 'loss_classifier', 'loss_objectness', 'loss_rpn_box_reg']
+    """
+    if not isinstance(model, GeneralizedRCNN) or not isinstance(getattr(model, "rpn", None), RegionProposalNetwork):
+        raise TypeError("model must be a torchvision FasterRCNN-style GeneralizedRCNN with a RegionProposalNetwork, "
+                        f"got {type(model).__name__}")
+    if not 0.0 <= rpn_ignore_iou <= 1.0:
+        raise ValueError(f"rpn_ignore_iou must lie in [0, 1], got {rpn_ignore_iou}")
+    _transform_of(model)
+    mix_in(model.rpn, _IgnoreAwareRPN).ignore_iou_threshold = float(rpn_ignore_iou)
+    if isinstance(model.roi_heads, RoIHeads):
+        mix_in(model.roi_heads, _IgnoreAwareRoIHeads)
+    return model

@@ -1,0 +1,51 @@
+"""torchvision detectors inside :class:`scalekit.scale.Pyramid`: every level's
+images reach the backbone at that level's size (thesis §2.6.1, §3.4.4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+from scalekit.detection.transform import input_size_kept
+from scalekit.scale.pyramid import register_detector_adapter
+
+__all__ = ["torchvision_level_detector"]
+
+
+def torchvision_level_detector(model: GeneralizedRCNN):
+    """A function ``run(images) -> list[dict]`` that runs a torchvision detector
+    on one pyramid level's images, as one batch, without resizing them.
+
+    :class:`~scalekit.scale.Pyramid` uses it for every torchvision
+    ``GeneralizedRCNN`` (Faster/Mask/Keypoint R-CNN); call it yourself to run
+    a model at the size you give it. The model must be in eval mode.
+
+    Example:
+        >>> import torch, torchvision
+        >>> from scalekit.detection import torchvision_level_detector
+        >>> model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        ...     weights=None, weights_backbone=None, num_classes=3).eval()
+        >>> sizes = []
+        >>> hook = model.backbone.register_forward_pre_hook(lambda m, x: sizes.append(tuple(x[0].shape[-2:])))
+        >>> _ = torchvision_level_detector(model)([torch.rand(3, 700, 1000)])
+        >>> sizes  # 700 x 1000 padded to multiples of 32, not torchvision's 320 x 320
+        [(704, 1024)]
+    """
+    if not isinstance(model, GeneralizedRCNN):
+        raise TypeError(f"model must be a torchvision GeneralizedRCNN, got {type(model).__name__}")
+
+    def run(images: list[Tensor]) -> list[dict]:
+        if model.training:
+            raise RuntimeError("the detector is in training mode: call model.eval() before pyramid inference")
+        if len(images) == 0:
+            return []
+        with torch.no_grad(), input_size_kept(model):
+            return model(list(images))
+
+    return run
+
+
+@register_detector_adapter
+def _adapt(detector):
+    return torchvision_level_detector(detector) if isinstance(detector, GeneralizedRCNN) else None
