@@ -37,7 +37,7 @@ def run(quick: bool = False) -> None:
         if c <= 1000:
             rfcn = RFCNHead(512, c, pool_size=7, mid_channels=512).eval()
             with torch.no_grad():
-                rfcn_time = measure(lambda: rfcn.postprocess(*rfcn(features, proposals), proposals), cpu)
+                rfcn_time = measure(lambda: rfcn.postprocess(rfcn(features, proposals), proposals), cpu)
         for k in (1, 5) if quick else (1, 5, 25, 100):
             head = DecoupledHead(512, c, torch.arange(c) % k, pool_size=7, mid_channels=512, fine_channels=512).eval()
             with torch.no_grad():
