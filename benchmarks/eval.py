@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmarks._common import Table, measure
-from scalekit.eval import coco_evaluate, midpoint_map, tiou_map, to_coco_results
+from scalekit.evaluation import coco_evaluate, midpoint_map, tiou_map, to_coco_results
 
 
 def temporal_data(videos: int, classes: int = 60, per_video: int = 2500, gt_per_class: int = 3, seed: int = 0):
@@ -52,7 +52,7 @@ def run(quick: bool = False) -> None:
         table.row(f"tiou_map, 10 thresholds, {videos} videos", torch.device("cpu"),
                   _once(lambda: tiou_map(det, gt)), None)
 
-    from tests.eval.test_coco_recall_readers import _fabricated
+    from tests.evaluation.test_coco_recall_readers import _fabricated
 
     table = Table("coco_evaluate vs plain pycocotools (bbox)", "pycocotools")
     for images in (200,) if quick else (200, 1000):

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scalekit.eval import average_precision, clips_from_scores, clips_to_detections, midpoint_map, tiou_map
+from scalekit.evaluation import average_precision, clips_from_scores, clips_to_detections, midpoint_map, tiou_map
 
 
 def _det(labels, segments, scores):

@@ -1,5 +1,5 @@
 """Readers of temporal annotations into the per-video dict format of
-:mod:`scalekit.eval.temporal`."""
+:mod:`scalekit.evaluation.temporal`."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from scalekit.eval import (
+from scalekit.evaluation import (
     coco_evaluate,
     proposal_recall,
     read_activitynet,
@@ -20,7 +20,7 @@ from scalekit.eval import (
     tiou_map,
     to_coco_results,
 )
-from scalekit.eval.coco import STAT_NAMES
+from scalekit.evaluation.coco import STAT_NAMES
 
 
 def _fabricated(seed=0, images=12, classes=4):

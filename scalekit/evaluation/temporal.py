@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from scalekit.eval._match import cross_pairs, greedy_match
-from scalekit.eval._segments import Segments, check_classes, read_side
+from scalekit.evaluation._match import cross_pairs, greedy_match
+from scalekit.evaluation._segments import Segments, check_classes, read_side
 
 __all__ = [
     "average_precision",
