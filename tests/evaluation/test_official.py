@@ -76,3 +76,46 @@ def test_thumos14_kits_agree_with_the_issue():
     assert [row["per_class"]["BaseballPitch"] for row in exact if row["threshold"] in (0.4, 0.5)] == [1.0, 0.0]
     # the 2014 kit's .1:.1:.5 under Octave: 0.1 + 2 * 0.1
     assert [row["threshold"] for row in by_name["seeded-0"]["expected"]["2014"]][2] == 0.30000000000000004
+
+
+def test_read_activitynet_keeps_and_says_in_one_line():
+    gt_json = {"database": {"v1": {"subset": "validation", "annotations": [{"segment": [0, 10], "label": "a"}]},
+                            "t1": {"subset": "testing", "annotations": [{"segment": [0, 10], "label": "a"}]}}}
+    res = {"results": {"v1": [{"segment": [0, 10], "label": "a", "score": 0.5},
+                              {"segment": [0, 10], "label": "zzz", "score": 0.4}],
+                       "t1": [{"segment": [0, 10], "label": "a", "score": 0.9}]}}
+    with pytest.warns(UserWarning) as record:
+        gt, det, ids = read_activitynet(gt_json, res)
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    assert "1 predictions on 1 videos not in the 'validation' ground truth kept" in str(record[0].message)
+    assert ids == {"a": 0, "zzz": 1} and set(det) == {"v1", "t1"}
+    r = tiou_map(det, gt, classes=ids)
+    assert r["per_class"]["a"][0] == 0.5 and r["ignored_classes"] == ["zzz"] and r["unknown_videos"] == ["t1"]
+
+
+def test_read_thumos14_bad_input(tmp_path):
+    (tmp_path / "detclasslist.txt").write_text("7 BaseballPitch\n")
+    (tmp_path / "BaseballPitch_test.txt").write_text("v1 0 10\n")
+    (tmp_path / "Ambiguous_test.txt").write_text("v1 3\n")
+    with pytest.raises(ValueError, match=r"Ambiguous_test.txt:1: 3 fields expected"):
+        read_thumos14(tmp_path)
+    (tmp_path / "Ambiguous_test.txt").write_text("")
+    (tmp_path / "det.txt").write_text("v1 0 10 8 0.5\n")
+    with pytest.raises(ValueError, match="class id 8 is not in detclasslist.txt"):
+        read_thumos14(tmp_path, tmp_path / "det.txt")
+    with pytest.raises(FileNotFoundError, match="Billiards"):
+        (tmp_path / "detclasslist.txt").write_text("7 BaseballPitch\n12 Billiards\n")
+        read_thumos14(tmp_path)
+
+
+def test_negative_starts_and_ambiguous_arguments():
+    gt = {"v": {"labels": [0], "segments": [[0.0, 10.0]]}}
+    det = {"v": {"labels": [0], "segments": [[-2.0, 10.0]], "scores": [0.9]}}
+    with pytest.raises(ValueError, match="negative_starts='clip'"):
+        tiou_map(det, gt)
+    assert tiou_map(det, gt, negative_starts="clip", thresholds=(0.99,))["mAP"] == 1.0
+    assert tiou_map(det, gt, negative_starts="keep", thresholds=(0.99,))["mAP"] == 0.0  # 10 / 12
+    with pytest.raises(ValueError, match="protocol='thumos14' only"):
+        tiou_map(det, gt, ambiguous={"v": [[0.0, 1.0]]}, negative_starts="keep")
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        tiou_map(det, gt, protocol="thumos")
