@@ -42,7 +42,7 @@ def average_precision(tp, num_positives: int, method: str = "non_interpolated") 
             positive / ``num_positives``: THUMOS' updated evaluator and its
             ports), ``"voc_all_point"`` (area under the monotone precision
             envelope: ActivityNet, VOC 2010+) or ``"11_point"`` (mean of the
-            envelope at recall 0, 0.1, ..., 1: THUMOS14's official tool, VOC 2007).
+            envelope at recall 0, 0.1, ..., 1: THUMOS14's 2014 kit, VOC 2007).
 
     Returns:
         The AP in ``[0, 1]``.
