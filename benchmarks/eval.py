@@ -1,12 +1,16 @@
-"""Evaluation throughput.
+"""Evaluation throughput, ours beside the official tools on the same data.
 
-* ``midpoint_map`` and ``tiou_map`` (10 thresholds) on seeded data: V videos x
-  60 classes, 2,500 detections per video (about 42 per class) and 3
-  ground-truth intervals per class and video; no peer runs at this size (a
-  per-detection Python loop, as ActivityNet's evaluator, takes minutes), so the
-  table gives our time only.
-* ``coco_evaluate`` vs plain pycocotools (``loadRes`` + ``COCOeval``) on the same
-  fabricated COCO-style data.
+* ``tiou_map`` (ActivityNet protocol, end to end from the JSON files: reading +
+  evaluating) vs ActivityNet's own ``Evaluation/eval_detection.py``
+  (``ANETdetection(...).evaluate()``), when given a checkout of it with
+  ``--activitynet PATH`` (the tool is called where it lies; it needs pandas and
+  joblib, e.g. ``pip install --target DIR pandas joblib`` and ``--activitynet-deps DIR``).
+  Seeded data: V validation videos, 200 classes, 900 predictions per video. The
+  official tool runs with joblib's sequential backend (one process, as ours);
+  its own default starts one worker process per class.
+* ``midpoint_map`` and ``tiou_map`` at a larger size, ours only.
+* ``coco_evaluate`` vs plain pycocotools, and ``backend="faster_coco_eval"`` vs
+  ``backend="pycocotools"`` when faster-coco-eval is installed.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+import os
+import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
 
 from benchmarks._common import Table, measure
-from scalekit.eval import coco_evaluate, midpoint_map, tiou_map, to_coco_results
+from scalekit.evaluation import coco_evaluate, midpoint_map, read_activitynet, tiou_map, to_coco_results
 
 
 def temporal_data(videos: int, classes: int = 60, per_video: int = 2500, gt_per_class: int = 3, seed: int = 0):
@@ -37,25 +45,97 @@ def temporal_data(videos: int, classes: int = 60, per_video: int = 2500, gt_per_
     return det, gt
 
 
+def activitynet_files(folder: str, videos: int, classes: int = 200, per_video: int = 900, seed: int = 0):
+    """ActivityNet-format ground truth and results JSON (with 5% of predictions on unknown videos)."""
+    rng = np.random.default_rng(seed)
+    names = [f"class {c:03d}" for c in range(classes)]
+    database, results = {}, {}
+    for v in range(videos):
+        anns = []
+        for _ in range(rng.integers(1, 4)):
+            s = float(rng.uniform(0, 150))
+            anns.append({"segment": [s, s + float(rng.uniform(2, 40))], "label": names[int(rng.integers(classes))]})
+        database[f"v{v:05d}"] = {"subset": "validation", "annotations": anns}
+        s = rng.uniform(0, 150, per_video)
+        vid = f"v{v:05d}" if rng.random() > 0.05 else f"unknown{v:05d}"
+        results[vid] = [{"segment": [float(a), float(a + d)], "label": names[int(c)], "score": float(p)}
+                        for a, d, c, p in zip(s, rng.uniform(1, 40, per_video), rng.integers(0, classes, per_video),
+                                              rng.random(per_video))]
+    used = {a["label"] for e in database.values() for a in e["annotations"]}
+    for preds in results.values():  # the official tool raises KeyError on labels without ground truth
+        preds[:] = [p for p in preds if p["label"] in used]
+    gt_file, res_file = os.path.join(folder, "gt.json"), os.path.join(folder, "res.json")
+    with open(gt_file, "w") as f:
+        json.dump({"version": "1.3", "taxonomy": [], "database": database}, f)
+    with open(res_file, "w") as f:
+        json.dump({"version": "1.3", "external_data": {}, "results": results}, f)
+    return gt_file, res_file, sum(len(p) for p in results.values())
+
+
 def _once(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
 
 
-def run(quick: bool = False) -> None:
+def _ours_activitynet(gt_file, res_file):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt, det, ids = read_activitynet(gt_file, res_file)
+    return tiou_map(det, gt, classes=ids)
+
+
+def parse_options(argv):
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--activitynet", help="checkout of github.com/activitynet/ActivityNet")
+    parser.add_argument("--activitynet-deps", help="folder holding pandas and joblib for it")
+    parser.add_argument("--activitynet-videos", type=int, nargs="+", help="sizes (videos) to time")
+    args, rest = parser.parse_known_args(argv)
+    return {"activitynet": args.activitynet, "activitynet_deps": args.activitynet_deps,
+            "activitynet_videos": args.activitynet_videos}, rest
+
+
+def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: str | None = None,
+        activitynet_videos=None) -> None:
+    cpu = torch.device("cpu")
+    official = None
+    if activitynet:
+        from tests.evaluation.official.tools import activitynet_evaluate, load_activitynet
+
+        official = load_activitynet(activitynet, activitynet_deps)
+    table = Table("tiou_map (ActivityNet protocol) vs ActivityNet's eval_detection.py, end to end from JSON",
+                  "ActivityNet" if official else "peer")
+    for videos in activitynet_videos or ((20,) if quick else (20, 100)):
+        with tempfile.TemporaryDirectory() as tmp:
+            gt_file, res_file, n = activitynet_files(tmp, videos)
+            ours_result = _ours_activitynet(gt_file, res_file)
+            ours = min(_once(lambda: _ours_activitynet(gt_file, res_file)) for _ in range(3))
+            theirs = None
+            if official is not None:
+                t = time.perf_counter()
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    ev = activitynet_evaluate(official, gt_file, res_file)
+                theirs = time.perf_counter() - t
+                diff = abs(ev.average_mAP - ours_result["mAP"])
+                print(f"  average mAP: official {ev.average_mAP:.17g}, scalekit {ours_result['mAP']:.17g}, "
+                      f"|difference| {diff:.1e}")
+            table.row(f"{videos} videos, 200 classes, {n:,} predictions", cpu, ours, theirs)
+    if official is None:
+        print("  (give --activitynet PATH to time the official tool beside ours)")
+
     table = Table("temporal mAP (60 classes, 2,500 detections per video)", "peer")
     for videos in (100,) if quick else (100, 1000):
         det, gt = temporal_data(videos)
-        table.row(f"midpoint_map {videos} videos ({videos * 2500:,} det)", torch.device("cpu"),
+        table.row(f"midpoint_map {videos} videos ({videos * 2500:,} det)", cpu,
                   _once(lambda: midpoint_map(det, gt)), None)
-        table.row(f"tiou_map, 10 thresholds, {videos} videos", torch.device("cpu"),
-                  _once(lambda: tiou_map(det, gt)), None)
+        table.row(f"tiou_map, 10 thresholds, {videos} videos", cpu, _once(lambda: tiou_map(det, gt)), None)
 
-    from tests.eval.test_coco_recall_readers import _fabricated
+    from tests.evaluation.test_coco_recall_readers import _fabricated
 
     table = Table("coco_evaluate vs plain pycocotools (bbox)", "pycocotools")
-    for images in (200,) if quick else (200, 1000):
+    sizes = (200,) if quick else (200, 1000)
+    for images in sizes:
         gt, preds = _fabricated(seed=0, images=images, classes=20)
 
         def plain():
@@ -69,12 +149,26 @@ def run(quick: bool = False) -> None:
                 ev = COCOeval(coco, coco.loadRes(to_coco_results(preds)), "bbox")
                 ev.evaluate(), ev.accumulate(), ev.summarize()
 
-        cpu = torch.device("cpu")
         table.row(f"coco_evaluate {images} images", cpu, measure(lambda: coco_evaluate(preds, gt), cpu, min_time=1),
                   measure(plain, cpu, min_time=1))
+    try:
+        import faster_coco_eval  # noqa: F401
+    except ImportError:
+        print("  (pip install faster-coco-eval to time backend='faster_coco_eval')")
+        return
+    table = Table("coco_evaluate backend='faster_coco_eval' vs backend='pycocotools'", "pycocotools")
+    for images in sizes:
+        gt, preds = _fabricated(seed=0, images=images, classes=20)
+        table.row(f"coco_evaluate {images} images", cpu,
+                  measure(lambda: coco_evaluate(preds, gt, backend="faster_coco_eval"), cpu, min_time=1),
+                  measure(lambda: coco_evaluate(preds, gt), cpu, min_time=1))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    run(parser.parse_args().quick)
+    args, rest = parser.parse_known_args()
+    options, rest = parse_options(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    run(args.quick, **options)

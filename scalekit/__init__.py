@@ -4,7 +4,8 @@ The blocks come from the four systems of Bharat Singh's thesis *Detecting Object
 and Actions with Deep Learning* (UMD 2018): SNIP, SNIPER, R-FCN-3000 and MSB-RNN.
 """
 
-from scalekit import boxes, chips, datasets, detection, eval, heads, ops, scale, sequence, video
+from scalekit import boxes, chips, datasets, detection, evaluation, heads, ops, scale, sequence, video
 
 __version__ = "0.1.0"
-__all__ = ["boxes", "chips", "datasets", "detection", "eval", "heads", "ops", "scale", "sequence", "video", "__version__"]
+__all__ = ["boxes", "chips", "datasets", "detection", "evaluation", "heads", "ops", "scale", "sequence", "video",
+           "__version__"]

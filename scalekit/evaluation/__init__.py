@@ -5,10 +5,12 @@ Every convention that changes a number (interval ends, AP interpolation, tIoU
 thresholds, size bins) is an explicit, documented argument.
 """
 
-from scalekit.eval.coco import coco_evaluate, to_coco_results
-from scalekit.eval.readers import read_activitynet, read_class_segments, read_segments_csv
-from scalekit.eval.recall import proposal_recall
-from scalekit.eval.temporal import (
+from scalekit.evaluation.coco import coco_evaluate, to_coco_results
+from scalekit.evaluation.readers import read_activitynet, read_class_segments, read_segments_csv, read_thumos14
+from scalekit.evaluation.recall import proposal_recall
+from scalekit.evaluation.temporal import (
+    ACTIVITYNET_THRESHOLDS,
+    THUMOS14_THRESHOLDS,
     average_precision,
     clips_from_scores,
     clips_to_detections,
@@ -19,5 +21,6 @@ from scalekit.eval.temporal import (
 __all__ = [
     "average_precision", "clips_from_scores", "clips_to_detections", "midpoint_map", "tiou_map",
     "coco_evaluate", "to_coco_results", "proposal_recall",
-    "read_class_segments", "read_segments_csv", "read_activitynet",
+    "read_class_segments", "read_segments_csv", "read_activitynet", "read_thumos14",
+    "ACTIVITYNET_THRESHOLDS", "THUMOS14_THRESHOLDS",
 ]

@@ -11,7 +11,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from scalekit.eval import (
+from scalekit.evaluation import (
     coco_evaluate,
     proposal_recall,
     read_activitynet,
@@ -20,7 +20,7 @@ from scalekit.eval import (
     tiou_map,
     to_coco_results,
 )
-from scalekit.eval.coco import STAT_NAMES
+from scalekit.evaluation.coco import STAT_NAMES
 
 
 def _fabricated(seed=0, images=12, classes=4):
@@ -146,3 +146,22 @@ class TestReaders:
         assert tiou_map(det, gt)["mAP"] == 1.0
         with pytest.raises(ValueError, match="'database'"):
             read_activitynet({"results": {}})
+
+
+class TestFasterCocoEval:
+    @pytest.mark.parametrize("seed, images, classes", [(0, 12, 4), (1, 60, 7), (2, 200, 20)])
+    def test_equals_pycocotools(self, seed, images, classes):
+        pytest.importorskip("faster_coco_eval")
+        gt, preds = _fabricated(seed=seed, images=images, classes=classes)
+        ref = coco_evaluate(preds, gt)
+        fast = coco_evaluate(preds, gt, backend="faster_coco_eval")
+        for k in STAT_NAMES:
+            assert abs(fast[k] - ref[k]) <= 1e-12, k
+        assert fast["per_class"].keys() == ref["per_class"].keys()
+        for c in ref["per_class"]:
+            assert abs(fast["per_class"][c] - ref["per_class"][c]) <= 1e-12, c
+
+    def test_bad_backend(self):
+        gt, preds = _fabricated()
+        with pytest.raises(ValueError, match="backend must be one of"):
+            coco_evaluate(preds, gt, backend="detectron2")

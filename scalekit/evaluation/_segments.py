@@ -28,8 +28,19 @@ def _array(value, name: str) -> np.ndarray:
     return np.asarray(value)
 
 
-def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | None = None) -> Segments:
-    """Flatten ``{video_id: {"labels", "segments"[, "scores"]}}`` and check it."""
+NEGATIVE_STARTS = ("raise", "clip", "keep")
+
+
+def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | None = None,
+              unknown_videos: str = "raise", negative_starts: str = "raise") -> Segments:
+    """Flatten ``{video_id: {"labels", "segments"[, "scores"]}}`` and check it.
+
+    unknown_videos: ``"raise"`` or ``"keep"`` (appended to ``videos``: the
+    ground truth has nothing there). negative_starts: ``"raise"``, ``"clip"``
+    (to 0) or ``"keep"``.
+    """
+    if negative_starts not in NEGATIVE_STARTS:
+        raise ValueError(f"negative_starts must be one of {NEGATIVE_STARTS}, got {negative_starts!r}")
     if not isinstance(data, Mapping):
         raise TypeError(f"{name} must be a dict {{video_id: {{'labels', 'segments'{', scores' if with_scores else ''}}}}}, "
                         f"got {type(data).__name__}")
@@ -39,7 +50,12 @@ def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | Non
     for vid, entry in data.items():
         where = f"{name}[{vid!r}]"
         if vid not in index_of:
-            raise ValueError(f"{where}: video {vid!r} is not in the ground truth")
+            if unknown_videos != "keep":
+                raise ValueError(f"{where}: video {vid!r} is not in the ground truth; add it to the ground truth "
+                                 f"(with no segments if it has none), or use tiou_map, whose protocols count "
+                                 f"detections on unknown videos as false positives, as the official tools do")
+            index_of[vid] = len(videos)
+            videos.append(vid)
         if not isinstance(entry, Mapping) or "labels" not in entry or "segments" not in entry:
             raise ValueError(f"{where} must be a dict with 'labels' and 'segments'")
         labels = _array(entry["labels"], f"{where}['labels']")
@@ -56,10 +72,19 @@ def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | Non
         bad = ~np.isfinite(segments).all(1)
         for i in np.flatnonzero(bad)[:1]:
             raise ValueError(f"{where}: segment {i} of class {labels[i]} is not finite: {segments[i].tolist()}")
-        for i in np.flatnonzero(segments[:, 0] < 0)[:1]:
-            raise ValueError(f"{where}: segment {i} of class {labels[i]} starts before 0: {segments[i].tolist()}")
         for i in np.flatnonzero(segments[:, 0] > segments[:, 1])[:1]:
-            raise ValueError(f"{where}: segment {i} of class {labels[i]} has start > end: {segments[i].tolist()}")
+            raise ValueError(f"{where}: segment {i} of class {labels[i]} has start > end: {segments[i].tolist()}; "
+                             f"its length and overlaps are undefined (ActivityNet's tool computes a negative "
+                             f"length, THUMOS14's kit swaps the ends silently): swap start and end, or drop it")
+        if negative_starts != "keep":
+            for i in np.flatnonzero(segments[:, 0] < 0)[:1]:
+                if negative_starts == "raise":
+                    raise ValueError(f"{where}: segment {i} of class {labels[i]} starts before 0: "
+                                     f"{segments[i].tolist()}; pass negative_starts='clip' to clip segments at 0, "
+                                     f"or negative_starts='keep' to use them as they are (as the official tools do)")
+                segments = segments.copy()
+                segments[:, 0] = np.maximum(segments[:, 0], 0.0)
+                segments[:, 1] = np.maximum(segments[:, 1], 0.0)
         if with_scores:
             if "scores" not in entry:
                 raise ValueError(f"{where} must have 'scores'")
@@ -83,10 +108,25 @@ def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | Non
                     cat("index", np.int64), videos)
 
 
-def check_classes(name: str, side: Segments, classes: Iterable[int] | None) -> None:
+def class_names(classes) -> dict | None:
+    """``{class_id: name}`` when ``classes`` maps names to ids, else None."""
+    if isinstance(classes, Mapping):
+        names = {}
+        for name, cid in classes.items():
+            if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):
+                raise TypeError(f"classes must map class names to integer ids, got {name!r}: {cid!r}")
+            if int(cid) in names:
+                raise ValueError(f"classes: id {int(cid)} is given to both {names[int(cid)]!r} and {name!r}")
+            names[int(cid)] = name
+        return names
+    return None
+
+
+def check_classes(name: str, side: Segments, classes) -> None:
     if classes is None:
         return
-    known = np.asarray(sorted(set(int(c) for c in classes)), dtype=np.int64)
+    ids = classes.values() if isinstance(classes, Mapping) else classes
+    known = np.asarray(sorted(set(int(c) for c in ids)), dtype=np.int64)
     unknown = ~np.isin(side.label, known)
     for i in np.flatnonzero(unknown)[:1]:
         raise ValueError(f"{name}[{side.videos[side.video[i]]!r}]: segment {side.index[i]} has class "

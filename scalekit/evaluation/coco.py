@@ -15,11 +15,19 @@ __all__ = ["coco_evaluate", "to_coco_results"]
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def _load_gt(coco_gt):
-    from pycocotools.coco import COCO
+BACKENDS = ("pycocotools", "faster_coco_eval")
+
+
+def _load_gt(coco_gt, backend: str = "pycocotools"):
+    if backend == "faster_coco_eval":
+        from faster_coco_eval import COCO
+    else:
+        from pycocotools.coco import COCO
 
     if isinstance(coco_gt, COCO):
         return coco_gt
+    if hasattr(coco_gt, "dataset") and hasattr(coco_gt, "getImgIds"):  # the other backend's COCO
+        coco_gt = coco_gt.dataset
     if isinstance(coco_gt, (str, os.PathLike)):
         if not os.path.exists(coco_gt):
             raise FileNotFoundError(f"coco_gt: no such annotation file: {coco_gt}")
@@ -64,7 +72,8 @@ def to_coco_results(predictions: Mapping) -> list[dict]:
     return results
 
 
-def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool = False) -> dict:
+def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool = False,
+                  backend: str = "pycocotools") -> dict:
     """COCO AP/AR of detections, with per-class AP; a thin layer over pycocotools.
 
     Args:
@@ -76,6 +85,9 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
         iou_type: ``"bbox"`` (``"segm"`` and ``"keypoints"`` pass through to
             ``COCOeval`` with COCO result dicts).
         verbose: print pycocotools' summary table.
+        backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (the C++ ``COCOeval``
+            of the ``faster-coco-eval`` package, an optional dependency: same
+            numbers, faster on large sets).
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
@@ -92,9 +104,21 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
         >>> round(r["AP"], 6), {c: round(ap, 6) for c, ap in r["per_class"].items()}
         (1.0, {1: 1.0})
     """
-    from pycocotools.cocoeval import COCOeval
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "faster_coco_eval":
+        try:
+            from faster_coco_eval import COCOeval_faster
+        except ImportError as e:
+            raise ImportError("backend='faster_coco_eval' needs the faster-coco-eval package: "
+                              "pip install faster-coco-eval") from e
 
-    gt = _load_gt(coco_gt)
+        def COCOeval(gt, dt, iou_type):  # noqa: N802
+            return COCOeval_faster(gt, dt, iou_type, print_function=print)
+    else:
+        from pycocotools.cocoeval import COCOeval
+
+    gt = _load_gt(coco_gt, backend)
     if isinstance(predictions, (str, os.PathLike)):
         if not os.path.exists(predictions):
             raise FileNotFoundError(f"predictions: no such result file: {predictions}")
