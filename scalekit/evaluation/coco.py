@@ -45,12 +45,20 @@ def _load_gt(coco_gt, backend: str = "pycocotools"):
     return gt
 
 
-def to_coco_results(predictions: Mapping) -> list[dict]:
+def to_coco_results(predictions: Mapping, label_to_category: Mapping | None = None) -> list[dict]:
     """``{image_id: {"boxes": [N, 4] xyxy, "scores": [N], "labels": [N]}}`` as COCO result dicts.
+
+    Args:
+        predictions: per image id, the detections (tensors, arrays or lists).
+        label_to_category: maps the detector's contiguous labels back to the
+            dataset's category ids (``CocoDetection.label_to_category``);
+            ``None``: labels are category ids already. A label it lacks raises.
 
     Example:
         >>> to_coco_results({7: {"boxes": [[10.0, 20.0, 30.0, 60.0]], "scores": [0.9], "labels": [3]}})
         [{'image_id': 7, 'category_id': 3, 'bbox': [10.0, 20.0, 20.0, 40.0], 'score': 0.9}]
+        >>> to_coco_results({7: {"boxes": [[10.0, 20.0, 30.0, 60.0]], "scores": [0.9], "labels": [3]}}, {3: 90})
+        [{'image_id': 7, 'category_id': 90, 'bbox': [10.0, 20.0, 20.0, 40.0], 'score': 0.9}]
     """
     results = []
     for image_id, pred in predictions.items():
@@ -67,8 +75,15 @@ def to_coco_results(predictions: Mapping) -> list[dict]:
         if not np.isfinite(boxes).all() or np.isnan(arrays["scores"].astype(np.float64)).any():
             raise ValueError(f"predictions[{image_id!r}]: boxes and scores must be finite")
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
-        for b, s, c in zip(xywh.tolist(), arrays["scores"].tolist(), arrays["labels"].tolist()):
-            results.append({"image_id": image_id, "category_id": int(c), "bbox": b, "score": float(s)})
+        labels = [int(c) for c in arrays["labels"].tolist()]
+        if label_to_category is not None:
+            unknown = sorted({c for c in labels if c not in label_to_category})
+            if unknown:
+                raise ValueError(f"predictions[{image_id!r}]: labels {unknown} are not in label_to_category "
+                                 f"(which has {len(label_to_category)} labels)")
+            labels = [int(label_to_category[c]) for c in labels]
+        for b, s, c in zip(xywh.tolist(), arrays["scores"].tolist(), labels):
+            results.append({"image_id": image_id, "category_id": c, "bbox": b, "score": float(s)})
     return results
 
 

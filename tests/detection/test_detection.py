@@ -15,6 +15,7 @@ from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from scalekit.chips import ChipDataset, ChipGenerator, collate_chips
 from scalekit.datasets import CocoDetection, make_synthetic_coco
+from scalekit.evaluation import coco_evaluate, to_coco_results
 from scalekit.detection import (
     TorchvisionRoIHeads,
     deformable_resnet,
@@ -342,10 +343,18 @@ class TestContiguousLabels:
         (tmp_path / "gaps.json").write_text(json.dumps(coco))
         ds = CocoDetection(images, str(tmp_path / "gaps.json"))
         assert ds.label_to_category == {1: 7, 2: 13, 3: 90} and ds.num_classes == 3
+        predictions = {}
         for i in range(len(ds)):
-            _, labels, _ = ds.annotations(i)
+            boxes, labels, _ = ds.annotations(i)
             original = [a["category_id"] for a in coco["annotations"] if a["image_id"] == ds.ids[i]]
             assert [ds.label_to_category[int(lab)] for lab in labels] == original
+            assert labels.min() >= 1 and labels.max() <= 3
+            predictions[ds.ids[i]] = {"boxes": boxes, "scores": torch.ones(len(boxes)), "labels": labels}
+        # detections equal to the ground truth, mapped back, score AP 1 against the original file
+        stats = coco_evaluate(to_coco_results(predictions, ds.label_to_category), str(tmp_path / "gaps.json"))
+        assert stats["AP"] == pytest.approx(1.0)
+        with pytest.raises(ValueError, match=r"labels \[4\] are not in label_to_category"):
+            to_coco_results({1: {"boxes": [[0.0, 0, 1, 1]], "scores": [1.0], "labels": [4]}}, ds.label_to_category)
 
     def test_image_files_are_checked(self, tmp_path):
         from PIL import Image
