@@ -2,13 +2,17 @@
 
 Where torchvision has the same op, the signature and results match it argument
 for argument (differences, where torchvision is wrong, are documented per op).
+Every op has autocast kernels (``AutocastCPU``, ``AutocastCUDA``) that compute
+in float32 and return the dtype of the features, and every wrapper is a leaf
+of :func:`torch.fx.symbolic_trace`.
 """
 
 from scalekit import _ext
-from scalekit.ops._deform_conv import DeformConv2d, deform_conv2d
+from scalekit.ops._deform_conv import DeformConv2d, DeformConv2dPack, deform_conv2d
 from scalekit.ops._nms import SoftNMS, batched_nms, batched_soft_nms, grouped_nms, nms, soft_nms
 from scalekit.ops._ps_roi import (
     DeformPSRoIPool,
+    DeformPSRoIPoolPack,
     PSRoIAlign,
     PSRoIPool,
     deform_ps_roi_pool,
@@ -24,5 +28,5 @@ if _ext.has_ops():
 __all__ = [
     "nms", "batched_nms", "grouped_nms", "soft_nms", "batched_soft_nms", "SoftNMS",
     "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
-    "deform_conv2d", "DeformConv2d",
+    "DeformPSRoIPoolPack", "deform_conv2d", "DeformConv2d", "DeformConv2dPack",
 ]

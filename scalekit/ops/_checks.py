@@ -5,10 +5,41 @@ boxes, ranges) happen in the kernels."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
+
+
+def _find_proxy(obj):
+    if isinstance(obj, torch.fx.Proxy):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            found = _find_proxy(item)
+            if found is not None:
+                return found
+    return None
+
+
+def fx_leaf(fn):
+    """Make ``fn`` a leaf of :func:`torch.fx.symbolic_trace`, wherever it is called from.
+
+    Called with a :class:`torch.fx.Proxy` among its arguments (directly or in a
+    list), ``fn`` records one ``call_function`` node instead of running, as
+    ``torch.fx.wrap`` does for calls from its own module; called with tensors it
+    runs as usual. ``torch.export`` and ``torch.compile`` trace through it.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        proxy = _find_proxy(list(args) + list(kwargs.values()))
+        if proxy is not None:
+            return proxy.tracer.create_proxy("call_function", wrapper, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def check_tensor(x, name: str) -> None:
@@ -51,6 +82,8 @@ def check_same_device(boxes: Tensor, x: Tensor, name: str) -> None:
 
 def check_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
                  allow_inf: bool = True) -> float:
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool:
+        value = value.item()  # a 0-d tensor threshold, as torchvision accepts
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)

@@ -10,11 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_float, check_pair, check_tensor
+from scalekit.ops._checks import check_float, check_pair, check_tensor, fx_leaf
 
-__all__ = ["deform_conv2d", "DeformConv2d"]
+__all__ = ["deform_conv2d", "DeformConv2d", "DeformConv2dPack"]
 
 
+@fx_leaf
 def deform_conv2d(
     input: Tensor,
     offset: Tensor,
@@ -36,7 +37,8 @@ def deform_conv2d(
     input gradient uses atomic adds and raises PyTorch's non-determinism alert.
 
     Args:
-        input: ``[N, C_in, H, W]``; float32/float64 (CPU), also float16/bfloat16 (CUDA).
+        input: ``[N, C_in, H, W]``; float16/bfloat16/float32/float64 (the CPU
+            computes float16 and bfloat16 in float32 and rounds the result).
         offset: ``[N, 2 * offset_groups * kH * kW, H_out, W_out]``; channel
             ``2 * (g * kH * kW + i * kW + j)`` is the y offset of tap ``(i, j)``
             of offset group ``g``, the next one its x offset.
@@ -85,38 +87,92 @@ def deform_conv2d(
 
 
 class DeformConv2d(nn.Module):
-    """Deformable convolution with its own offset (and mask) predictor.
+    """:func:`deform_conv2d` as a layer; a drop-in for :class:`torchvision.ops.DeformConv2d`.
 
-    A plain ``kernel_size`` convolution on the input predicts the offsets
-    (``2 * offset_groups * kH * kW`` channels) and, with ``modulated=True``,
-    the masks (``offset_groups * kH * kW`` channels, through ``2 * sigmoid``).
-    Both predictors start at zero, so a fresh layer computes exactly the plain
-    convolution with its weight (DCNv2's own code uses ``sigmoid``, which
-    starts at half the signal; ``2 * sigmoid`` starts at 1 and still lets a
-    sample be switched off).
+    Same constructor, parameters (``weight``, ``bias``), initialisation and
+    ``forward(input, offset, mask=None)`` as torchvision's, so state dicts load
+    both ways. The offsets (and masks) come from the caller; for the layer
+    that predicts its own, see :class:`DeformConv2dPack`.
 
     Example:
         >>> import torch
         >>> from scalekit.ops import DeformConv2d
-        >>> layer = DeformConv2d(16, 32, kernel_size=3, padding=1, modulated=True)
+        >>> layer = DeformConv2d(4, 8, kernel_size=3, padding=1)
+        >>> x = torch.randn(2, 4, 10, 10)
+        >>> offset = torch.zeros(2, 2 * 3 * 3, 10, 10)  # no shift: a plain convolution
+        >>> torch.allclose(layer(x, offset), torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1), atol=1e-5)
+        True
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        if in_channels % groups != 0:
+            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+        if out_channels % groups != 0:
+            raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = check_pair(kernel_size, "kernel_size", minimum=1)
+        self.stride = check_pair(stride, "stride", minimum=1)
+        self.padding = check_pair(padding, "padding", minimum=0)
+        self.dilation = check_pair(dilation, "dilation", minimum=1)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch.nn.Conv2d's initialisation (as torchvision's DeformConv2d)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+        return deform_conv2d(input, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                             dilation=self.dilation, mask=mask)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding}, dilation={self.dilation}")
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class DeformConv2dPack(DeformConv2d):
+    """Deformable convolution with its own offset (and mask) predictor; ``forward(input)``.
+
+    A plain ``kernel_size`` convolution on the input, ``offset_conv``, predicts
+    the offsets (``2 * offset_groups * kH * kW`` channels) and, with
+    ``modulated=True``, the masks (``offset_groups * kH * kW`` channels,
+    through ``2 * sigmoid``). Both predictors start at zero, so a fresh layer
+    computes exactly the plain convolution with its weight (DCNv2's own code
+    uses ``sigmoid``, which starts at half the signal; ``2 * sigmoid`` starts at
+    1 and still lets a sample be switched off). The name is mmcv's. Its state
+    dict is :class:`DeformConv2d`'s plus ``offset_conv.*``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import DeformConv2dPack
+        >>> layer = DeformConv2dPack(16, 32, kernel_size=3, padding=1, modulated=True)
         >>> x = torch.randn(2, 16, 10, 10)
         >>> torch.allclose(layer(x), torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1), atol=1e-5)
         True
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, offset_groups: int = 1, bias: bool = True, modulated: bool = False) -> None:
-        super().__init__()
-        if in_channels % groups or out_channels % groups or in_channels % offset_groups:
-            raise ValueError(f"groups ({groups}) must divide in_channels ({in_channels}) and out_channels "
-                             f"({out_channels}); offset_groups ({offset_groups}) must divide in_channels")
-        self.kernel_size = check_pair(kernel_size, "kernel_size")
-        self.stride, self.padding, self.dilation = check_pair(stride, "stride"), check_pair(padding, "padding"), check_pair(dilation, "dilation")
-        self.groups, self.offset_groups, self.modulated = groups, offset_groups, modulated
+                 groups: int = 1, bias: bool = True, *, offset_groups: int = 1, modulated: bool = False) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+        if offset_groups <= 0 or in_channels % offset_groups != 0:
+            raise ValueError(f"offset_groups ({offset_groups}) must be positive and divide in_channels ({in_channels})")
+        self.offset_groups, self.modulated = offset_groups, modulated
         kh, kw = self.kernel_size
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         predicted = offset_groups * kh * kw * (3 if modulated else 2)
         self.offset_conv = nn.Conv2d(in_channels, predicted, self.kernel_size, self.stride, self.padding, self.dilation)
         nn.init.zeros_(self.offset_conv.weight)
@@ -128,9 +184,7 @@ class DeformConv2d(nn.Module):
         offset, mask = predicted[:, :n_off], None
         if self.modulated:
             mask = 2 * torch.sigmoid(predicted[:, n_off:])
-        return deform_conv2d(input, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
+        return super().forward(input, offset, mask)
 
     def extra_repr(self) -> str:
-        return (f"{self.weight.shape[1] * self.groups}, {self.weight.shape[0]}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-                f"offset_groups={self.offset_groups}, modulated={self.modulated}")
+        return super().extra_repr() + f", offset_groups={self.offset_groups}, modulated={self.modulated}"

@@ -15,7 +15,12 @@ Conventions, shared by every function here:
 * ties in score go to the lower index;
 * ``pixel_offset`` is 0 (torchvision, continuous coordinates) or 1 (the "+1"
   convention of py-faster-rcnn, the original Soft-NMS and MXNet R-FCN code);
-* non-finite boxes or scores raise a :class:`ValueError`.
+* non-finite boxes or scores raise a :class:`ValueError`;
+* quantized boxes and scores are dequantized first (the kept indices are those
+  of the dequantized values, as torchvision's quantized ``nms``);
+* under :func:`torch.autocast` boxes and scores are processed in float32 (the
+  autocast kernels registered for ``torch.ops.scalekit.nms`` / ``soft_nms``);
+  ``soft_nms`` returns its scores in the dtype of ``scores``.
 """
 
 from __future__ import annotations
@@ -24,15 +29,20 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_boxes, check_number, check_per_box, check_tensor
+from scalekit.ops._checks import check_boxes, check_number, check_per_box, check_tensor, fx_leaf
 
 __all__ = ["nms", "batched_nms", "grouped_nms", "soft_nms", "batched_soft_nms", "SoftNMS"]
 
 SOFT_NMS_METHODS = ("linear", "gaussian", "hard")
 
 
+def _dequantized(x):
+    return x.dequantize() if isinstance(x, Tensor) and x.is_quantized else x
+
+
 def _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs=None, idxs_name="idxs"):
     _ext.assert_has_ops()
+    boxes, scores = _dequantized(boxes), _dequantized(scores)
     check_boxes(boxes)
     check_per_box(scores, boxes, "scores")
     if idxs is not None:
@@ -40,9 +50,10 @@ def _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs=None, idxs_name="
         idxs = idxs.to(torch.int64)
     iou_threshold = check_number(iou_threshold, "iou_threshold")
     pixel_offset = check_number(pixel_offset, "pixel_offset", minimum=0.0, allow_inf=False)
-    return idxs, iou_threshold, pixel_offset
+    return boxes, scores, idxs, iou_threshold, pixel_offset
 
 
+@fx_leaf
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, pixel_offset: float = 0.0) -> Tensor:
     """Greedy non-maximum suppression; a drop-in for :func:`torchvision.ops.nms`.
 
@@ -66,10 +77,11 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, pixel_offset: fl
         >>> nms(boxes, scores, iou_threshold=0.5)
         tensor([0, 2])
     """
-    _, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset)
+    boxes, scores, _, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset)
     return torch.ops.scalekit.nms(boxes, scores, None, iou_threshold, pixel_offset)
 
 
+@fx_leaf
 def batched_nms(
     boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, *, pixel_offset: float = 0.0
 ) -> Tensor:
@@ -98,10 +110,14 @@ def batched_nms(
         >>> batched_nms(boxes, scores, torch.tensor([0, 0, 1]), iou_threshold=0.5)
         tensor([0, 2])
     """
-    idxs, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs)
+    if isinstance(boxes, Tensor) and boxes.numel() == 0:
+        # torchvision returns here too, whatever the other arguments: nothing to suppress.
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    boxes, scores, idxs, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs)
     return torch.ops.scalekit.nms(boxes, scores, idxs, iou_threshold, pixel_offset)
 
 
+@fx_leaf
 def grouped_nms(
     boxes: Tensor,
     scores: Tensor,
@@ -164,6 +180,7 @@ def _soft_nms_args(iou_threshold, sigma, score_threshold, method):
     return sigma, score_threshold
 
 
+@fx_leaf
 def soft_nms(
     boxes: Tensor,
     scores: Tensor,
@@ -220,13 +237,14 @@ def soft_nms(
         >>> kept_scores
         tensor([0.9000, 0.6000, 0.2902, 0.2000])
     """
-    _, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset)
+    boxes, scores, _, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset)
     sigma, score_threshold = _soft_nms_args(iou_threshold, sigma, score_threshold, method)
     return torch.ops.scalekit.soft_nms(
         boxes, scores, None, iou_threshold, sigma, score_threshold, method, pixel_offset
     )
 
 
+@fx_leaf
 def batched_soft_nms(
     boxes: Tensor,
     scores: Tensor,
@@ -255,7 +273,7 @@ def batched_soft_nms(
         >>> kept_scores
         tensor([0.9000, 0.7000, 0.2555])
     """
-    idxs, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs)
+    boxes, scores, idxs, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs)
     sigma, score_threshold = _soft_nms_args(iou_threshold, sigma, score_threshold, method)
     return torch.ops.scalekit.soft_nms(
         boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, pixel_offset

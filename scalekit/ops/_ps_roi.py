@@ -5,6 +5,13 @@ al., ICCV 2017), the heads of SNIP (thesis §2.7.1) and R-FCN-3000 (§4.4.3).
 ``input`` has ``C * ph * pw`` channels; output channel ``c`` of bin ``(i, j)``
 reads input channel ``(c * ph + i) * pw + j`` (torchvision's layout), so each
 bin position has its own score maps.
+
+Box coordinates stay in float32 whatever the feature dtype: with float16 or
+bfloat16 features the ops compute in float32 and return the feature dtype
+(bfloat16 would move the box ``(1001, 1003, 1901, 1907)`` to
+``(1000, 1004, 1904, 1904)``). torchvision instead casts the boxes to the
+feature dtype. The same holds under :func:`torch.autocast`, whose kernels for
+these ops run in float32 and return the dtype of ``input``.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_float, check_number, check_pair, check_tensor
+from scalekit.ops._checks import check_float, check_number, check_pair, check_tensor, fx_leaf
 
 __all__ = [
     "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
+    "DeformPSRoIPoolPack",
 ]
 
 BoxesLike = Tensor | Sequence[Tensor]
@@ -28,17 +36,23 @@ def _pair(value, name: str) -> tuple[int, int]:
     return check_pair(value, name, minimum=1)
 
 
+def _work_dtype(input: Tensor) -> torch.dtype:
+    """float32 for reduced-precision features (boxes stay float32), else the feature dtype."""
+    return torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+
+
 def _rois(input: Tensor, boxes: BoxesLike) -> Tensor:
-    """``[K, 5]`` RoIs (batch index first) from a ``[K, 5]`` tensor or a list of ``[L, 4]`` tensors."""
+    """``[K, 5]`` RoIs (batch index first), in :func:`_work_dtype`, from a ``[K, 5]`` tensor or a list of ``[L, 4]``."""
+    dtype = _work_dtype(input)
     if isinstance(boxes, (list, tuple)):
         for i, b in enumerate(boxes):
             check_tensor(b, f"boxes[{i}]")
             if b.dim() != 2 or b.shape[1] != 4:
                 raise ValueError(f"boxes[{i}] must have shape [L, 4], got {list(b.shape)}")
         if len(boxes) == 0:
-            return input.new_zeros((0, 5))
-        cat = torch.cat([b.to(input.dtype) for b in boxes])
-        idx = torch.cat([torch.full_like(b[:, :1], i, dtype=input.dtype) for i, b in enumerate(boxes)])
+            return input.new_zeros((0, 5), dtype=dtype)
+        cat = torch.cat([b.to(dtype) for b in boxes])
+        idx = torch.cat([torch.full_like(b[:, :1], i, dtype=dtype) for i, b in enumerate(boxes)])
         boxes = torch.cat([idx.to(cat.device), cat], dim=1)
     check_tensor(boxes, "boxes")
     if boxes.dim() != 2 or boxes.shape[1] != 5:
@@ -48,7 +62,7 @@ def _rois(input: Tensor, boxes: BoxesLike) -> Tensor:
         )
     if boxes.device != input.device:
         raise ValueError(f"boxes must be on the device of input ({input.device}), got {boxes.device}")
-    return boxes.to(input.dtype)
+    return boxes.to(dtype)
 
 
 def _check_input(input: Tensor, groups: tuple[int, int]) -> None:
@@ -63,6 +77,7 @@ def _check_input(input: Tensor, groups: tuple[int, int]) -> None:
         )
 
 
+@fx_leaf
 def ps_roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: float = 1.0) -> Tensor:
     """Position-sensitive RoI max-free (average) pooling; a drop-in for :func:`torchvision.ops.ps_roi_pool`.
 
@@ -96,9 +111,10 @@ def ps_roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: flo
     _check_input(input, (ph, pw))
     rois = _rois(input, boxes)
     scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
-    return torch.ops.scalekit.ps_roi_pool(input, rois, scale, ph, pw)
+    return torch.ops.scalekit.ps_roi_pool(input.to(rois.dtype), rois, scale, ph, pw).to(input.dtype)
 
 
+@fx_leaf
 def ps_roi_align(
     input: Tensor,
     boxes: BoxesLike,
@@ -147,9 +163,12 @@ def ps_roi_align(
     scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
         raise TypeError(f"sampling_ratio must be an int, got {type(sampling_ratio).__name__}")
-    return torch.ops.scalekit.ps_roi_align(input, rois, scale, ph, pw, sampling_ratio, bool(aligned))
+    return torch.ops.scalekit.ps_roi_align(
+        input.to(rois.dtype), rois, scale, ph, pw, sampling_ratio, bool(aligned)
+    ).to(input.dtype)
 
 
+@fx_leaf
 def deform_ps_roi_pool(
     input: Tensor,
     boxes: BoxesLike,
@@ -229,14 +248,14 @@ def deform_ps_roi_pool(
             raise ValueError(f"offset must have shape [K, 2, part_h, part_w] = {expected}, got {list(offset.shape)}")
         if offset.device != input.device:
             raise ValueError(f"offset must be on the device of input ({input.device}), got {offset.device}")
-        offset = offset.to(input.dtype)
+        offset = offset.to(rois.dtype)
     scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
     if isinstance(sample_per_part, bool) or not isinstance(sample_per_part, int) or sample_per_part <= 0:
         raise ValueError(f"sample_per_part must be a positive int, got {sample_per_part!r}")
     trans_std = check_number(trans_std, "trans_std", allow_inf=False)
     return torch.ops.scalekit.deform_ps_roi_pool(
-        input, rois, offset, scale, ph, pw, gh, gw, parth, partw, sample_per_part, trans_std
-    )
+        input.to(rois.dtype), rois, offset, scale, ph, pw, gh, gw, parth, partw, sample_per_part, trans_std
+    ).to(input.dtype)
 
 
 class PSRoIPool(nn.Module):
@@ -292,12 +311,48 @@ class PSRoIAlign(nn.Module):
 
 
 class DeformPSRoIPool(nn.Module):
+    """:func:`deform_ps_roi_pool` as a module: ``forward(input, boxes, offset)``, no parameters.
+
+    The offsets come from the caller (``None`` pools without them); for the
+    module that predicts its own offsets, as Deformable R-FCN does, see
+    :class:`DeformPSRoIPoolPack`.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.ops import DeformPSRoIPool
+        >>> pool = DeformPSRoIPool(output_size=3, spatial_scale=0.5)
+        >>> x, boxes = torch.randn(1, 18, 16, 16), torch.tensor([[0.0, 4, 4, 20, 24]])
+        >>> pool(x, boxes, torch.zeros(1, 2, 3, 3)).shape
+        torch.Size([1, 2, 3, 3])
+    """
+
+    def __init__(self, output_size, spatial_scale: float = 1.0, group_size=None, part_size=None,
+                 sample_per_part: int = 4, trans_std: float = 0.1) -> None:
+        super().__init__()
+        self.output_size = _pair(output_size, "output_size")
+        self.group_size = _pair(group_size if group_size is not None else self.output_size, "group_size")
+        self.part_size = _pair(part_size if part_size is not None else self.output_size, "part_size")
+        self.spatial_scale = spatial_scale
+        self.sample_per_part = sample_per_part
+        self.trans_std = trans_std
+
+    def forward(self, input: Tensor, boxes: BoxesLike, offset: Tensor | None) -> Tensor:
+        return deform_ps_roi_pool(input, boxes, offset, self.output_size, self.spatial_scale, self.group_size,
+                                  self.part_size, self.sample_per_part, self.trans_std)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, group_size={self.group_size}, "
+                f"part_size={self.part_size}, sample_per_part={self.sample_per_part}, trans_std={self.trans_std}")
+
+
+class DeformPSRoIPoolPack(DeformPSRoIPool):
     """Deformable PSRoI pooling with its own offset branch, as in Deformable R-FCN.
 
     A first pass pools without offsets; a small fully connected branch
     (``fc -> ReLU -> fc``) predicts the ``[K, 2, part_h, part_w]`` normalised
     offsets from it; a second pass pools with them. The last layer starts at
     zero, so a fresh module pools without offsets and learns to deform.
+    ``forward(input, boxes)``; the name follows mmcv's ``*Pack`` modules.
 
     ``output_size``, ``spatial_scale``, ``group_size``, ``part_size``,
     ``sample_per_part`` and ``trans_std`` are those of :func:`deform_ps_roi_pool`.
@@ -308,8 +363,8 @@ class DeformPSRoIPool(nn.Module):
 
     Example:
         >>> import torch
-        >>> from scalekit.ops import DeformPSRoIPool
-        >>> pool = DeformPSRoIPool(out_channels=2, output_size=3, spatial_scale=0.5)
+        >>> from scalekit.ops import DeformPSRoIPoolPack
+        >>> pool = DeformPSRoIPoolPack(out_channels=2, output_size=3, spatial_scale=0.5)
         >>> x, boxes = torch.randn(1, 18, 16, 16), torch.tensor([[0.0, 4, 4, 20, 24]])
         >>> pool(x, boxes).shape
         torch.Size([1, 2, 3, 3])
@@ -320,13 +375,7 @@ class DeformPSRoIPool(nn.Module):
     def __init__(self, out_channels: int, output_size, spatial_scale: float = 1.0, group_size=None,
                  part_size=None, sample_per_part: int = 4, trans_std: float = 0.1,
                  hidden_dim: int = 256) -> None:
-        super().__init__()
-        self.output_size = _pair(output_size, "output_size")
-        self.group_size = _pair(group_size if group_size is not None else self.output_size, "group_size")
-        self.part_size = _pair(part_size if part_size is not None else self.output_size, "part_size")
-        self.spatial_scale = spatial_scale
-        self.sample_per_part = sample_per_part
-        self.trans_std = trans_std
+        super().__init__(output_size, spatial_scale, group_size, part_size, sample_per_part, trans_std)
         ph, pw = self.output_size
         self.offset_fc = nn.Sequential(
             nn.Linear(out_channels * ph * pw, hidden_dim),
@@ -336,18 +385,10 @@ class DeformPSRoIPool(nn.Module):
         nn.init.zeros_(self.offset_fc[-1].weight)
         nn.init.zeros_(self.offset_fc[-1].bias)
 
-    def _pool(self, input: Tensor, boxes: BoxesLike, offset: Tensor | None) -> Tensor:
-        return deform_ps_roi_pool(input, boxes, offset, self.output_size, self.spatial_scale, self.group_size,
-                                  self.part_size, self.sample_per_part, self.trans_std)
-
     def offset(self, input: Tensor, boxes: BoxesLike) -> Tensor:
         """The predicted ``[K, 2, part_h, part_w]`` offsets."""
-        plain = self._pool(input, boxes, None)
+        plain = super().forward(input, boxes, None)
         return self.offset_fc(plain.flatten(1)).view(plain.shape[0], 2, *self.part_size)
 
     def forward(self, input: Tensor, boxes: BoxesLike) -> Tensor:
-        return self._pool(input, boxes, self.offset(input, boxes))
-
-    def extra_repr(self) -> str:
-        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, group_size={self.group_size}, "
-                f"part_size={self.part_size}, sample_per_part={self.sample_per_part}, trans_std={self.trans_std}")
+        return super().forward(input, boxes, self.offset(input, boxes))

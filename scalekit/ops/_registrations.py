@@ -122,3 +122,49 @@ def register() -> None:
         return (gi, gw, go, gm if mask is not None else None, gb if bias is not None else None) + (None,) * len(ctx.args)
 
     torch.library.register_autograd(_lib + "deform_conv2d", _conv_backward, setup_context=_conv_setup)
+
+    _register_autocast()
+
+
+# ---- mixed precision: what torchvision's csrc/ops/autocast/ kernels do, in Python. Under
+# torch.autocast every floating tensor argument except float64 is cast to float32, the op runs
+# with autocast off, and floating results go back to the dtype of the argument they belong to
+# (the features for pooling and convolution, the scores for Soft-NMS; NMS indices stay int64).
+# Boxes and RoIs therefore never follow the features into float16 or bfloat16.
+_AUTOCAST_RESULT_DTYPE_FROM = {
+    "nms": (None,),
+    "soft_nms": (None, 1),
+    "ps_roi_pool": (0,),
+    "ps_roi_align": (0,),
+    "deform_ps_roi_pool": (0,),
+    "deform_conv2d": (0,),
+}
+_autocast_lib = None
+
+
+def _to_float32(x):
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float64:
+        return x.float()
+    return x
+
+
+def _autocast_kernel(op, result_dtype_from, key):
+    off = torch._C.DispatchKeySet(key)
+
+    def kernel(*args):
+        with torch._C._ExcludeDispatchKeyGuard(off):
+            out = op(*[_to_float32(a) for a in args])
+        outs = out if isinstance(out, tuple) else (out,)
+        outs = tuple(o if i is None else o.to(args[i].dtype) for o, i in zip(outs, result_dtype_from))
+        return outs if isinstance(out, tuple) else outs[0]
+
+    return kernel
+
+
+def _register_autocast() -> None:
+    global _autocast_lib
+    _autocast_lib = torch.library.Library("scalekit", "IMPL")
+    for name, result_dtype_from in _AUTOCAST_RESULT_DTYPE_FROM.items():
+        op = getattr(torch.ops.scalekit, name).default
+        for key in (torch._C.DispatchKey.AutocastCPU, torch._C.DispatchKey.AutocastCUDA):
+            _autocast_lib.impl(name, _autocast_kernel(op, result_dtype_from, key), key.name)

@@ -157,7 +157,7 @@ def test_non_finite_offsets_read_zero():
 def test_module_starts_as_plain_conv_and_learns_offsets():
     torch.manual_seed(0)
     for modulated in (False, True):
-        layer = ops.DeformConv2d(6, 4, 3, padding=1, groups=2, offset_groups=3, modulated=modulated)
+        layer = ops.DeformConv2dPack(6, 4, 3, padding=1, groups=2, offset_groups=3, modulated=modulated)
         x = torch.randn(2, 6, 9, 9)
         torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1, groups=2),
                                    atol=1e-5, rtol=1e-5)

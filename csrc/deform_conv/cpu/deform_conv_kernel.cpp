@@ -145,12 +145,58 @@ struct CpuKernels {
   }
 };
 
-}  // namespace
+// float16 and bfloat16 run in float32 on the CPU (no native half arithmetic
+// worth having there): arguments are checked in their own dtype, upcast,
+// and the results rounded back to each argument's dtype.
+bool is_reduced(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+std::optional<at::Tensor> to_float(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? std::optional<at::Tensor>(t->to(at::kFloat)) : std::nullopt;
+}
+
+at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+                       const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& bias,
+                       int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
+                       int64_t dil_w, int64_t groups, int64_t offset_groups) {
+  if (!is_reduced(input)) {
+    return Driver<CpuKernels>::forward(input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+                                       dil_w, groups, offset_groups);
+  }
+  check_args(input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+             offset_groups);
+  return Driver<CpuKernels>::forward(input.to(at::kFloat), weight.to(at::kFloat), offset.to(at::kFloat),
+                                     to_float(mask), to_float(bias), stride_h, stride_w, pad_h, pad_w, dil_h,
+                                     dil_w, groups, offset_groups)
+      .to(input.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& bias, int64_t stride_h,
+    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+    int64_t offset_groups) {
+  if (!is_reduced(input)) {
+    return Driver<CpuKernels>::backward(grad, input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
+                                        dil_h, dil_w, groups, offset_groups);
+  }
+  check_args(input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+             offset_groups);
+  auto [gi, gw, go, gm, gb] = Driver<CpuKernels>::backward(
+      grad.to(at::kFloat), input.to(at::kFloat), weight.to(at::kFloat), offset.to(at::kFloat), to_float(mask),
+      to_float(bias), stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, offset_groups);
+  const auto dtype = input.scalar_type();
+  return {gi.to(dtype), gw.to(dtype), go.to(dtype), gm.defined() ? gm.to(dtype) : gm,
+          gb.defined() ? gb.to(dtype) : gb};
+}
 
 TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
-  m.impl("deform_conv2d", TORCH_FN(Driver<CpuKernels>::forward));
-  m.impl("_deform_conv2d_backward", TORCH_FN(Driver<CpuKernels>::backward));
+  m.impl("deform_conv2d", TORCH_FN(forward_cpu));
+  m.impl("_deform_conv2d_backward", TORCH_FN(backward_cpu));
 }
+
+}  // namespace
 
 }  // namespace deform_conv
 }  // namespace scalekit
