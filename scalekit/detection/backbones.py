@@ -8,13 +8,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from scalekit.ops import DeformConv2d as _SelfOffsetDeformConv
+from scalekit.ops import DeformConv2dPack
 
 __all__ = ["deformable_resnet"]
 
 
 def _deformable_like(conv: nn.Conv2d, modulated: bool) -> nn.Module:
-    layer = _SelfOffsetDeformConv(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+    layer = DeformConv2dPack(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                                   padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                                   bias=conv.bias is not None, modulated=modulated)
     layer = layer.to(device=conv.weight.device, dtype=conv.weight.dtype)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalekit.boxes import box_iou, encode_boxes, match_rois
-from scalekit.ops import DeformPSRoIPool, ps_roi_align
+from scalekit.ops import DeformPSRoIPoolPack, ps_roi_align
 
 IGNORE = -1  # label of a RoI that is neither foreground nor background
 
@@ -80,7 +80,7 @@ class PSVote(nn.Module):
                  deformable: bool = False) -> None:
         super().__init__()
         self.pool_size, self.spatial_scale, self.sampling_ratio = pool_size, spatial_scale, sampling_ratio
-        self.pool = (DeformPSRoIPool(channels, pool_size, spatial_scale, sample_per_part=sampling_ratio)
+        self.pool = (DeformPSRoIPoolPack(channels, pool_size, spatial_scale, sample_per_part=sampling_ratio)
                      if deformable else None)
 
     def forward(self, maps: Tensor, rois: Tensor) -> Tensor:

@@ -191,7 +191,7 @@ class TestDeformPSRoIPool:
 
     def test_module_starts_without_offsets_and_learns_them(self):
         torch.manual_seed(0)
-        pool = ops.DeformPSRoIPool(out_channels=2, output_size=3, spatial_scale=0.5, sample_per_part=2)
+        pool = ops.DeformPSRoIPoolPack(out_channels=2, output_size=3, spatial_scale=0.5, sample_per_part=2)
         x = torch.randn(1, 18, 16, 16)
         boxes = torch.tensor([[0.0, 4, 4, 20, 24]])
         plain = ops.deform_ps_roi_pool(x, boxes, None, 3, 0.5, sample_per_part=2)
