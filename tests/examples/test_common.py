@@ -50,5 +50,5 @@ def test_progress_log_and_plot(tmp_path):
     keys = common.plot_curves(str(tmp_path / "log.jsonl"), str(tmp_path / "loss.png"))
     from PIL import Image
 
-    colours = {tuple(p) for p in torch.from_numpy(__import__("numpy").asarray(Image.open(tmp_path / "loss.png").convert("RGB"))).reshape(-1, 3).tolist()}
+    colours = {tuple(p) for p in torch.from_numpy(__import__("numpy").array(Image.open(tmp_path / "loss.png").convert("RGB"))).reshape(-1, 3).tolist()}
     assert keys == ["loss", "loss_box"] and len(colours) > 3  # lines drawn, not a blank frame
