@@ -87,14 +87,14 @@ class TorchFlow(FlowEstimator):
 class OpenCVFlow(FlowEstimator):
     """OpenCV dense flow: DIS (default, fast) or Farneback.
 
-    Needs ``opencv-python-headless`` (``pip install scalekit[video]``).
+    Needs ``opencv-python-headless`` (``pip install 'torch-scalekit[video]'``).
     """
 
     def __init__(self, method: str = "dis") -> None:
         try:
             import cv2
         except ImportError as exc:
-            raise ImportError("OpenCVFlow needs OpenCV: pip install 'scalekit[video]' "
+            raise ImportError("OpenCVFlow needs OpenCV: pip install 'torch-scalekit[video]' "
                               "(opencv-python-headless)") from exc
         if method not in ("dis", "farneback"):
             raise ValueError(f"method must be 'dis' or 'farneback', got {method!r}")
