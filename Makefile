@@ -80,7 +80,10 @@ export SMOKE
 # AddressSanitizer + UndefinedBehaviorSanitizer over the CPU kernels. The
 # sanitized library is built into build/sanitize and tested from a copy of the
 # tree there, so the normal build is untouched. -S: no .pth files (an editable
-# install elsewhere must not stand in for the sanitized library).
+# install elsewhere must not stand in for the sanitized library). libasan comes
+# first; libstdc++ is preloaded too, or ASan's __cxa_throw interceptor finds no
+# real __cxa_throw (python does not link libstdc++) and aborts on the first C++
+# exception. Leak checks are off: Python leaks by design.
 SANITIZE_PROFILE ?= dev
 SANITIZE_TESTS ?= tests/ops
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize=vptr -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
@@ -94,7 +97,8 @@ sanitize: $(STAMP_DEPS)
 	rm -f $(SAN)/tree/scalekit/*.so
 	cp $(SAN)/lib/scalekit/_C*.so $(SAN)/tree/scalekit/
 	cd $(SAN)/tree && \
-	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 HYPOTHESIS_PROFILE=$(SANITIZE_PROFILE) \
 	  PYTHONPATH="$$PWD:$$($(abspath $(PY)) -c 'import site; print(":".join(site.getsitepackages()))')" \
 	  $(abspath $(PY)) -S -m pytest -p no:cacheprovider -q -x $(SANITIZE_TESTS) \
