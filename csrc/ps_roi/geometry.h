@@ -68,6 +68,11 @@ struct Axis {
   C10_HOST_DEVICE void sample_range(int64_t* s0, int64_t* s1) const {
     *s0 = 0, *s1 = n;
     if (!(bin > T(0))) return;  // all samples at one point (or a reversed box): few enough
+    const double sv = static_cast<double>(start), bv = static_cast<double>(bin);
+    if (!(sv - sv == 0.0 && bv - bv == 0.0)) {  // a box whose size overflowed T: every sample at +-inf or NaN
+      *s1 = 0;
+      return;
+    }
     const double lo = mode == Mode::kAlign ? -1.0 : -0.5;
     const double hi = mode == Mode::kAlign ? static_cast<double>(extent) : static_cast<double>(extent) - 0.5;
     const double st = static_cast<double>(start), b = static_cast<double>(bin), nn = static_cast<double>(n);

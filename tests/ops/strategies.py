@@ -52,10 +52,11 @@ iou_thresholds = st.one_of(
 )
 
 
-# Coordinates for RoIs: on the map, far off it, 1e6 and 1e9 pixels away.
+# Coordinates for RoIs: on the map, far off it, 1e6 and 1e9 pixels away, and so
+# far apart (1e308) that the box size overflows.
 roi_coordinates = st.one_of(
     st.floats(-12, 12, width=32),
-    st.sampled_from([0.0, -1.0, -0.5, 1e6, -1e6, 1e9, -1e9, 5e8]),
+    st.sampled_from([0.0, -1.0, -0.5, 1e6, -1e6, 1e9, -1e9, 5e8, 1e308, -1e308]),
     st.floats(-1e9, 1e9, width=32),
 )
 
