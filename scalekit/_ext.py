@@ -12,16 +12,33 @@ import torch
 __all__ = ["has_ops", "assert_has_ops", "has_cuda_kernels"]
 
 _BUILD = (
-    "Build it from the repository root with `pip install --no-build-isolation -e .` "
-    "(set FORCE_CUDA=1 for the CUDA kernels), or run `make test`, which does everything."
+    "Build it from the repository root with `pip install .` (or `pip install -e .` for a "
+    "checkout you edit; set FORCE_CUDA=1 for the CUDA kernels), or run `make test`, which does "
+    "everything."
 )
 
 
 def _load() -> str | None:
+    import importlib.util
+    import os
+
+    # Look before importing: a missing `scalekit/_C*.so` would otherwise surface
+    # as Python's "cannot import name '_C' from partially initialized module
+    # 'scalekit' (most likely due to a circular import)", which is not the cause.
+    try:
+        spec = importlib.util.find_spec("scalekit._C")
+    except (ImportError, ValueError):  # an odd sys.modules entry: let the import below say what it is
+        spec = True
+    if spec is None:
+        where = os.path.dirname(os.path.abspath(__file__))
+        return (
+            f"scalekit's compiled ops (scalekit._C) are not built: there is no compiled library "
+            f"scalekit/_C*.so in {where}. {_BUILD}"
+        )
     try:
         from scalekit import _C
     except ImportError as exc:
-        return f"scalekit's compiled ops (scalekit._C) are not available: {exc}. {_BUILD}"
+        return f"scalekit's compiled ops (scalekit._C) failed to load: {exc}. {_BUILD}"
     if _C.torch_version != torch.__version__:
         return (
             f"scalekit._C was built against torch {_C.torch_version} but torch "

@@ -61,16 +61,43 @@ struct Axis {
     return c;
   }
 
+  // Samples [*s0, *s1) are the only ones whose position, as sample()
+  // computes it, can be valid(); the others are off the map. Computed in
+  // double with a margin for T's rounding, so that a huge box costs time
+  // proportional to the part of it on the map, not to its size.
+  C10_HOST_DEVICE void sample_range(int64_t* s0, int64_t* s1) const {
+    *s0 = 0, *s1 = n;
+    if (!(bin > T(0))) return;  // all samples at one point (or a reversed box): few enough
+    const double sv = static_cast<double>(start), bv = static_cast<double>(bin);
+    if (!(sv - sv == 0.0 && bv - bv == 0.0)) {  // a box whose size overflowed T: every sample at +-inf or NaN
+      *s1 = 0;
+      return;
+    }
+    const double lo = mode == Mode::kAlign ? -1.0 : -0.5;
+    const double hi = mode == Mode::kAlign ? static_cast<double>(extent) : static_cast<double>(extent) - 0.5;
+    const double st = static_cast<double>(start), b = static_cast<double>(bin), nn = static_cast<double>(n);
+    const double eps = sizeof(T) >= 8 ? 2.3e-16 : 1.2e-7;  // T's epsilon (float or double)
+    const double margin = 8.0 * eps * (::fabs(st) + b) * nn / b + 2.0;
+    const double first = (lo - st) * nn / b - 0.5 - margin;
+    const double last = (hi - st) * nn / b - 0.5 + margin;
+    if (first > 0.0) *s0 = first >= nn ? n : static_cast<int64_t>(first);
+    if (last < nn - 1.0) *s1 = last < 0.0 ? 0 : static_cast<int64_t>(last) + 1;
+  }
+
   // Calls f(index, weight, d weight / d shift) for every tap along the axis.
-  // Samples that do not count (off the map) emit nothing.
+  // Samples that do not count (off the map) emit nothing; nor does any
+  // sample on a map of zero height or width.
   template <typename F>
   C10_HOST_DEVICE void for_each_tap(F&& f) const {
+    if (extent <= 0) return;
     if (mode == Mode::kPool) {
       const int64_t first = static_cast<int64_t>(start);
       for (int64_t i = 0; i < n; ++i) f(first + i, T(1), T(0));
       return;
     }
-    for (int64_t s = 0; s < n; ++s) {
+    int64_t s0, s1;
+    sample_range(&s0, &s1);
+    for (int64_t s = s0; s < s1; ++s) {
       T y = sample(s);
       if (!valid(y)) continue;
       bool clamped = false;
@@ -108,6 +135,20 @@ C10_HOST_DEVICE inline int64_t round_half_away(T v) {
 
 C10_HOST_DEVICE inline int64_t clamp_i(int64_t v, int64_t lo, int64_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// The largest adaptive sample count per bin side: ny * nx stays within int64.
+constexpr int64_t kMaxAdaptiveSamples = int64_t(1) << 31;
+
+// roi_align's adaptive grid, ceil(bin size) samples per bin side; zero-size
+// (or reversed) bins sample nothing and pool to 0 (roi_align's guard). The
+// count is capped at kMaxAdaptiveSamples (bins over 2^31 pixels) instead of
+// an undefined float-to-integer conversion.
+template <typename T>
+C10_HOST_DEVICE inline int64_t adaptive_samples(T bin) {
+  const T c = ::ceil(bin);
+  if (!(c > T(0))) return 0;
+  return c < static_cast<T>(kMaxAdaptiveSamples) ? static_cast<int64_t>(c) : kMaxAdaptiveSamples;
 }
 
 // Per-RoI quantities, computed once per RoI.
@@ -154,11 +195,8 @@ C10_HOST_DEVICE inline Frame<T> make_frame(const Params<T>& p, const T* roi) {
   if (p.mode == Mode::kDeform) {
     f.ny = f.nx = p.sample_per_part;
   } else {
-    f.ny = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(f.bh));
-    f.nx = p.sampling_ratio > 0 ? p.sampling_ratio : static_cast<int64_t>(::ceil(f.bw));
-    // Zero-size boxes sample nothing and pool to 0 (roi_align's guard).
-    if (!(f.ny > 0)) f.ny = 0;
-    if (!(f.nx > 0)) f.nx = 0;
+    f.ny = p.sampling_ratio > 0 ? p.sampling_ratio : adaptive_samples(f.bh);
+    f.nx = p.sampling_ratio > 0 ? p.sampling_ratio : adaptive_samples(f.bw);
   }
   return f;
 }

@@ -134,9 +134,8 @@ def chip_stats(generator: ChipGenerator, annotations: Sequence[tuple], *, single
     chips = pos = covered = valid = 0
     chip_pixels = base_pixels = 0.0
     short, long = single_scale
-    for item in annotations:
-        boxes, size = item[0], item[1]
-        proposals = item[2] if len(item) > 2 else None
+    for index, item in enumerate(annotations):
+        boxes, size, proposals = _stats_item(item, index)
         image_chips = generator.generate(boxes, size, proposals, np.random.default_rng(0))
         chips += len(image_chips)
         pos += sum(c.kind == "pos" for c in image_chips)
@@ -159,6 +158,29 @@ def chip_stats(generator: ChipGenerator, annotations: Sequence[tuple], *, single
     n = max(1, len(annotations))
     return {"images": len(annotations), "chips_per_image": chips / n, "pos_chips_per_image": pos / n,
             "pixel_ratio": chip_pixels / max(base_pixels, 1.0), "coverage": covered / max(valid, 1)}
+
+
+def _is_size(value) -> bool:
+    """A ``(height, width)`` tuple or list (``torch.Size`` too), not a tensor (labels are tensors)."""
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in value)
+
+
+def _stats_item(item, index: int):
+    """``(boxes, (height, width), proposals or None)`` of ``annotations[index]``, or a ValueError saying what to pass."""
+    layout = "(boxes [N, 4], (height, width)) or (boxes [N, 4], (height, width), proposals [P, 4])"
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        n = len(item) if isinstance(item, (tuple, list)) else type(item).__name__
+        raise ValueError(f"annotations[{index}] must be {layout}, got {n} elements")
+    if not _is_size(item[1]):
+        hint = ""
+        if len(item) == 3 and _is_size(item[2]):
+            hint = (" It looks like (boxes, labels, (height, width)), as CocoDetection.annotations(i) "
+                    "gives: pass annotations(i)[::2] instead.")
+        got = tuple(type(v).__name__ for v in item)
+        raise ValueError(f"annotations[{index}] must be {layout}; its second element must be the "
+                         f"(height, width) of the image, got elements of types {got}.{hint}")
+    return item[0], tuple(item[1]), item[2] if len(item) == 3 else None
 
 
 _LEVEL_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180))

@@ -46,6 +46,17 @@ def _positions(extent: float, chip: int, stride: int) -> np.ndarray:
     return np.append(np.arange(0, last, stride, dtype=np.float64), last)
 
 
+def _image_size(image_size) -> tuple[float, float]:
+    """``(height, width)``, both finite and > 0, or a ValueError that says what was given."""
+    try:
+        h, w = (float(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be (height, width), got {image_size!r}") from None
+    if not (np.isfinite(h) and np.isfinite(w) and h > 0 and w > 0):
+        raise ValueError(f"image_size must be (height, width) > 0, got {image_size}")
+    return h, w
+
+
 def as_numpy_rng(generator) -> np.random.Generator | None:
     """A numpy Generator from ``None``, an int seed, a ``torch.Generator`` or a numpy Generator."""
     if generator is None or isinstance(generator, np.random.Generator):
@@ -112,7 +123,11 @@ class ChipGenerator:
       ``neg_min_proposals[level]`` of them; :meth:`generate` samples
       ``neg_chips_per_image`` chips from the pool of all levels.
 
-    Boxes are clipped to the image first. Defaults: chip 512, stride 32
+    Boxes are ``(x1, y1, x2, y2)`` in original-image pixels and are clipped to
+    the image first. A reversed box (``x2 < x1`` or ``y2 < y1``, e.g. COCO's
+    ``(x, y, w, h)`` passed as is) or a ground-truth box wholly outside the
+    image raises a :class:`ValueError` naming it, instead of getting a
+    positive chip that trains on nothing. Defaults: chip 512, stride 32
     (thesis §3.3.1; the released code draws a stride in 56-59 each epoch),
     SNIPER's levels, 2 negative chips per image, and a negative chip needs
     more than 25 proposals at the finest level and more than 10 elsewhere (the
@@ -153,14 +168,42 @@ class ChipGenerator:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _boxes(boxes, image_size) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes as given, boxes clipped to the image), float64 numpy."""
+    def _boxes(boxes, image_size, name: str = "boxes") -> tuple[np.ndarray, np.ndarray]:
+        """(boxes as given, boxes clipped to the image), float64 numpy, after
+        checking the layout: ``[N, 4]`` finite ``(x1, y1, x2, y2)`` with
+        ``x2 >= x1`` and ``y2 >= y1``; ground truth (``name == "boxes"``) must
+        also overlap the image (a box wholly outside it cannot be learned in
+        any chip)."""
+        h, w = _image_size(image_size)
         if isinstance(boxes, Tensor):
             boxes = boxes.detach().cpu().numpy()
-        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        b = np.asarray(boxes, dtype=np.float64)
+        if b.size == 0:
+            b = b.reshape(0, 4)
+        if b.ndim != 2 or b.shape[1] != 4:
+            hint = (" (a score or batch-index column? pass only the four coordinates, e.g. proposals[:, :4])"
+                    if b.ndim == 2 and b.shape[1] == 5 else "")
+            raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {list(b.shape)}{hint}")
         if not np.isfinite(b).all():
-            raise ValueError("boxes must be finite")
-        h, w = image_size
+            i = int(np.flatnonzero(~np.isfinite(b).all(1))[0])
+            raise ValueError(f"{name} must be finite, got {name}[{i}] = {tuple(b[i].tolist())}")
+        reversed_ = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+        if reversed_.any():
+            bad = np.flatnonzero(reversed_)
+            raise ValueError(
+                f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1; {name}[{int(bad[0])}] = "
+                f"{tuple(b[bad[0]].tolist())} is not ({bad.size} such). (x, y, width, height) boxes, as COCO's "
+                "JSON stores them? Convert them with torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')")
+        if name == "boxes":
+            outside = (b[:, 0] >= w) | (b[:, 2] <= 0) | (b[:, 1] >= h) | (b[:, 3] <= 0)
+            if outside.any():
+                bad = np.flatnonzero(outside)
+                raise ValueError(
+                    f"{name}[{int(bad[0])}] = {tuple(b[bad[0]].tolist())} lies wholly outside the image of "
+                    f"(height, width) = ({h:g}, {w:g}) ({bad.size} such): no chip can train on it. Check that image_size "
+                    "is (height, width) and the boxes are in this image's pixels (x1, y1, x2, y2); remove "
+                    f"boxes that are not, e.g. boxes[(boxes[:, 2] > 0) & (boxes[:, 0] < {w}) & "
+                    f"(boxes[:, 3] > 0) & (boxes[:, 1] < {h})]")
         clipped = np.empty_like(b)
         clipped[:, 0::2] = b[:, 0::2].clip(0, w)
         clipped[:, 1::2] = b[:, 1::2].clip(0, h)
@@ -242,7 +285,7 @@ class ChipGenerator:
         """
         if positives is None:
             positives = self.positive_chips(boxes, image_size)
-        p, p_clipped = self._boxes(proposals, image_size)
+        p, p_clipped = self._boxes(proposals, image_size, "proposals")
         b, b_clipped = self._boxes(boxes, image_size)
         chips = []
         for level in range(len(self.levels)):

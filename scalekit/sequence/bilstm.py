@@ -29,6 +29,8 @@ class BiLSTMHead(nn.Module):
 
     Shapes: ``x`` ``[T, N, in_dim]`` (time first), ``cont`` ``[T, N]``, scores
     ``[T, N, num_classes]``; ``state`` is the forward LSTM's ``(h, c)``, each ``[N, hidden]``.
+    A video of no chunks (``T = 0``) gives ``[0, N, num_classes]`` scores and
+    returns ``state`` unchanged (zeros when none is given).
 
     Example:
         >>> import torch
@@ -59,12 +61,17 @@ class BiLSTMHead(nn.Module):
                 h, c = h * keep, c * keep
             h, c = cell(x[t], (h, c))
             outs.append(h)
+        if not outs:  # no chunks: no outputs, the state passes through unchanged
+            return x.new_zeros(0, n, self.hidden), (h, c)
         return torch.stack(outs), (h, c)
 
     def directions(self, x: Tensor, state=None, cont: Tensor | None = None):
         """``(forward probabilities, backward probabilities, forward state)``."""
         if x.dim() != 3:
             raise ValueError(f"x must be [T, N, in_dim], got {list(x.shape)}")
+        if x.shape[2] != self.forward_cell.input_size:
+            raise ValueError(f"x must have in_dim = {self.forward_cell.input_size} features per chunk, "
+                             f"got {list(x.shape)}")
         if cont is not None and tuple(cont.shape) != tuple(x.shape[:2]):
             raise ValueError(f"cont must be [T, N] = {list(x.shape[:2])}, got {list(cont.shape)}")
         hf, state = self._run(self.forward_cell, x, state, cont)

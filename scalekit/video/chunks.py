@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -70,14 +72,32 @@ def resample_indices(num_frames: int, source_fps: float, target_fps: float) -> T
 def read_video_frames(path, target_fps: float | None = None) -> Iterator[Tensor]:
     """Decode a video file lazily into ``[3, H, W]`` float frames in ``[0, 1]``.
 
-    Needs PyAV (``pip install 'scalekit[video]'``). With ``target_fps`` the
-    frames are subsampled to that rate (nearest frame in time). Feed the
-    iterator to :func:`chunk_frames` to stream a long video chunk by chunk.
+    Needs PyAV (``pip install av``; scalekit's ``video`` extra). With ``target_fps``
+    (a finite number > 0) the frames are subsampled to that rate (nearest
+    frame in time); ``None`` keeps every frame. Feed the iterator to
+    :func:`chunk_frames` to stream a long video chunk by chunk. Arguments are
+    checked when it is called, before any decoding.
+
+    Example:
+        >>> from scalekit.video import read_video_frames
+        >>> read_video_frames("clip.mp4", target_fps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: target_fps must be a finite number > 0 (or None: every frame), got 0
     """
+    if target_fps is not None:
+        if isinstance(target_fps, bool) or not isinstance(target_fps, numbers.Real):
+            raise TypeError(f"target_fps must be a number or None, got {type(target_fps).__name__}")
+        if not math.isfinite(target_fps) or target_fps <= 0:
+            raise ValueError(f"target_fps must be a finite number > 0 (or None: every frame), got {target_fps}")
     try:
         import av
     except ImportError as exc:
-        raise ImportError("read_video_frames needs PyAV: pip install 'scalekit[video]' (av)") from exc
+        raise ImportError("read_video_frames needs PyAV: pip install av (scalekit's `video` extra)") from exc
+    return _decode(av, path, target_fps)
+
+
+def _decode(av, path, target_fps: float | None) -> Iterator[Tensor]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate) if stream.average_rate else None

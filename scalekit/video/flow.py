@@ -87,15 +87,15 @@ class TorchFlow(FlowEstimator):
 class OpenCVFlow(FlowEstimator):
     """OpenCV dense flow: DIS (default, fast) or Farneback.
 
-    Needs ``opencv-python-headless`` (``pip install scalekit[video]``).
+    Needs ``opencv-python-headless`` (``pip install opencv-python-headless``; scalekit's ``video`` extra).
     """
 
     def __init__(self, method: str = "dis") -> None:
         try:
             import cv2
         except ImportError as exc:
-            raise ImportError("OpenCVFlow needs OpenCV: pip install 'scalekit[video]' "
-                              "(opencv-python-headless)") from exc
+            raise ImportError("OpenCVFlow needs OpenCV: pip install opencv-python-headless "
+                              "(scalekit's `video` extra)") from exc
         if method not in ("dis", "farneback"):
             raise ValueError(f"method must be 'dis' or 'farneback', got {method!r}")
         self.cv2, self.method = cv2, method

@@ -1,6 +1,9 @@
 """Position-sensitive RoI pooling: torchvision where it is right, slow references
 where it is not (and for the deformable op), gradcheck, opcheck, bad input."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torchvision
@@ -306,3 +309,75 @@ class TestBadInput:
             torch.ops.scalekit.ps_roi_pool(self.x, torch.tensor([[5.0, 0, 0, 2, 2]]), 1.0, 2, 2)
         with pytest.raises(TypeError, match="boxes must have the dtype of input"):
             torch.ops.scalekit.ps_roi_align(self.x, self.rois.double(), 1.0, 2, 2, -1, True)
+
+
+class TestExtremeGeometry:
+    """Zero-size maps and huge boxes: an answer, never a crash or an allocation
+    that grows with the box (torchvision segfaults on the first)."""
+
+    @pytest.mark.parametrize("hw", [(0, 8), (8, 0), (0, 0)])
+    def test_zero_size_maps_pool_to_zero_with_zero_gradient(self, hw):
+        x = torch.rand(2, 9, *hw, dtype=torch.float64, requires_grad=True)
+        rois = torch.tensor([[0.0, 0, 0, 4, 4], [1, -2, -3, 9, 9]], dtype=torch.float64)
+        offset = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+        calls = [lambda t: ops.ps_roi_align(t, rois, 3), lambda t: ops.ps_roi_align(t, rois, 3, 1.0, 2, True),
+                 lambda t: ops.ps_roi_pool(t, rois, 3), lambda t: ops.deform_ps_roi_pool(t, rois, offset, 3),
+                 ops.PSRoIAlign(3, 1.0, -1).forward.__get__, ops.PSRoIPool(3, 1.0).forward.__get__]
+        for call in calls[:4]:
+            out = call(x)
+            assert out.shape == (2, 1, 3, 3) and torch.equal(out, torch.zeros_like(out))
+            grad = torch.autograd.grad(out.sum(), x)[0]
+            assert grad.shape == x.shape
+        for module in (ops.PSRoIAlign(3, 1.0, -1), ops.PSRoIPool(3, 1.0)):
+            assert torch.equal(module(x, rois), torch.zeros(2, 1, 3, 3, dtype=torch.float64))
+        (g_off,) = torch.autograd.grad(ops.deform_ps_roi_pool(x, rois, offset, 3).sum(), offset)
+        assert torch.equal(g_off, torch.zeros_like(g_off))
+
+    @pytest.mark.parametrize("peer", ["ps_roi_align", "roi_align", "roi_align_aligned"])
+    @pytest.mark.parametrize("box", [[0.0, -3000, -2500, 12, 15], [0.0, -1200, 3, 2400, 9], [0.0, 2, -900.5, 7, 1800]])
+    def test_boxes_much_larger_than_the_map_equal_torchvision(self, box, peer):
+        # Most samples fall off the map: the kernel skips them without visiting
+        # them, and must still give torchvision's numbers, forward and backward.
+        rois = torch.tensor([box], dtype=torch.float64)
+        if peer == "ps_roi_align":
+            x = _input(1, 9, 10, 12, 31, requires_grad=True)
+            ours = lambda t: ops.ps_roi_align(t, rois.to(t.dtype), 3, 1.0, -1)  # noqa: E731
+            theirs = lambda t: torchvision.ops.ps_roi_align(t, rois.to(t.dtype), 3, 1.0, -1)  # noqa: E731
+        else:  # one bin: ps_roi_align is roi_align, in both of its conventions
+            aligned = peer == "roi_align_aligned"
+            x = _input(1, 2, 10, 12, 31, requires_grad=True)
+            ours = lambda t: ops.ps_roi_align(t, rois.to(t.dtype), 1, 1.0, -1, aligned)  # noqa: E731
+            theirs = lambda t: torchvision.ops.roi_align(t, rois.to(t.dtype), 1, 1.0, -1, aligned)  # noqa: E731
+            x = x[:, :1].detach().requires_grad_()
+        torch.testing.assert_close(ours(x), theirs(x))
+        torch.testing.assert_close(_grads(ours, x)[0], _grads(theirs, x)[0])
+        xf = x.detach().float().requires_grad_()
+        torch.testing.assert_close(ours(xf), theirs(xf), atol=1e-5, rtol=1e-4)
+
+    def test_memory_and_time_do_not_grow_with_the_box(self):
+        # 1e9-pixel coordinates with the adaptive grid (3e8 samples per bin
+        # side): the process is capped at 6 GiB of address space, which
+        # per-sample tables would exceed many times over (under ASan, whose
+        # shadow memory needs terabytes of address space, the peak resident
+        # size is checked instead).
+        code = (
+            "import os, resource, time, torch\n"
+            "if 'libasan' not in os.environ.get('LD_PRELOAD', ''):\n"
+            "    resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))\n"
+            "from scalekit import ops\n"
+            "x = torch.rand(2, 9, 16, 16, requires_grad=True)\n"
+            "rois = torch.tensor([[0., 0, 0, 1e9, 1e9], [1, -1e9, -1e9, 8, 8], [0, -5e8, 3, 5e8, 1e9],\n"
+            "                     [0, -3e38, 0, 3e38, 5]])\n"  # its width overflows float32: no samples
+            "t = time.perf_counter()\n"
+            "out = ops.ps_roi_align(x, rois, 3, 1.0, -1)\n"
+            "out.sum().backward()\n"
+            "assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()\n"
+            "offset = torch.full((4, 2, 3, 3), 1e6)\n"
+            "d = ops.deform_ps_roi_pool(x, rois, offset, 3, trans_std=0.1)\n"
+            "assert torch.isfinite(d).all()\n"
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        seconds, peak_kib = r.stdout.strip().splitlines()[-1].split()
+        assert float(seconds) < 30.0 and int(peak_kib) < 3 << 20

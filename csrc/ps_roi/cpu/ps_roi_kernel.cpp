@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -36,16 +37,29 @@ struct Taps {
     nc = collect(b.x, 1, derivatives, ci, cw, cdw);
   }
 
+  // Taps of one pixel are merged into one entry: indices come in
+  // non-decreasing pairs (low, low + 1), so a repeated index is always one of
+  // the last two entries. At most one entry per pixel of the axis, so memory
+  // is bounded by the map, never by the box or its number of samples.
   static int64_t collect(const Axis<T>& axis, int64_t stride, bool derivatives, std::vector<int64_t>& idx,
                          std::vector<T>& w, std::vector<T>& dw) {
-    const size_t cap = static_cast<size_t>(axis.size());
+    const size_t cap = static_cast<size_t>(std::max<int64_t>(0, std::min(axis.size(), axis.extent)));
     if (idx.size() < cap) idx.resize(cap), w.resize(cap), dw.resize(cap);
     int64_t n = 0;
     int64_t* pi = idx.data();
     T* pw = w.data();
     T* pd = dw.data();
     axis.for_each_tap([&](int64_t i, T wi, T dwi) {
-      if (wi != T(0) || (derivatives && dwi != T(0))) pi[n] = i * stride, pw[n] = wi, pd[n] = dwi, ++n;
+      if (!(wi != T(0) || (derivatives && dwi != T(0)))) return;
+      const int64_t at = i * stride;
+      if (n > 0 && pi[n - 1] == at) {
+        pw[n - 1] += wi, pd[n - 1] += dwi;
+      } else if (n > 1 && pi[n - 2] == at) {
+        pw[n - 2] += wi, pd[n - 2] += dwi;
+      } else {
+        TORCH_INTERNAL_ASSERT(static_cast<size_t>(n) < cap, "ps_roi: more taps than pixels");
+        pi[n] = at, pw[n] = wi, pd[n] = dwi, ++n;
+      }
     });
     return n;
   }
@@ -309,7 +323,8 @@ struct CpuImpl {
                          const std::optional<at::Tensor>& offset, const OpArgs& a) {
     const int64_t c_out = check_forward(input, rois, offset, a);
     at::Tensor out = at::zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
-    if (out.numel() == 0) return out;
+    // A map of zero height or width has nothing to sample: every bin is 0.
+    if (out.numel() == 0 || input.size(2) == 0 || input.size(3) == 0) return out;
     const at::Tensor x = input.contiguous();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "scalekit_ps_roi_forward", [&] {
       using T = at::opmath_type<scalar_t>;
@@ -338,7 +353,7 @@ struct CpuImpl {
       const at::Tensor o = offset.has_value() ? acc_contiguous(*offset, acc) : at::Tensor();
       const auto g = geometry<T>(a, r, o, height, width);
       at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
-      if (gr.numel() > 0) {
+      if (gr.numel() > 0 && gi.numel() > 0) {
         const at::Tensor gt = gr.flatten(2).permute({2, 0, 1}).contiguous();
         backward_input_impl<scalar_t, T>(g, gt.data_ptr<scalar_t>(), rois.size(0), c_out, channels, batch,
                                          gi.data_ptr<T>());
@@ -346,7 +361,7 @@ struct CpuImpl {
       grad_input = gi.to(dtype);
       if (offset_grad) {
         at::Tensor go = at::zeros({rois.size(0), 2, a.part_h, a.part_w}, grad.options().dtype(acc));
-        if (o.defined() && gr.numel() > 0) {
+        if (o.defined() && gr.numel() > 0 && height > 0 && width > 0) {
           const at::Tensor x = input->contiguous();
           backward_offset_impl<scalar_t, T>(g, gr.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
                                             rois.size(0), c_out, channels, go.data_ptr<T>());
