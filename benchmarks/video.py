@@ -22,7 +22,7 @@ def run(quick: bool = False) -> None:
         backends["OpenCV DIS"] = OpenCVFlow("dis")
         backends["OpenCV Farneback"] = OpenCVFlow("farneback")
     except ImportError:
-        print("(OpenCV not installed: pip install 'scalekit[video]' for the OpenCV backends)")
+        print("(OpenCV not installed: pip install opencv-python-headless for the OpenCV backends)")
     table = Table("pixel trajectories + tracker, 320x240 (frames/s: video frames per second of compute)", "-")
     tracker = FlowTracker((120, 80), threshold=100.0)
     for name, flow in backends.items():

@@ -68,11 +68,14 @@ class ChipDataset(Dataset):
         if proposals is not None and len(proposals) != len(dataset):
             raise ValueError(f"proposals must have one entry per image ({len(dataset)}), got {len(proposals)}")
         self._annotations = [self._annotation(i) for i in range(len(dataset))]
-        self._positives = [generator.positive_chips(b, size) for b, _, size in self._annotations]
-        self._negatives = [
-            generator.negative_chips(b, size, proposals[i], self._positives[i]) if proposals is not None else []
-            for i, (b, _, size) in enumerate(self._annotations)
-        ]
+        self._positives, self._negatives = [], []
+        for i, (b, _, size) in enumerate(self._annotations):
+            try:
+                self._positives.append(generator.positive_chips(b, size))
+                self._negatives.append(generator.negative_chips(b, size, proposals[i], self._positives[i])
+                                       if proposals is not None else [])
+            except ValueError as exc:
+                raise ValueError(f"dataset image {i}: {exc}") from exc
         self.set_epoch(0)
 
     def _annotation(self, i):
@@ -81,7 +84,10 @@ class ChipDataset(Dataset):
         else:
             image, target = self.dataset[i]
             boxes, labels, size = target["boxes"], target["labels"], tuple(image.shape[-2:])
-        return torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.as_tensor(labels), size
+        boxes = torch.as_tensor(boxes, dtype=torch.float32)
+        if boxes.numel() == 0:
+            boxes = boxes.reshape(0, 4)  # empty boxes of any shape; others keep theirs, for the generator's check
+        return boxes, torch.as_tensor(labels), size
 
     def set_epoch(self, epoch: int) -> None:
         """Resample this epoch's negative chips."""

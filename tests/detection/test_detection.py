@@ -371,3 +371,16 @@ class TestContiguousLabels:
             CocoDetection(images, str(tmp_path / "missing.json"))
         with pytest.raises(FileNotFoundError, match="no such file"):
             CocoDetection(images, str(tmp_path / "missing.json"), check_files=False)[1]
+
+
+def test_chip_dataset_names_the_image_of_a_bad_box(tmp_path):
+    class Boxes5:  # [N, 5] targets (score or label as a fifth column) must not be reinterpreted as [N*5/4, 4]
+        def __len__(self):
+            return 2
+
+        def annotations(self, i):
+            boxes = torch.tensor([[10.0, 10, 50, 50, 1], [20, 20, 60, 60, 2], [0, 0, 30, 30, 1], [5, 5, 9, 9, 3]])
+            return (boxes[:, :4] if i == 0 else boxes), torch.ones(4, dtype=torch.int64), (100, 100)
+
+    with pytest.raises(ValueError, match=r"dataset image 1: .*\[N, 4\]"):
+        ChipDataset(Boxes5(), ChipGenerator())
