@@ -160,6 +160,13 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
         chunk_len: frames per chunk (6 in MSB-RNN, §5.3).
         size: ``(height, width)``.
         seed: the video (scene, script, distractors) is a function of it.
+        num_distractors: small moving discs away from the actor.
+        body_radius, hand_radius: the actor's body and hand discs, in pixels.
+        reach: how far (px) reach / retract move the hand and hand in shelf holds it out.
+        motion_radius: radius (px) of the circles, amplitude of the slide.
+        period: frames per circle or slide (two chunks: a chunk sees half a turn).
+        walk_speed: the actor's walking speed, px per frame.
+        distractor_speed: the distractors' motions, scaled from the hand's (0.5: half as large).
 
     Returns:
         A dict with ``"frames"`` (``[T, 3, H, W]`` float32 in ``[0, 1]``),
@@ -174,7 +181,7 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
         >>> v["frames"].shape, v["chunk_labels"].shape
         (torch.Size([72, 3, 64, 80]), torch.Size([12]))
         >>> [SHOPPING_ACTIONS[c] for c in v["ground_truth"]["labels"][:3]]
-        ['reach_to_shelf', 'hand_in_shelf', 'retract_from_shelf']
+        ['inspect_shelf', 'inspect_shelf', 'reach_to_shelf']
     """
     h, w = int(size[0]), int(size[1])
     if num_chunks < 1 or chunk_len < 1:
