@@ -449,7 +449,8 @@ def parse_args(argv=None):
     p.add_argument("--flow", choices=("torch", "opencv", "auto"), default="torch",
                    help="flow backend: dependency-free TorchFlow, OpenCV DIS, or OpenCV when installed")
     p.add_argument("--flow-levels", type=int, default=1, help="TorchFlow pyramid levels (README: why 1)")
-    p.add_argument("--flow-iterations", type=int, default=3, help="TorchFlow Gauss-Newton steps per level")
+    p.add_argument("--flow-iterations", type=int, default=5,
+                   help="TorchFlow Gauss-Newton steps per level (each moves at most 1 px: 5 reach 5 px)")
     p.add_argument("--box", type=int, nargs=2, default=(40, 40), metavar=("H", "W"), help="tracker box size")
     p.add_argument("--crop-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"), help="crops resized to")
     p.add_argument("--track-threshold", type=float, default=500.0,
