@@ -100,6 +100,8 @@ def timeline(path: str, seed_dir: str, gt: dict, vid: str | None = None, width: 
     draw.text((4, y), f"video {vid}", fill="black")
     y += 16
     draw.text((4, y), "ground truth", fill="black")
+    for i in range(n + 1):
+        draw.line([x(i * 6), y - 2, x(i * 6), y + row_h * (c + 1) + 8], fill=(235, 235, 235))
     for label, (a, b) in zip(gt[vid]["labels"].tolist(), gt[vid]["segments"].tolist()):
         draw.rectangle([x(a), y, x(b + 1), y + row_h - 2], fill=COLOURS[label % 5])
     y += row_h + 8
@@ -111,7 +113,7 @@ def timeline(path: str, seed_dir: str, gt: dict, vid: str | None = None, width: 
             draw.rectangle([x(i * 6), y, x(i * 6 + 6), y + row_h - 2], fill=shade)
         y += row_h
     y += 8
-    draw.text((4, y), "detected clips", fill="black")
+    draw.text((4, y), "clips, score >= 0.5", fill="black")
     clips = clips_from_scores(scores[:, 1:], chunk_len=6)
     top = sorted(((s, k, a, b) for k, cl in clips.items() for a, b, s in cl), reverse=True)
     taken = []
@@ -126,9 +128,8 @@ def timeline(path: str, seed_dir: str, gt: dict, vid: str | None = None, width: 
     y += 3 * 12 + 6
     draw.text((left, y), "0", fill="black")
     draw.text((width - 60, y), f"{frames} frames", fill="black")
-    draw.text((4, y), "score >= 0.5", fill="grey")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    image.save(path, optimize=True)
+    image.crop((0, 0, width, y + 16)).save(path, optimize=True)
     return vid
 
 
