@@ -252,7 +252,7 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
     device = torch.device(args.device)
     out = {"features": {v: {} for v in motion}, "scores": {v: {} for v in motion}}
     for name in streams:
-        src, kind = STREAMS[name]
+        kind = STREAMS[name][1]
         key = fingerprint(motion=sorted(motion), stream=name, epochs=args.stream_epochs, seed=args.seed,
                           lr=args.lr, motion_key=args.motion_key)
         path = os.path.join(seed_dir, "streams", f"{name}.pt")

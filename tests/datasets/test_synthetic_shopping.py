@@ -84,7 +84,7 @@ def test_bad_size_names_the_argument():
 def test_save_video_dataset_round_trips_through_the_readers(tmp_path):
     videos = {f"v{i}": make_synthetic_shopping(num_chunks=20, seed=i) for i in range(2)}
     paths = save_video_dataset(videos, tmp_path, SHOPPING_ACTIONS, video_files=False)
-    from_json, ids = read_class_segments(paths["annotations.json"], classes=SHOPPING_ACTIONS)
+    from_json, _ = read_class_segments(paths["annotations.json"], classes=SHOPPING_ACTIONS)
     from_csv, _ = read_segments_csv(paths["annotations.csv"], classes=SHOPPING_ACTIONS)
     for vid, v in videos.items():
         gt = v["ground_truth"]
