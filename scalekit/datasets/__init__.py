@@ -3,6 +3,8 @@ generator with extreme scale variation, used by tests, benchmarks and examples."
 
 from scalekit.datasets.coco import CocoDetection
 from scalekit.datasets.synthetic import SYNTHETIC_CLASSES, make_synthetic_coco
-from scalekit.datasets.synthetic_video import SYNTHETIC_ACTIONS, make_synthetic_video
+from scalekit.datasets.synthetic_video import (SHOPPING_ACTIONS, SYNTHETIC_ACTIONS, make_synthetic_shopping,
+                                               make_synthetic_video, save_video_dataset)
 
-__all__ = ["CocoDetection", "make_synthetic_coco", "SYNTHETIC_CLASSES", "make_synthetic_video", "SYNTHETIC_ACTIONS"]
+__all__ = ["CocoDetection", "make_synthetic_coco", "SYNTHETIC_CLASSES", "make_synthetic_video", "SYNTHETIC_ACTIONS",
+           "make_synthetic_shopping", "SHOPPING_ACTIONS", "save_video_dataset"]
