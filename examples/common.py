@@ -67,17 +67,21 @@ class Progress:
 
     def __iter__(self) -> Iterator:
         start = last = time.perf_counter()
-        i = 0
+        i = printed = 0
         for i, item in enumerate(self.iterable, 1):
             yield item
             now = time.perf_counter()
             if not self.quiet and (self.tty or now - last >= self.every):
                 self.stream.write(("\r" if self.tty else "") + self._line(i, now - start) + ("" if self.tty else "\n"))
                 self.stream.flush()
-                last = now
-        if not self.quiet:
-            self.stream.write(("\r" if self.tty else "") + self._line(i, time.perf_counter() - start) + "\n")
-            self.stream.flush()
+                last, printed = now, i
+        if self.quiet:
+            return
+        if self.tty:  # the bar is on screen: end it with the final numbers
+            self.stream.write("\r" + self._line(i, time.perf_counter() - start) + "\n")
+        elif printed != i or i == 0:  # the last item was not printed yet
+            self.stream.write(self._line(i, time.perf_counter() - start) + "\n")
+        self.stream.flush()
 
 
 class JsonlLog:

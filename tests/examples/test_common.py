@@ -45,7 +45,8 @@ def test_progress_log_and_plot(tmp_path):
     for i in bar:
         bar.set(loss=1.0 / (i + 1))
         log.write(iter=i, loss=1.0 / (i + 1), loss_box=0.5)
-    assert "4/4" in out.getvalue().splitlines()[-1] and "ETA" in out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert "4/4" in lines[-1] and "ETA" in lines[-1] and sum("4/4" in line for line in lines) == 1  # printed once
     assert [json.loads(line)["iter"] for line in open(tmp_path / "log.jsonl")] == [0, 1, 2, 3]
     keys = common.plot_curves(str(tmp_path / "log.jsonl"), str(tmp_path / "loss.png"))
     from PIL import Image
