@@ -253,7 +253,7 @@ def limit(data, n):
     if n is None or n >= len(data):
         return data
     s = Subset(data, list(range(n)))
-    s.coco, s.label_to_category, s.ids = data.coco, data.label_to_category, data.ids[:n]
+    s.coco, s.label_to_category, s.ids, s.class_names = data.coco, data.label_to_category, data.ids[:n], data.class_names
     return s
 
 
@@ -368,6 +368,9 @@ def evaluate(args, model, val, levels):
         det = pyramid.detect(core, image.to(args.dist.device))
         seconds += time.perf_counter() - start
         predictions[int(target["image_id"])] = {k: v.cpu() for k, v in det.items()}
+        if i < args.draw:
+            draw_detections(image, predictions[int(target["image_id"])], target["boxes"], val.class_names,
+                            os.path.join(args.out, f"detections_{i:03d}.png"))
     # Evaluate in 1 / size_scale pixels, so that COCO's small / medium / large
     # (32 and 96 pixels) mean the same object sizes as at the thesis' resolution.
     f = 1.0 / args.size_scale
@@ -381,6 +384,25 @@ def evaluate(args, model, val, levels):
                           for a in gt["annotations"] if a["image_id"] in keep]}
     stats = coco_evaluate(results, gt)
     return stats, seconds / max(1, len(val))
+
+
+def draw_detections(image, det, gt_boxes, names, path, min_score: float = 0.3, top: int = 50) -> None:
+    """A picture of one image: ground truth in white, detections above ``min_score`` in colour."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray((image.clamp(0, 1) * 255).byte().permute(1, 2, 0).cpu().numpy())
+    draw = ImageDraw.Draw(picture)
+    for box in gt_boxes.tolist():
+        draw.rectangle(box, outline="white")
+    colours = ["#ff3030", "#30ff30", "#3080ff", "#ffff30", "#ff30ff", "#30ffff"]
+    keep = (det["scores"] >= min_score).nonzero().flatten()[:top]
+    for k in keep.tolist():
+        label = int(det["labels"][k])
+        box = det["boxes"][k].tolist()
+        draw.rectangle(box, outline=colours[label % len(colours)], width=2)
+        draw.text((box[0] + 2, box[1] + 1), f"{names[label - 1]} {float(det['scores'][k]):.2f}",
+                  fill=colours[label % len(colours)])
+    picture.save(path)
 
 
 # ----------------------------------------------------------------------------- main
@@ -426,6 +448,7 @@ def parse_args(argv=None):
     p.add_argument("--log-every", type=int, default=5, help=f"log every N iterations {d}")
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue from a checkpoint (default path: OUT/checkpoint.pt); --epochs is the total")
+    p.add_argument("--draw", type=int, default=4, help=f"validation images drawn with their detections {d}")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.size_scale is None:

@@ -31,6 +31,7 @@ def test_recipe_trains_evaluates_and_resumes(recipe, data_dir, tmp_path, capsys)
     assert all(-1 <= v <= 1 for v in first["coco"].values())
     assert json.load(open(os.path.join(out, "results.json")))["recipe"] == first["recipe"]
     assert os.path.getsize(os.path.join(out, "loss.png")) > 0
+    assert os.path.exists(os.path.join(out, "detections_000.png"))
     ckpt = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     assert ckpt["epoch"] == 1
     before = {k: v.clone() for k, v in ckpt["model"].items()}
