@@ -5,9 +5,12 @@ once per seed (each in its own process, in ``OUT/<recipe>_s<seed>``; a run
 whose ``results.json`` exists is not run again, so an interrupted reproduction
 continues where it stopped), then writes ``OUT/results.json`` (every run, and
 mean and spread per recipe) and ``OUT/results.md`` (the Markdown table).
-Arguments after ``--`` go to every ``train.py`` run.
+Arguments after ``--`` go to every ``train.py`` run. ``--jobs N`` runs N seeds
+side by side (each seed's runs one after another); give each run one thread
+(``-- --threads 1``) on a small machine.
 
     python examples/snip_sniper/reproduce.py --seeds 0 1 --out runs/repro
+    python examples/snip_sniper/reproduce.py --seeds 0 1 --jobs 2 --out runs/repro -- --threads 1
     python examples/snip_sniper/reproduce.py --seeds 0 1 --out runs/repro -- --epochs 4 --synthetic 120 40
 """
 
@@ -75,13 +78,22 @@ def main(argv=None) -> dict:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: %(default)s)")
     p.add_argument("--out", default="runs/repro", help="output folder (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default: %(default)s)")
     p.add_argument("--recipes", nargs="+", default=[n for n, _ in RUNS], choices=[n for n, _ in RUNS],
                    help="recipes to run (default: all)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
-    runs = []
-    for seed in args.seeds:
+    data = os.path.join(args.out, "data")
+    sys.path.insert(0, HERE)
+    import train
+
+    targs = train.parse_args(["--synthetic-dir", data, "--out", args.out, *extra])
+    if targs.data is None and targs.train_ann is None:  # generate once, before runs start side by side
+        train.prepare_synthetic(data, targs.size_scale, targs.synthetic)
+
+    def run_seed(seed):
+        results = []
         for name, flags in RUNS:
             if name not in args.recipes:
                 continue
@@ -89,13 +101,22 @@ def main(argv=None) -> dict:
             result = os.path.join(out, "results.json")
             if not os.path.exists(result):
                 cmd = [sys.executable, os.path.join(HERE, "train.py"), "--recipe", name.split("_")[0], *flags,
-                       "--seed", str(seed), "--out", out, "--synthetic-dir", os.path.join(args.out, "data"), *extra]
+                       "--seed", str(seed), "--out", out, "--synthetic-dir", data, *extra]
                 print(f"== {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
                 t = time.perf_counter()
-                subprocess.run(cmd, check=True)
+                with open(os.path.join(args.out, f"{name}_s{seed}.log"), "w") as log:
+                    done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+                if done.returncode != 0:
+                    raise SystemExit(f"error: {name}, seed {seed} failed; see {log.name}")
                 print(f"== {name}, seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
             with open(result) as f:
-                runs.append(json.load(f))
+                results.append(json.load(f))
+        return results
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        runs = [r for rs in pool.map(run_seed, args.seeds) for r in rs]
     summary = summarise(runs)
     md = table(summary)
     report = {"summary": summary, "runs": runs, "extra_args": extra, "seeds": args.seeds,

@@ -210,20 +210,25 @@ def build_model(backbone: str, num_classes: int, pretrained: bool):
 # ----------------------------------------------------------------------------- data
 
 
+def prepare_synthetic(root: str, size_scale: float, counts=(120, 30), verbose: bool = True) -> str:
+    """Generate the default synthetic train and val sets in ``root`` unless they are there."""
+    s = size_scale
+    sizes = tuple((round(h * s), round(w * s)) for h, w in ((480, 640), (600, 800), (768, 1024), (1000, 750)))
+    kw = dict(min_size=max(4, round(12 * s)), max_size=round(400 * s), image_sizes=sizes, detail=max(2, round(6 * s)))
+    for split, n, seed in (("train", counts[0], 1000), ("val", counts[1], 2000)):
+        if not os.path.exists(os.path.join(root, split, "annotations.json")):  # written last
+            if verbose:
+                print(f"generating {n} synthetic {split} images into {root}/{split} ...", flush=True)
+            make_synthetic_coco(os.path.join(root, split), num_images=n, seed=seed, **kw)
+    return root
+
+
 def load_data(args):
     """(train, val) CocoDetection; generates the synthetic set on first use."""
     if args.data is None:
         root = args.synthetic_dir or os.path.join(args.out, "data")
-        s = args.size_scale
-        sizes = tuple((round(h * s), round(w * s)) for h, w in ((480, 640), (600, 800), (768, 1024), (1000, 750)))
-        kw = dict(min_size=max(4, round(12 * s)), max_size=round(400 * s), image_sizes=sizes,
-                  detail=max(2, round(6 * s)))
-        for split, n, seed in (("train", args.synthetic[0], 1000), ("val", args.synthetic[1], 2000)):
-            done = os.path.join(root, split, "annotations.json")
-            if not os.path.exists(done):
-                if args.main:
-                    print(f"generating {n} synthetic {split} images into {root}/{split} ...", flush=True)
-                    make_synthetic_coco(os.path.join(root, split), num_images=n, seed=seed, **kw)
+        if args.main:
+            prepare_synthetic(root, args.size_scale, args.synthetic)
         args.dist.barrier()
         paths = [(os.path.join(root, sp, "images"), os.path.join(root, sp, "annotations.json")) for sp in ("train", "val")]
     else:

@@ -96,3 +96,17 @@ def test_reproduction_table_summarises_seeds():
     assert summary["snip"]["AP"]["mean"] == pytest.approx(0.25) and summary["snip"]["AP"]["spread"] == pytest.approx(0.05)
     assert summary["snip"]["pixels_vs_single"] == pytest.approx(2.5)
     assert "| snip | 25.0 ± 5.0 |" in reproduce.table(summary)
+
+
+def test_reproduce_runs_seeds_side_by_side_and_writes_the_table(data_dir, tmp_path):
+    out = str(tmp_path / "repro")
+    os.makedirs(out)
+    os.symlink(data_dir, os.path.join(out, "data"))  # the data the other tests generated
+    report = reproduce.main(["--seeds", "0", "1", "--jobs", "2", "--recipes", "single", "--out", out, "--",
+                             *TINY, "--epochs", "1", "--draw", "0"])
+    assert sorted(r["seed"] for r in report["runs"]) == [0, 1]
+    assert report["summary"]["single"]["pixels_vs_single"] == 1.0
+    assert "| single |" in open(os.path.join(out, "results.md")).read()
+    mtime = os.path.getmtime(os.path.join(out, "single_s0", "results.json"))
+    reproduce.main(["--seeds", "0", "--recipes", "single", "--out", out, "--", *TINY, "--epochs", "1"])
+    assert os.path.getmtime(os.path.join(out, "single_s0", "results.json")) == mtime  # done runs are not rerun
