@@ -265,6 +265,19 @@ def limit(data, n):
 # ----------------------------------------------------------------------------- proposals for SNIPER
 
 
+class RPNOnly(torch.nn.Module):
+    """The detector's RPN losses alone (SNIPER's short proposal run); a module so that DDP can wrap it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, targets):
+        images, targets = self.model.transform(images, targets)
+        _, losses = self.model.rpn(images, self.model.backbone(images.tensors), targets)
+        return losses
+
+
 @torch.no_grad()
 def extract_proposals(model, data, levels, device, per_scale: int, progress_quiet: bool):
     """Per image, the RPN's top ``per_scale`` proposals at every level, in original pixels."""
@@ -291,7 +304,8 @@ def train_epochs(args, model, loader, sampler, dataset, optimizer, scheduler, st
                  rpn_only=False):
     """Train; returns (items seen, seconds)."""
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.dist.device.type == "cuda")
-    items, seconds, it = 0, 0.0, start_epoch * len(loader)
+    per_epoch = len(loader) if args.max_iters is None else min(len(loader), args.max_iters)
+    items, seconds, it = 0, 0.0, start_epoch * per_epoch
     core = model.module if hasattr(model, "module") else model
     for epoch in range(start_epoch, epochs):
         model.train()
@@ -308,11 +322,7 @@ def train_epochs(args, model, loader, sampler, dataset, optimizer, scheduler, st
             targets = [{k: v.to(args.dist.device) for k, v in t.items() if k in ("boxes", "labels", "ignore_boxes")}
                        for t in targets]
             with common.autocast(args.dist.device, args.amp):
-                if rpn_only:
-                    ims, tg = core.transform(images, targets)
-                    _, losses = core.rpn(ims, core.backbone(ims.tensors), tg)
-                else:
-                    losses = model(images, targets)
+                losses = model(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 common.fail(f"{tag}: the loss became {loss.item()} at epoch {epoch + 1}, iteration {n}; lower --lr")
@@ -505,17 +515,17 @@ def main(argv=None) -> dict:
             else:  # SNIPER's recipe: a short RPN-only run on positive chips, proposals at the test scales
                 pos = ChipDataset(train, gen, seed=args.seed)
                 loader, sampler = loader_for(args, pos)
-                rpn_model = build_model(args.backbone, len(train.label_to_category), args.pretrained).to(args.dist.device)
-                rpn_model = args.dist.wrap(rpn_model)
+                detector = build_model(args.backbone, len(train.label_to_category), args.pretrained).to(args.dist.device)
+                rpn_model = args.dist.wrap(RPNOnly(detector), find_unused_parameters=True)  # the RoI heads idle
                 opt, sched = make_optimizer(args, rpn_model, len(loader), args.rpn_epochs)
                 args.train_seconds = args.train_items = 0
                 _, rpn_seconds = train_epochs(args, rpn_model, loader, sampler, pos, opt, sched, 0, args.rpn_epochs,
                                               log, "rpn", rpn_only=True)
-                proposals = extract_proposals(rpn_model, train, scaled_levels(SNIPER_LEVELS, s), args.dist.device,
+                proposals = extract_proposals(detector, train, scaled_levels(SNIPER_LEVELS, s), args.dist.device,
                                               args.proposals_per_scale, not args.main)
                 if args.main:
                     torch.save(proposals, path)
-                del rpn_model
+                del rpn_model, detector
         dataset = ChipDataset(train, gen, proposals=proposals, seed=args.seed)
 
     loader, sampler = loader_for(args, dataset)
