@@ -12,8 +12,8 @@ __all__ = ["snip_chips"]
 
 
 def _snap(start: np.ndarray, extent: float, chip: float) -> np.ndarray:
-    """Shift windows that cross the image border back onto it (snap to the border)."""
-    return np.clip(start, 0.0, max(extent - chip, 0.0))
+    """Whole-pixel window starts; windows that cross the image border are shifted back onto it."""
+    return np.clip(np.round(start), 0.0, max(extent - chip, 0.0))
 
 
 def snip_chips(boxes: Tensor, image_size, chip_size: int = 1000, num_candidates: int = 50, *,
@@ -25,12 +25,14 @@ def snip_chips(boxes: Tensor, image_size, chip_size: int = 1000, num_candidates:
     that fully contains the most not-yet-covered boxes, and repeat until every
     box is covered (thesis §2.6.2: 50 chips, 1000x1000, about 1.7 per image on
     COCO). Each window's centre is uniform over the image and a window that
-    crosses the border is snapped to it, so many windows touch the image's
-    edges, as the thesis does to speed up the sampling. An image no larger than
+    crosses the border is snapped to it (windows start on whole pixels), so
+    many windows touch the image's edges, as the thesis does to speed up the
+    sampling. An image no larger than
     a chip is one window, the image itself; a round in which no candidate
     covers anything (unlucky draws) adds the window centred on the first
     uncovered box, so the result always covers every coverable box. Boxes
-    wider or taller than a chip cannot be covered and are left out.
+    wider or taller than a chip, or reaching past the image, cannot be
+    covered and are left out.
 
     Coordinates are those of the level's resized image: pass the boxes the
     chips must cover (SNIP: the ground truth valid at that level) scaled to it.
@@ -81,11 +83,13 @@ def snip_chips(boxes: Tensor, image_size, chip_size: int = 1000, num_candidates:
         k = int(np.argmax(counts))
         if counts[k] == 0:  # no candidate helps: centre a window on an uncovered box
             j = int(np.flatnonzero(left)[0])
-            x0 = _snap(np.array([(b[j, 0] + b[j, 2] - cw) / 2]), w, cw)
-            y0 = _snap(np.array([(b[j, 1] + b[j, 3] - ch) / 2]), h, ch)
+            x0 = np.clip(np.array([(b[j, 0] + b[j, 2] - cw) / 2]), 0.0, max(w - cw, 0.0))
+            y0 = np.clip(np.array([(b[j, 1] + b[j, 3] - ch) / 2]), 0.0, max(h - ch, 0.0))
             k = 0
             inside = ((x0[:, None] <= b[None, :, 0]) & (b[None, :, 2] <= x0[:, None] + cw)
                       & (y0[:, None] <= b[None, :, 1]) & (b[None, :, 3] <= y0[:, None] + ch) & left[None])
-        chips.append([float(x0[k]), float(y0[k]), float(x0[k]) + cw, float(y0[k]) + ch])
+            left[j] = False  # covered now, or a box reaching past the image that no window holds
+        if inside[k].any():
+            chips.append([float(x0[k]), float(y0[k]), float(x0[k]) + cw, float(y0[k]) + ch])
         left &= ~inside[k]
     return torch.tensor(chips, dtype=torch.float32).reshape(-1, 4)

@@ -95,3 +95,9 @@ def test_bad_input_names_the_argument(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         snip_chips(**args)
+
+
+def test_a_box_reaching_past_the_image_is_left_out_and_sampling_ends():
+    boxes = torch.tensor([[1990.0, 100, 2030, 140], [100.0, 100, 130, 130]])
+    chips = snip_chips(boxes, (1400, 2000), num_candidates=1, generator=0)
+    assert _inside(boxes, chips)[1].any() and not _inside(boxes, chips)[0].any()
