@@ -193,11 +193,12 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, **ddp_options) -> torch.nn.Module:
+        """``DistributedDataParallel(model, **ddp_options)`` under ``torchrun``; the model itself otherwise."""
         if self.world_size == 1:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, **ddp_options)
 
     def barrier(self) -> None:
         if self.world_size > 1:

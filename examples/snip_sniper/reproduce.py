@@ -1,0 +1,135 @@
+"""The reproduction table: every recipe of ``train.py`` on the same data, several seeds.
+
+Runs ``single``, ``multiscale``, ``snip``, ``sniper`` and ``sniper --no-negatives``
+once per seed (each in its own process, in ``OUT/<recipe>_s<seed>``; a run
+whose ``results.json`` exists is not run again, so an interrupted reproduction
+continues where it stopped), then writes ``OUT/results.json`` (every run, and
+mean and spread per recipe) and ``OUT/results.md`` (the Markdown table).
+Arguments after ``--`` go to every ``train.py`` run. ``--jobs N`` runs N seeds
+side by side (each seed's runs one after another); give each run one thread
+(``-- --threads 1``) on a small machine.
+
+    python examples/snip_sniper/reproduce.py --seeds 0 1 --out runs/repro
+    python examples/snip_sniper/reproduce.py --seeds 0 1 --jobs 2 --out runs/repro -- --threads 1
+    python examples/snip_sniper/reproduce.py --seeds 0 1 --out runs/repro -- --epochs 4 --synthetic 120 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNS = (("single", []), ("multiscale", []), ("snip", []), ("sniper", []), ("sniper_no_neg", ["--no-negatives"]))
+METRICS = ("AP", "AP50", "APs", "APm", "APl", "ARs", "ARm", "ARl")
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per recipe: mean and half the range (max - min) / 2 over seeds of every figure."""
+    out = {}
+    for name, _ in RUNS:
+        rs = [r for r in runs if r["recipe"] == name]
+        if not rs:
+            continue
+        row = {"seeds": [r["seed"] for r in rs]}
+        figures = {**{m: [r["coco"][m] for r in rs] for m in METRICS},
+                   "train_pixels_per_image": [r["train_pixels_per_image"] for r in rs],
+                   "train_inputs_per_s": [r["train_inputs_per_s"] for r in rs],
+                   "train_seconds": [r["train_seconds"] + r.get("rpn_seconds", 0.0) for r in rs],
+                   "inference_s_per_image": [r["inference_s_per_image"] for r in rs]}
+        for k, v in figures.items():
+            v = np.asarray(v, dtype=float)
+            row[k] = {"mean": float(v.mean()), "spread": float((v.max() - v.min()) / 2), "values": v.tolist()}
+        out[name] = row
+    if "single" in out:
+        base = out["single"]["train_pixels_per_image"]["mean"]
+        for row in out.values():
+            row["pixels_vs_single"] = row["train_pixels_per_image"]["mean"] / base
+    return out
+
+
+def table(summary: dict) -> str:
+    def f(row, k, scale=100.0, digits=1):
+        return f"{row[k]['mean'] * scale:.{digits}f} ± {row[k]['spread'] * scale:.{digits}f}"
+
+    lines = ["| recipe | AP | AP50 | AP_S | AP_M | AP_L | AR_S | AR_M | AR_L | train pixels vs single | "
+             "train inputs/s | train s | inference s/image |",
+             "|---|" + "---|" * 12]
+    for name, row in summary.items():
+        lines.append(f"| {name} | {f(row, 'AP')} | {f(row, 'AP50')} | {f(row, 'APs')} | {f(row, 'APm')} | "
+                     f"{f(row, 'APl')} | {f(row, 'ARs')} | {f(row, 'ARm')} | {f(row, 'ARl')} | "
+                     f"{row.get('pixels_vs_single', float('nan')):.2f}x | {f(row, 'train_inputs_per_s', 1, 2)} | "
+                     f"{f(row, 'train_seconds', 1, 0)} | {f(row, 'inference_s_per_image', 1, 3)} |")
+    return "\n".join(lines) + "\n\nAP/AR in %, mean ± half the range over seeds.\n"
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: %(default)s)")
+    p.add_argument("--out", default="runs/repro", help="output folder (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default: %(default)s)")
+    p.add_argument("--recipes", nargs="+", default=[n for n, _ in RUNS], choices=[n for n, _ in RUNS],
+                   help="recipes to run (default: all)")
+    args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    start = time.perf_counter()
+    data = os.path.join(args.out, "data")
+    sys.path.insert(0, HERE)
+    import train
+
+    targs = train.parse_args(["--synthetic-dir", data, "--out", args.out, *extra])
+    if targs.data is None and targs.train_ann is None:  # generate once, before runs start side by side
+        train.prepare_synthetic(data, targs.size_scale, targs.synthetic)
+
+    def run_seed(seed):
+        results = []
+        for name, flags in RUNS:
+            if name not in args.recipes:
+                continue
+            out = os.path.join(args.out, f"{name}_s{seed}")
+            result = os.path.join(out, "results.json")
+            if not os.path.exists(result):
+                cmd = [sys.executable, os.path.join(HERE, "train.py"), "--recipe", name.split("_")[0], *flags,
+                       "--seed", str(seed), "--out", out, "--synthetic-dir", data, *extra]
+                print(f"== {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
+                t = time.perf_counter()
+                with open(os.path.join(args.out, f"{name}_s{seed}.log"), "w") as log:
+                    done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+                if done.returncode != 0:
+                    raise SystemExit(f"error: {name}, seed {seed} failed; see {log.name}")
+                print(f"== {name}, seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
+            with open(result) as f:
+                results.append(json.load(f))
+        return results
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        runs = [r for rs in pool.map(run_seed, args.seeds) for r in rs]
+    summary = summarise(runs)
+    md = table(summary)
+    report = {"summary": summary, "runs": runs, "extra_args": extra, "seeds": args.seeds,
+              "wall_seconds_this_invocation": time.perf_counter() - start,
+              "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "load_average": os.getloadavg()}}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    print(md)
+    return report
+
+
+if __name__ == "__main__":
+    main()
