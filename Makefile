@@ -4,6 +4,7 @@
 #   make demo    same set-up, then run the library's main job on a built-in default
 #   make bench   benchmarks: ours vs peers, one table per op family
 #   make docs    Sphinx docs in docs/_build/html (warnings are errors)
+#   make repro-snip-sniper, make repro-msb-rnn   the reproduction tables of docs/ (an hour each)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
 #   make smoke   install that wheel into a fresh venv with nothing of the project, import, run one op
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
@@ -22,7 +23,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize repro-snip-sniper repro-msb-rnn clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,15 @@ test-fast: $(BUILT)
 # SNIPER's chip pipeline on a seeded synthetic dataset (generated on first run).
 demo: $(BUILT)
 	$(PY) examples/sniper/chips_demo.py
+
+# The reproduction tables of docs/reproductions*.rst (long; never in CI).
+repro-snip-sniper: $(BUILT)
+	$(PY) examples/snip_sniper/reproduce.py --seeds 0 1 --jobs 2 --out runs/repro -- \
+	    --epochs 3 --train-limit 90 --rpn-epochs 1 --batch-size 2 --lr 0.01 --threads 1
+
+repro-msb-rnn: $(BUILT)
+	OMP_NUM_THREADS=1 $(PY) examples/msb_rnn/reproduce.py --out runs/msb_rnn_repro --seeds 0 1 2 \
+	    --figure docs/_static/msb_rnn_timeline.png
 
 bench: $(BUILT)
 	$(PY) -m benchmarks
