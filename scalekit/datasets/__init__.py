@@ -3,6 +3,9 @@ generator with extreme scale variation, used by tests, benchmarks and examples."
 
 from scalekit.datasets.coco import CocoDetection
 from scalekit.datasets.synthetic import SYNTHETIC_CLASSES, make_synthetic_coco
+from scalekit.datasets.synthetic_fine import (FINE_FAMILIES, fine_grained_taxonomy, make_synthetic_fine_classification,
+                                              make_synthetic_fine_coco)
 from scalekit.datasets.synthetic_video import SYNTHETIC_ACTIONS, make_synthetic_video
 
-__all__ = ["CocoDetection", "make_synthetic_coco", "SYNTHETIC_CLASSES", "make_synthetic_video", "SYNTHETIC_ACTIONS"]
+__all__ = ["CocoDetection", "make_synthetic_coco", "SYNTHETIC_CLASSES", "make_synthetic_video", "SYNTHETIC_ACTIONS",
+           "make_synthetic_fine_coco", "make_synthetic_fine_classification", "fine_grained_taxonomy", "FINE_FAMILIES"]

@@ -1,0 +1,200 @@
+"""The R-FCN-3000 reproduction table: every row of ``train.py`` on the same data, several seeds, and the speed rows.
+
+Runs, once per seed, each in its own process in ``OUT/<run>_s<seed>`` (a run
+whose ``results.json`` exists is not run again, so an interrupted
+reproduction continues where it stopped):
+
+* ``K1``, ``K5``, ``K25``: the decoupled head with 1, 5 (the number of
+  families) and 25 super-classes (Table 4.3 / Fig. 4.3); ``K1`` also adds the
+  held-out classes from classification crops alone (Table 4.2);
+* ``rfcn``: the class-specific R-FCN head, same backbone, proposals and schedule (Table 4.6);
+* ``K1_c10``, ``K1_c50``: the objectness detector trained with boxes of only
+  10 or 50 classes (same number of images), for objectness AP on the held-out
+  classes as the number of training classes grows (with ``K1``'s 200: Table 4.7 / Fig. 4.7).
+
+Then the speed rows (``--speed``, randomly initialised detectors): detection
+images/s and head ms/image for 200, 1,000 and 3,000 classes, decoupled vs
+class-specific head. Writes ``OUT/results.json`` (every run, mean and spread)
+and ``OUT/results.md``. Arguments after ``--`` go to every ``train.py`` run.
+
+    python examples/rfcn3000/reproduce.py --seeds 0 1 --out runs/rfcn3000_repro
+    python examples/rfcn3000/reproduce.py --seeds 0 --out runs/small -- --epochs 2 --synthetic 200 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNS = (("K1", ["--superclasses", "1"]), ("K5", ["--superclasses", "5", "--no-add-classes"]),
+        ("K25", ["--superclasses", "25", "--no-add-classes"]), ("rfcn", ["--head", "rfcn"]),
+        ("K1_c10", ["--train-classes", "10", "--no-add-classes"]),
+        ("K1_c50", ["--train-classes", "50", "--no-add-classes"]))
+
+
+def _stat(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "spread": float((v.max() - v.min()) / 2), "values": v.tolist()}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per run name: mean and half the range over seeds of every figure."""
+    out = {}
+    for name, _ in RUNS:
+        rs = [r for r in runs if r["run"] == name]
+        if not rs:
+            continue
+        figures = {
+            "AP": [r["known"]["coco"]["AP"] for r in rs], "AP50": [r["known"]["coco"]["AP50"] for r in rs],
+            "objectness_AP_all": [r["known"]["objectness_all"]["AP"] for r in rs],
+            "objectness_AP50_held_out": [r["known"]["objectness_held_out"]["AP50"] for r in rs],
+            "objectness_AP_held_out": [r["known"]["objectness_held_out"]["AP"] for r in rs],
+            "images_per_s": [r["known"]["images_per_s"] for r in rs],
+            "head_ms": [r["known"]["head_ms_per_image"] for r in rs],
+            "train_seconds": [r["train_seconds"] for r in rs],
+            "recovery_ari": [r["superclasses"]["recovery_ari"] for r in rs],
+            "recovery_purity": [r["superclasses"]["recovery_purity"] for r in rs],
+        }
+        if all("held_out_AP" in r for r in rs):
+            figures["held_out_AP"] = [r["held_out_AP"] for r in rs]
+            figures["all_AP"] = [r["all"]["coco"]["AP"] for r in rs]
+        out[name] = {"seeds": [r["seed"] for r in rs], "train_classes": rs[0]["num_known"],
+                     **{k: _stat(v) for k, v in figures.items()}}
+    return out
+
+
+@torch.no_grad()
+def speed(classes=(200, 1000, 3000), image_size: int = 128, repeats: int = 20, threads: int = 1) -> list[dict]:
+    """Images/s of the whole detector and the head's ms/image, random weights, one image at a time."""
+    sys.path.insert(0, HERE)
+    import train
+
+    torch.set_num_threads(threads)
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, image_size, image_size, generator=g) for _ in range(4)]
+    for c in classes:
+        for head in ("decoupled", "rfcn"):
+            args = train.parse_args(["--head", head, "--image-size", str(image_size)])
+            torch.manual_seed(0)
+            model = train.build_model(args, c).eval()
+            times = []
+
+            def pre(m, i):
+                times.append(-time.perf_counter())
+
+            def post(m, i, o):
+                times[-1] += time.perf_counter()
+
+            model.roi_heads.register_forward_pre_hook(pre)
+            model.roi_heads.register_forward_hook(post)
+            for im in images[:2]:  # warm-up
+                model([im])
+            times.clear()
+            t0 = time.perf_counter()
+            for r in range(repeats):
+                model([images[r % len(images)]])
+            total = time.perf_counter() - t0
+            rows.append({"classes": c, "head": head, "images_per_s": repeats / total,
+                         "head_ms": 1000 * float(np.median(times)),
+                         "parameters_M": sum(p.numel() for p in model.parameters()) / 1e6})
+            print(f"speed: C={c:<5} {head:<9} {rows[-1]['images_per_s']:.1f} images/s, head "
+                  f"{rows[-1]['head_ms']:.1f} ms, {rows[-1]['parameters_M']:.1f} M parameters", flush=True)
+    return rows
+
+
+def table(summary: dict, speed_rows: list[dict] | None) -> str:
+    def f(row, k, scale=100.0, digits=1):
+        if k not in row:
+            return "–"
+        return f"{row[k]['mean'] * scale:.{digits}f} ± {row[k]['spread'] * scale:.{digits}f}"
+
+    lines = ["| run | classes with boxes | AP | AP50 | objectness AP (all) | objectness AP50 (held-out) | "
+             "held-out AP after add_class | all-class AP after add_class | images/s | head ms | train s |",
+             "|---|" + "---|" * 10]
+    for name, row in summary.items():
+        lines.append(f"| {name} | {row['train_classes']} | {f(row, 'AP')} | {f(row, 'AP50')} | "
+                     f"{f(row, 'objectness_AP_all')} | {f(row, 'objectness_AP50_held_out')} | "
+                     f"{f(row, 'held_out_AP')} | {f(row, 'all_AP')} | {f(row, 'images_per_s', 1, 1)} | "
+                     f"{f(row, 'head_ms', 1, 1)} | {f(row, 'train_seconds', 1, 0)} |")
+    text = "\n".join(lines) + "\n\nAP in %, mean ± half the range over seeds.\n"
+    if speed_rows:
+        text += "\n| classes | head | detector images/s | head ms/image | parameters (M) |\n|---|---|---|---|---|\n"
+        for r in speed_rows:
+            text += (f"| {r['classes']} | {r['head']} | {r['images_per_s']:.1f} | {r['head_ms']:.1f} | "
+                     f"{r['parameters_M']:.1f} |\n")
+    return text
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: %(default)s)")
+    p.add_argument("--out", default="runs/rfcn3000_repro", help="output folder (default: %(default)s)")
+    p.add_argument("--runs", nargs="+", default=[n for n, _ in RUNS], choices=[n for n, _ in RUNS],
+                   help="runs (default: all)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each (default: %(default)s)")
+    p.add_argument("--speed", action="store_true", help="also time 200 / 1,000 / 3,000-class detectors")
+    p.add_argument("--speed-only", action="store_true", help="only the speed rows")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        sys.exit("error: --jobs must be >= 1")
+    os.makedirs(args.out, exist_ok=True)
+    data_dir = os.path.join(args.out, "data")
+    t0 = time.perf_counter()
+    todo = [] if args.speed_only else [(name, flags, s) for s in args.seeds for name, flags in RUNS
+                                       if name in args.runs]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+    def run(item):
+        name, flags, seed = item
+        out = os.path.join(args.out, f"{name}_s{seed}")
+        if not os.path.exists(os.path.join(out, "results.json")):
+            cmd = [sys.executable, os.path.join(HERE, "train.py"), "--out", out, "--seed", str(seed),
+                   "--synthetic-dir", data_dir, *flags, *extra]
+            print("$", " ".join(cmd), flush=True)
+            with open(os.path.join(args.out, f"{name}_s{seed}.log"), "w") as log:
+                rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                print(f"run {name} seed {seed} failed (rc {rc}); see {args.out}/{name}_s{seed}.log", flush=True)
+                return None
+        with open(os.path.join(out, "results.json")) as f:
+            return {"run": name, "seed": seed, **json.load(f)}
+
+    # the data first, once per training-class set (parallel runs would race to write it)
+    for flags in sorted({tuple(f for f in flags if f != "--no-add-classes") for name, flags, _ in todo}):
+        subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--data-only", "--synthetic-dir", data_dir,
+                        "--out", os.path.join(args.out, "_data"), *flags, *extra], env=env, check=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs = list(pool.map(run, todo))
+    runs = [r for r in runs if r is not None]
+    summary = summarise(runs)
+    speed_rows = speed() if (args.speed or args.speed_only) else None
+    result = {"runs": runs, "summary": summary, "speed": speed_rows, "wall_seconds": time.perf_counter() - t0,
+              "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "torch": torch.__version__, "omp_threads": env["OMP_NUM_THREADS"]},
+              "extra_args": extra}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1, default=float)
+    text = table(summary, speed_rows)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(text + f"\nWall time {result['wall_seconds'] / 60:.1f} min.\n")
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
