@@ -71,7 +71,9 @@ from scalekit.ops import nms  # noqa: E402
 THESIS_SIZE = (375, 500)  # shorter side >= 375, longer side <= 500
 THESIS_ANCHORS = (64, 128, 256)  # with aspect ratios 1:2, 1:1, 2:1
 LR_DROP_AT = 5.33 / 7  # the learning rate drops 10x after 5.33 of 7 epochs
+CLASS_LOSS_WEIGHT = 0.05  # the fine-grained loss's weight (§4.4.5)
 OHEM_ROIS = 128  # hard RoIs per image (R-FCN)
+IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's detector normalisation
 POOL_SIZE = 7  # P x P position-sensitive bins
 NMS_THRESHOLD = 0.3  # R-FCN's test NMS
 
@@ -239,19 +241,25 @@ def load_data(args) -> dict:
 
 
 class ClassifierNet(torch.nn.Module):
-    """The classification network of step 1: four conv blocks, global average pooling, a linear layer."""
+    """The classification network of step 1: the detector's backbone, global average pooling, a linear layer.
 
-    def __init__(self, num_classes: int, width: int = 32):
+    Trained on the classification split, it plays ImageNet's two parts in the
+    thesis: its class-mean features are clustered into super-classes, and its
+    backbone initialises the detector's (``--no-init-from-classifier`` to
+    start the detector from scratch). Inputs are normalised as the detector's.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, num_classes: int):
         super().__init__()
-        layers, c = [], 3
-        for w in (width, 2 * width, 4 * width, 4 * width):
-            layers += [torch.nn.Conv2d(c, w, 3, padding=1, bias=False), torch.nn.BatchNorm2d(w),
-                       torch.nn.ReLU(inplace=True)]
-            if w != 4 * width or c != 4 * width:
-                layers.append(torch.nn.MaxPool2d(2))
-            c = w
-        self.features = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
-        self.fc = torch.nn.Linear(c, num_classes)
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGE_STD).view(3, 1, 1))
+        self.fc = torch.nn.Linear(backbone.out_channels, num_classes)
+
+    def features(self, x):
+        f = self.backbone((x - self.mean) / self.std)
+        f = next(iter(f.values())) if isinstance(f, dict) else f
+        return f.mean((2, 3))
 
     def forward(self, x):
         return self.fc(self.features(x))
@@ -292,20 +300,31 @@ def superclasses(args, data, device) -> dict:
     missing = sorted(set(range(len(known))) - set(labels.tolist()))
     if missing:
         common.fail(f"the classification split has no crops of categories {[known[m] for m in missing[:10]]}")
-    loader = DataLoader(Crops(images[keep], labels), batch_size=64, shuffle=True,
-                        generator=torch.Generator().manual_seed(args.seed))
-    net = ClassifierNet(len(known)).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    net = ClassifierNet(make_backbone(args.backbone, args.deformable, args.pretrained), len(known)).to(device)
     t0 = time.perf_counter()
-    net.train()
-    for epoch in range(args.cls_epochs):
-        bar = common.Progress(loader, desc=f"classifier {epoch + 1}/{args.cls_epochs}", quiet=not args.dist.main)
-        for x, y in bar:
-            loss = F.cross_entropy(net(x.to(device)), y.to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            bar.set(loss=loss.item())
+    cache = None
+    if args.classifier_cache:
+        tag = f"{args.backbone}{'_deform' if args.deformable else ''}_{len(known)}c{sum(known) % 9973}"
+        cache = os.path.join(args.classifier_cache, f"classifier_{tag}_s{args.seed}_e{args.cls_epochs}.pt")
+    if cache and os.path.exists(cache):
+        net.load_state_dict(torch.load(cache, map_location=device, weights_only=True))
+    else:
+        loader = DataLoader(Crops(images[keep], labels), batch_size=64, shuffle=True,
+                            generator=torch.Generator().manual_seed(args.seed))
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        net.train()
+        for epoch in range(args.cls_epochs):
+            bar = common.Progress(loader, desc=f"classifier {epoch + 1}/{args.cls_epochs}", quiet=not args.dist.main)
+            for x, y in bar:
+                loss = F.cross_entropy(net(x.to(device)), y.to(device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bar.set(loss=loss.item())
+        if cache and args.dist.main:
+            os.makedirs(args.classifier_cache, exist_ok=True)
+            torch.save(net.state_dict(), cache + ".tmp")
+            os.replace(cache + ".tmp", cache)
     net.eval()
     with torch.no_grad():
         correct = sum((net(x.to(device)).argmax(1).cpu() == y).sum().item() for x, y in
@@ -319,7 +338,8 @@ def superclasses(args, data, device) -> dict:
     chosen = discover_superclasses(feats, min(args.superclasses, len(known)), seed=args.seed)
     out = {"classifier_train_accuracy": correct / int(keep.sum()), "families": n_fam,
            "recovery_purity": purity(found, families), "recovery_ari": adjusted_rand_index(found, families),
-           "k": int(chosen.max()) + 1, "seconds": time.perf_counter() - t0, "superclass_of": chosen}
+           "k": int(chosen.max()) + 1, "seconds": time.perf_counter() - t0, "superclass_of": chosen,
+           "backbone": net.backbone.state_dict()}
     if args.dist.main:
         print(f"super-classes: classifier train accuracy {out['classifier_train_accuracy']:.3f}; K-means with "
               f"K = {n_fam} (the number of families) recovers the families with purity {out['recovery_purity']:.3f}, "
@@ -331,15 +351,21 @@ def superclasses(args, data, device) -> dict:
 
 
 class TinyBackbone(torch.nn.Module):
-    """Four conv stages to stride 8 and 96 channels: a detector that trains in minutes on a CPU."""
+    """Three conv stages to stride 8 and 96 channels: a detector that trains in minutes on a CPU.
+
+    BatchNorm, not GroupNorm: GroupNorm normalises each image's channel groups
+    on their own and so removes the absolute colour that tells many of the
+    synthetic classes apart (with it, neither the classifier nor the
+    fine-grained branch learned anything in a few epochs).
+    """
 
     def __init__(self, widths=(24, 48, 96), out_channels: int = 96):
         super().__init__()
         layers, c = [], 3
         for w in widths:
-            layers += [torch.nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), torch.nn.GroupNorm(8, w),
+            layers += [torch.nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(w),
                        torch.nn.ReLU(inplace=True), torch.nn.Conv2d(w, w, 3, padding=1, bias=False),
-                       torch.nn.GroupNorm(8, w), torch.nn.ReLU(inplace=True)]
+                       torch.nn.BatchNorm2d(w), torch.nn.ReLU(inplace=True)]
             c = w
         layers += [torch.nn.Conv2d(c, out_channels, 3, padding=1), torch.nn.ReLU(inplace=True)]
         self.body = torch.nn.Sequential(*layers)
@@ -377,7 +403,8 @@ def build_model(args, num_classes: int, superclass_of=None):
     c, scale = backbone.out_channels, 1 / backbone.stride
     if args.head == "decoupled":
         head = DecoupledHead(c, num_classes, superclass_of, pool_size=args.pool_size, spatial_scale=scale,
-                             mid_channels=args.width, fine_channels=args.width, deformable=args.deformable)
+                             mid_channels=args.width, fine_channels=args.width, deformable=args.deformable,
+                             class_loss_weight=args.class_loss_weight)
     else:
         head = RFCNHead(c, num_classes, pool_size=args.pool_size, spatial_scale=scale, mid_channels=args.width,
                         deformable=args.deformable)
@@ -536,7 +563,9 @@ def parse_args(argv):
     a("--pretrained", action="store_true", help="ImageNet weights for a ResNet backbone (needs them downloadable)")
     a("--epochs", type=int, default=8, help="detector epochs (default: %(default)s; the thesis trains 7)")
     a("--batch-size", type=int, default=4, help="images per step per process (default: %(default)s)")
-    a("--lr", type=float, default=0.02, help="SGD learning rate (default: %(default)s)")
+    a("--lr", type=float, default=0.04, help="SGD learning rate (default: %(default)s)")
+    a("--class-loss-weight", type=float, default=CLASS_LOSS_WEIGHT,
+      help="weight of the fine-grained loss (default: %(default)s, the thesis' §4.4.5)")
     a("--ohem", type=int, default=OHEM_ROIS, help="OHEM: hard RoIs per image, 0 = all (default: %(default)s)")
     a("--proposals", type=int, default=300, help="RPN proposals per image (default: %(default)s)")
     a("--pool-size", type=int, default=POOL_SIZE, help="P (default: %(default)s, the thesis')")
@@ -545,7 +574,10 @@ def parse_args(argv):
     a("--max-size", type=int, help="detector input longer side (default: the synthetic size, 500 with --data)")
     a("--anchors", type=int, nargs="+", help="anchor sizes (default: 16 32 64 synthetic, 64 128 256 with --data)")
     a("--score-threshold", type=float, default=0.001, help="detections below are dropped (default: %(default)s)")
-    a("--cls-epochs", type=int, default=4, help="classification-network epochs (default: %(default)s)")
+    a("--cls-epochs", type=int, default=6, help="classification-network epochs (default: %(default)s)")
+    a("--no-init-from-classifier", action="store_true", help="do not start the detector's backbone from the "
+      "classification network's (step 1)")
+    a("--classifier-cache", help="folder to keep and reuse trained classification networks in")
     a("--crop-size", type=int, default=40, help="classification crops' side (default: %(default)s)")
     a("--families", type=int, default=5, help="synthetic: shape families (default: %(default)s)")
     a("--classes-per-family", type=int, default=42, help="synthetic: classes per family (default: %(default)s)")
@@ -597,6 +629,8 @@ def main(argv=None) -> dict:
 
     sc = superclasses(args, data, device)
     model = build_model(args, len(known), sc["superclass_of"] if args.head == "decoupled" else None).to(device)
+    if not args.no_init_from_classifier:
+        model.backbone.load_state_dict(sc["backbone"])
     train = DetectionSplit(data["train"], category_to_label)
     sampler = DistributedSampler(train, seed=args.seed) if args.dist.world_size > 1 else None
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -663,7 +697,7 @@ def main(argv=None) -> dict:
 
     results = {"args": {k: v for k, v in vars(args).items() if k != "dist"}, "train_seconds": train_seconds,
                "num_known": len(known), "num_held_out": len(data["held_out"]),
-               "superclasses": {k: v for k, v in sc.items() if k != "superclass_of"}}
+               "superclasses": {k: v for k, v in sc.items() if k not in ("superclass_of", "backbone")}}
     sets = {"all": data["categories"], "held_out": data["held_out"]} if data["held_out"] else {"all": data["categories"]}
     known_eval = evaluate(model, data, args, label_to_category, known, objectness_sets=sets)
     results["known"] = known_eval
