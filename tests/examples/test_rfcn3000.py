@@ -24,7 +24,8 @@ def data_dir(tmp_path_factory):
 
 def test_pipeline_end_to_end_then_resume(tmp_path, data_dir, capsys):
     out = str(tmp_path / "run")
-    first = train.main(["--out", out, "--synthetic-dir", data_dir, "--epochs", "1", "--superclasses", "2", *TINY])
+    cache = ["--classifier-cache", data_dir]  # the resumed run reuses the classification network
+    first = train.main(["--out", out, "--synthetic-dir", data_dir, "--epochs", "1", "--superclasses", "2", *cache, *TINY])
     printed = capsys.readouterr().out
     # super-classes: K-means ran on the classifier's class features and its recovery of the families is reported
     assert "recovers the families with purity" in printed
@@ -45,7 +46,7 @@ def test_pipeline_end_to_end_then_resume(tmp_path, data_dir, capsys):
     assert os.path.getsize(os.path.join(out, "loss.png")) > 0
     # resume: epoch 2 continues from the checkpoint, its steps numbered after epoch 1's
     second = train.main(["--out", out, "--synthetic-dir", data_dir, "--epochs", "2", "--superclasses", "2",
-                         "--resume", "--no-add-classes", *TINY])
+                         "--resume", "--no-add-classes", *cache, *TINY])
     assert "resumed from" in capsys.readouterr().out
     rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     assert [r["epoch"] for r in rows] == [0, 1] and [r["iter"] for r in rows] == [2, 4]
