@@ -561,7 +561,7 @@ def parse_args(argv):
     a("--deformable", action="store_true", help="deformable R-FCN: deformable PSRoI pooling (+ conv with a ResNet)")
     a("--backbone", default="tiny", help="tiny, or a torchvision ResNet (resnet18, resnet50, ...) cut at conv4")
     a("--pretrained", action="store_true", help="ImageNet weights for a ResNet backbone (needs them downloadable)")
-    a("--epochs", type=int, default=8, help="detector epochs (default: %(default)s; the thesis trains 7)")
+    a("--epochs", type=int, default=3, help="detector epochs (default: %(default)s; the thesis trains 7)")
     a("--batch-size", type=int, default=4, help="images per step per process (default: %(default)s)")
     a("--lr", type=float, default=0.04, help="SGD learning rate (default: %(default)s)")
     a("--class-loss-weight", type=float, default=CLASS_LOSS_WEIGHT,
@@ -583,7 +583,7 @@ def parse_args(argv):
     a("--classes-per-family", type=int, default=42, help="synthetic: classes per family (default: %(default)s)")
     a("--held-out-per-family", type=int, default=2, help="synthetic: held-out classes per family (default: %(default)s)")
     a("--train-classes", type=int, default=0, help="train with boxes on only this many classes (0: all known)")
-    a("--synthetic", type=int, nargs=2, default=(600, 200), metavar=("TRAIN", "VAL"),
+    a("--synthetic", type=int, nargs=2, default=(600, 100), metavar=("TRAIN", "VAL"),
       help="synthetic: images per split (default: %(default)s)")
     a("--per-class", type=int, default=12, help="classification crops per class (default: %(default)s)")
     a("--image-size", type=int, default=128, help="synthetic image side (default: %(default)s)")
