@@ -96,12 +96,15 @@ class DecoupledHead(nn.Module):
         """``features`` ``[N, in_channels, H, W]``, ``proposals`` N tensors ``[L, 4]`` -> dict
         with ``super_logits [R, K + 1]``, ``box_deltas [R, 4]``, ``class_logits [R, C]``."""
         rois, _ = rois_with_index(proposals)
-        fine = self.fine_cls(self.fine(features))
+        # The class scores are the average of the per-class score maps (a 1x1 conv on the branch)
+        # inside each RoI. Averaging and the 1x1 conv are both linear, so the conv is applied to
+        # each RoI's average feature instead: fine_channels maps pooled rather than C, the same
+        # function for RoIs on the map (and the bias counts whole even where a RoI leaves the map).
+        fine = ps_roi_align(self.fine(features), rois, 1, self.spatial_scale, -1).flatten(1)
         return {
             "super_logits": self.super_vote(self.super_maps(self.det_reduce(features)), rois),
             "box_deltas": self.box_vote(self.box_maps(self.box_reduce(features)), rois),
-            # average of the per-class score maps inside each RoI (a 1x1 ps_roi_align, adaptive sampling)
-            "class_logits": ps_roi_align(fine, rois, 1, self.spatial_scale, -1).flatten(1),
+            "class_logits": F.linear(fine, self.fine_cls.weight.flatten(1), self.fine_cls.bias),
         }
 
     def class_scores(self, outputs: dict) -> Tensor:

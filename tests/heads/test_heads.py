@@ -250,3 +250,18 @@ def test_a_ground_truth_beats_an_overlapping_ignore_box():
     rois = [torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 12]])]
     t = [{"boxes": gt, "labels": torch.tensor([3]), "ignore_boxes": torch.tensor([[0.0, 0, 10, 12]])}]
     assert assign(rois, t, inclusive=True)[0].tolist() == [3, -1]
+
+
+def test_fine_grained_scores_are_the_average_of_the_class_maps_inside_each_roi():
+    """forward pools the branch's features, then classifies: the same as pooling C class maps."""
+    from scalekit.ops import ps_roi_align
+
+    torch.manual_seed(0)
+    head = DecoupledHead(16, 40, torch.arange(40) % 4, pool_size=3, spatial_scale=1 / 8, mid_channels=8, fine_channels=12)
+    torch.nn.init.normal_(head.fine_cls.bias)
+    features, proposals, _ = _batch()
+    proposals = [p.clamp(0, 24 * 8) for p in proposals]  # on the map
+    maps = head.fine_cls(head.fine(features))  # [N, C, H, W]: one score map per class
+    rois = torch.cat([torch.cat([torch.full((len(p), 1), float(i)), p], 1) for i, p in enumerate(proposals)])
+    expected = ps_roi_align(maps, rois, 1, 1 / 8, -1).flatten(1)
+    torch.testing.assert_close(head(features, proposals)["class_logits"], expected, rtol=1e-4, atol=1e-5)
