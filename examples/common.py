@@ -25,7 +25,28 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["Progress", "JsonlLog", "plot_curves", "save_checkpoint", "load_checkpoint", "Distributed",
-           "seed_everything", "autocast", "fail"]
+           "seed_everything", "autocast", "fail", "import_script"]
+
+
+def import_script(path: str, name: str):
+    """Import the script at ``path`` as module ``name`` (once per process).
+
+    Several examples have a ``train.py`` and a ``reproduce.py``: imported by
+    their bare names in one process (a test session, a reproduction script),
+    the second would silently get the first's module.
+    """
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
 
 
 def fail(message: str) -> None:

@@ -96,8 +96,10 @@ def speed(classes=(200, 1000, 3000), image_size: int = 128, repeats: int = 20, b
     depends on ``C`` in a way a trained detector's does not. The forward time
     is the architecture's cost.
     """
-    sys.path.insert(0, HERE)
-    import train
+    sys.path.insert(0, os.path.dirname(HERE))
+    import common
+
+    train = common.import_script(os.path.join(HERE, "train.py"), "rfcn3000_train")
 
     torch.set_num_threads(threads)
     rows = []

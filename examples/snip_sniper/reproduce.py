@@ -85,8 +85,10 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     data = os.path.join(args.out, "data")
-    sys.path.insert(0, HERE)
-    import train
+    sys.path.insert(0, os.path.dirname(HERE))
+    import common
+
+    train = common.import_script(os.path.join(HERE, "train.py"), "snip_sniper_train")
 
     targs = train.parse_args(["--synthetic-dir", data, "--out", args.out, *extra])
     if targs.data is None and targs.train_ann is None:  # generate once, before runs start side by side

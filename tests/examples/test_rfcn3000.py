@@ -8,9 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rfcn3000"))
-import reproduce  # noqa: E402
-import train  # noqa: E402
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rfcn3000")
+sys.path.insert(0, os.path.join(EXAMPLE, ".."))
+import common  # noqa: E402
+
+# unique module names: examples/snip_sniper has a train.py and a reproduce.py too
+train = common.import_script(os.path.join(EXAMPLE, "train.py"), "rfcn3000_train")
+reproduce = common.import_script(os.path.join(EXAMPLE, "reproduce.py"), "rfcn3000_reproduce")
 
 TINY = ["--families", "3", "--classes-per-family", "4", "--held-out-per-family", "1", "--synthetic", "12", "6",
         "--per-class", "3", "--image-size", "96", "--cls-epochs", "1", "--max-steps", "2", "--batch-size", "2",

@@ -8,10 +8,13 @@ import pytest
 import torch
 
 HERE = os.path.dirname(__file__)
-sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "snip_sniper"))
+EXAMPLE = os.path.join(HERE, "..", "..", "examples", "snip_sniper")
 sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
-import reproduce  # noqa: E402
-import train  # noqa: E402
+import common  # noqa: E402
+
+# unique module names: examples/rfcn3000 has a train.py and a reproduce.py too
+train = common.import_script(os.path.join(EXAMPLE, "train.py"), "snip_sniper_train")
+reproduce = common.import_script(os.path.join(EXAMPLE, "reproduce.py"), "snip_sniper_reproduce")
 
 TINY = ["--synthetic", "4", "2", "--size-scale", "0.25", "--max-iters", "2", "--batch-size", "2",
         "--rpn-epochs", "1", "--warmup", "1", "--log-every", "1", "--threads", "1"]
