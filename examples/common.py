@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["Progress", "JsonlLog", "plot_curves", "save_checkpoint", "load_checkpoint", "Distributed",
-           "seed_everything", "autocast", "fail", "import_script"]
+           "seed_everything", "autocast", "fail", "import_script", "seed_stat", "mean_spread", "split_passthrough"]
 
 
 def import_script(path: str, name: str):
@@ -47,6 +47,25 @@ def import_script(path: str, name: str):
             del sys.modules[name]
             raise
     return sys.modules[name]
+
+
+def seed_stat(values) -> dict:
+    """A figure over seeds: ``{"mean", "spread" (half the range, (max - min) / 2), "values"}``."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "spread": float((v.max() - v.min()) / 2), "values": v.tolist()}
+
+
+def mean_spread(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
+    """``"12.3 ± 0.4"`` from a :func:`seed_stat` (scaled, e.g. AP to %)."""
+    return f"{stat['mean'] * scale:.{digits}f} ± {stat['spread'] * scale:.{digits}f}"
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """A reproduction script's own arguments, and those after ``--`` for every training run."""
+    if "--" not in argv:
+        return list(argv), []
+    i = argv.index("--")
+    return list(argv[:i]), list(argv[i + 1:])
 
 
 def fail(message: str) -> None:

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["box_area", "box_iou", "match_rois", "encode_boxes", "decode_boxes", "BOX_WEIGHTS"]
+__all__ = ["box_area", "box_iou", "max_iou", "match_rois", "encode_boxes", "decode_boxes", "BOX_WEIGHTS"]
 
 # Fast R-CNN / R-FCN regression normalisation: deltas divided by (0.1, 0.1, 0.2, 0.2).
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -68,6 +68,27 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, pixel_offset: float = 0.0) -> Ten
     inter = wh[..., 0] * wh[..., 1]
     return inter / (area1[:, None] + area2[None, :] - inter)
 
+
+
+def max_iou(boxes: Tensor, others: Tensor) -> Tensor:
+    """Each box's highest IoU with any of ``others`` (0 when there are none, and for degenerate pairs).
+
+    Args:
+        boxes: ``[N, 4]`` float boxes.
+        others: ``[M, 4]`` boxes, cast to the dtype of ``boxes``.
+
+    Returns:
+        ``[N]`` IoUs.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.boxes import max_iou
+        >>> max_iou(torch.tensor([[0.0, 0, 2, 2], [9, 9, 10, 10]]), torch.tensor([[1.0, 0, 3, 2], [0, 0, 2, 4]]))
+        tensor([0.5000, 0.0000])
+    """
+    if others.numel() == 0 or boxes.numel() == 0:
+        return boxes.new_zeros(boxes.shape[0])
+    return box_iou(boxes, others.to(boxes.dtype)).nan_to_num(0.0).max(1).values
 
 def match_rois(rois: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5, *, inclusive: bool = True) -> Tensor:
     """Fast R-CNN label assignment: the ground truth each RoI is positive for.

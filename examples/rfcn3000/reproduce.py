@@ -41,6 +41,8 @@ import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import common  # noqa: E402
 # Run by run, both seeds of a run one after the other; K1 and K1_c10 first: they train different
 # classification networks, which the later runs of the seed reuse. Table 4.6 (class-specific vs decoupled)
 # is on 20 classes, as the thesis' PASCAL VOC comparison: the R-FCN head at 200 classes (201 x 49 maps)
@@ -51,11 +53,6 @@ RUNS = (("K1", ["--superclasses", "1"]), ("K1_c10", ["--train-classes", "10", "-
         ("rfcn_c20", ["--head", "rfcn", "--train-classes", "20", "--synthetic", "300", "100"]),
         ("K5", ["--superclasses", "5", "--no-add-classes"]), ("K25", ["--superclasses", "25", "--no-add-classes"]),
         ("K1_c50", ["--train-classes", "50", "--no-add-classes"]), ("rfcn", ["--head", "rfcn"]))
-
-
-def _stat(values) -> dict:
-    v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "spread": float((v.max() - v.min()) / 2), "values": v.tolist()}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -80,7 +77,7 @@ def summarise(runs: list[dict]) -> dict:
             figures["held_out_AP"] = [r["held_out_AP"] for r in rs]
             figures["all_AP"] = [r["all"]["coco"]["AP"] for r in rs]
         out[name] = {"seeds": [r["seed"] for r in rs], "train_classes": rs[0]["num_known"],
-                     **{k: _stat(v) for k, v in figures.items()}}
+                     **{k: common.seed_stat(v) for k, v in figures.items()}}
     return out
 
 
@@ -96,9 +93,6 @@ def speed(classes=(200, 1000, 3000), image_size: int = 128, repeats: int = 20, b
     depends on ``C`` in a way a trained detector's does not. The forward time
     is the architecture's cost.
     """
-    sys.path.insert(0, os.path.dirname(HERE))
-    import common
-
     train = common.import_script(os.path.join(HERE, "train.py"), "rfcn3000_train")
 
     torch.set_num_threads(threads)
@@ -151,7 +145,7 @@ def table(summary: dict, speed_rows: list[dict] | None) -> str:
     def f(row, k, scale=100.0, digits=1):
         if k not in row:
             return "–"
-        return f"{row[k]['mean'] * scale:.{digits}f} ± {row[k]['spread'] * scale:.{digits}f}"
+        return common.mean_spread(row[k], scale, digits)
 
     lines = ["| run | classes with boxes | AP | AP50 | objectness AP (all) | objectness AP50 (held-out) | "
              "held-out AP after add_class | all-class AP after add_class | images/s | head ms | train s |",
@@ -173,8 +167,7 @@ def table(summary: dict, speed_rows: list[dict] | None) -> str:
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = common.split_passthrough(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: %(default)s)")

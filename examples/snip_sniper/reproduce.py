@@ -24,9 +24,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import common  # noqa: E402
 RUNS = (("single", []), ("multiscale", []), ("snip", []), ("sniper", []), ("sniper_no_neg", ["--no-negatives"]))
 METRICS = ("AP", "AP50", "APs", "APm", "APl", "ARs", "ARm", "ARl")
 
@@ -44,9 +45,7 @@ def summarise(runs: list[dict]) -> dict:
                    "train_inputs_per_s": [r["train_inputs_per_s"] for r in rs],
                    "train_seconds": [r["train_seconds"] + r.get("rpn_seconds", 0.0) for r in rs],
                    "inference_s_per_image": [r["inference_s_per_image"] for r in rs]}
-        for k, v in figures.items():
-            v = np.asarray(v, dtype=float)
-            row[k] = {"mean": float(v.mean()), "spread": float((v.max() - v.min()) / 2), "values": v.tolist()}
+        row.update({k: common.seed_stat(v) for k, v in figures.items()})
         out[name] = row
     if "single" in out:
         base = out["single"]["train_pixels_per_image"]["mean"]
@@ -57,7 +56,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def table(summary: dict) -> str:
     def f(row, k, scale=100.0, digits=1):
-        return f"{row[k]['mean'] * scale:.{digits}f} ± {row[k]['spread'] * scale:.{digits}f}"
+        return common.mean_spread(row[k], scale, digits)
 
     lines = ["| recipe | AP | AP50 | AP_S | AP_M | AP_L | AR_S | AR_M | AR_L | train pixels vs single | "
              "train inputs/s | train s | inference s/image |",
@@ -72,8 +71,7 @@ def table(summary: dict) -> str:
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = common.split_passthrough(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: %(default)s)")
@@ -85,9 +83,6 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     data = os.path.join(args.out, "data")
-    sys.path.insert(0, os.path.dirname(HERE))
-    import common
-
     train = common.import_script(os.path.join(HERE, "train.py"), "snip_sniper_train")
 
     targs = train.parse_args(["--synthetic-dir", data, "--out", args.out, *extra])

@@ -10,7 +10,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
-from scalekit.boxes import box_iou
+from scalekit.boxes import max_iou
 from scalekit.detection._patch import mix_in
 from scalekit.detection.transform import _transform_of
 
@@ -27,13 +27,6 @@ def _ignore_boxes(target: dict, like: Tensor) -> Tensor:
     return boxes.to(like)
 
 
-def _best_iou(boxes: Tensor, others: Tensor) -> Tensor:
-    """``[N]``: each box's highest IoU with ``others`` (0 when there are none)."""
-    if others.numel() == 0 or boxes.numel() == 0:
-        return boxes.new_zeros(boxes.shape[0])
-    return box_iou(boxes, others).nan_to_num(0.0).max(1).values
-
-
 class _IgnoreAwareRPN:
     """Anchors whose IoU with an ignore box exceeds ``ignore_iou_threshold``
     are labelled -1 (not sampled), overriding positives, as SNIPER's code does."""
@@ -43,7 +36,8 @@ class _IgnoreAwareRPN:
     def assign_targets_to_anchors(self, anchors, targets):
         labels, matched = super().assign_targets_to_anchors(anchors, targets)
         for labels_per_image, anchors_per_image, target in zip(labels, anchors, targets):
-            near_ignore = _best_iou(anchors_per_image, _ignore_boxes(target, anchors_per_image)) > self.ignore_iou_threshold
+            ignore = _ignore_boxes(target, anchors_per_image)
+            near_ignore = max_iou(anchors_per_image, ignore) > self.ignore_iou_threshold
             labels_per_image[near_ignore] = -1.0
         return labels, matched
 
@@ -67,8 +61,8 @@ class _IgnoreAwareRoIHeads:
         if self._ignore is not None:
             threshold = self.proposal_matcher.high_threshold
             for p, gt, ignore, lab in zip(proposals, gt_boxes, self._ignore, labels):
-                best_ignore = _best_iou(p, ignore)
-                lab[(best_ignore >= threshold) & (best_ignore > _best_iou(p, gt))] = -1
+                best_ignore = max_iou(p, ignore)
+                lab[(best_ignore >= threshold) & (best_ignore > max_iou(p, gt))] = -1
         return matched_idxs, labels
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalekit.boxes import box_iou, encode_boxes, match_rois
+from scalekit.boxes import encode_boxes, match_rois, max_iou
 from scalekit.ops import DeformPSRoIPoolPack, ps_roi_align
 
 IGNORE = -1  # label of a RoI that is neither foreground nor background
@@ -45,11 +45,10 @@ def assign(proposals, targets, inclusive: bool, iou_threshold: float = 0.5):
         m = match_rois(p, t["boxes"], iou_threshold, inclusive=inclusive)
         lab = torch.where(m >= 0, t["labels"][m.clamp(min=0)] if t["labels"].numel() else m, 0)
         ignore = t.get("ignore_boxes")
-        if ignore is not None and ignore.numel() and p.numel():
-            best_ignore = box_iou(p, ignore.to(p.dtype)).nan_to_num(0.0).max(1).values
-            best_gt = (box_iou(p, t["boxes"].to(p.dtype)).nan_to_num(0.0).max(1).values
-                       if t["boxes"].numel() else torch.zeros_like(best_ignore))
-            lab = torch.where((best_ignore >= iou_threshold) & (best_ignore > best_gt), IGNORE, lab)
+        if ignore is not None and ignore.numel():
+            best_ignore = max_iou(p, ignore)
+            ignored = (best_ignore >= iou_threshold) & (best_ignore > max_iou(p, t["boxes"]))
+            lab = torch.where(ignored, IGNORE, lab)
         labels.append(lab)
         gt = t["boxes"][m.clamp(min=0)] if t["boxes"].numel() else p
         box_targets.append(encode_boxes(p, gt.to(p.dtype)))
