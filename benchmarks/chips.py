@@ -76,7 +76,8 @@ def run(quick: bool = False) -> None:
     import tempfile
 
     from scalekit.chips import chip_stats
-    from scalekit.datasets import CocoDetection, make_synthetic_coco
+    from scalekit.datasets import CocoDetection
+    from scalekit.datasets.synthetic import make_synthetic_coco
 
     dataset = CocoDetection(*make_synthetic_coco(tempfile.mkdtemp(), num_images=20 if quick else 100, seed=0))
     stats = chip_stats(gen, [dataset.annotations(i)[::2] for i in range(len(dataset))])

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from scalekit.chips import ChipGenerator, draw_chips
-from scalekit.datasets import CocoDetection, make_synthetic_coco
+from scalekit.datasets import CocoDetection
+from scalekit.datasets.synthetic import make_synthetic_coco
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -34,7 +34,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import common  # noqa: E402
 
-from scalekit.datasets import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset  # noqa: E402
+from scalekit.datasets.synthetic import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset  # noqa: E402
 from scalekit.evaluation import clips_from_scores, clips_to_detections, midpoint_map, read_class_segments, tiou_map  # noqa: E402
 from scalekit.sequence import BiLSTMHead, memory_limited_scores, stateful_windows  # noqa: E402
 from scalekit.video import FlowTracker, MultiStream, OpenCVFlow, TorchFlow, TrajectoryConv, crop_boxes, pixel_trajectories, stacked_flow  # noqa: E402

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msb_rnn  # noqa: E402
 
-from scalekit.datasets import SHOPPING_ACTIONS  # noqa: E402
+from scalekit.datasets.synthetic import SHOPPING_ACTIONS  # noqa: E402
 from scalekit.evaluation import clips_from_scores  # noqa: E402
 
 # Thesis values on the Shopping dataset (mid-point-hit mAP, %), for the direction only.
@@ -136,7 +136,7 @@ def timeline(path: str, seed_dir: str, gt: dict, vid: str | None = None, width: 
 def diagnostics(out: str, args: dict, max_videos: int = 4) -> dict:
     """Synthetic data only: how often the tracked box holds the hand, and TorchFlow's error at the
     hand for 1- and 3-frame displacements (what stacked flow and pixel trajectories rely on)."""
-    from scalekit.datasets import make_synthetic_shopping
+    from scalekit.datasets.synthetic import make_synthetic_shopping
     from scalekit.video import TorchFlow
 
     split = json.load(open(os.path.join(out, "data", "split.json")))

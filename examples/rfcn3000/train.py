@@ -25,7 +25,7 @@ The steps, each from scalekit's public API:
    alone, and its detection AP is reported.
 
 Without ``--data`` a seeded synthetic set is generated on first use
-(:func:`scalekit.datasets.make_synthetic_fine_coco`): 5 shape families x 42
+(:func:`scalekit.datasets.synthetic.make_synthetic_fine_coco`): 5 shape families x 42
 classes, 2 per family held out (200 classes with boxes, 10 without).
 ``--data DIR`` reads any COCO-format set: ``DIR/train`` and ``DIR/val`` with
 ``images/`` and ``annotations.json``, optionally ``DIR/classification`` with
@@ -61,7 +61,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import common  # noqa: E402
 
 from scalekit.boxes import decode_boxes  # noqa: E402
-from scalekit.datasets import CocoDetection, make_synthetic_fine_classification, make_synthetic_fine_coco  # noqa: E402
+from scalekit.datasets import CocoDetection  # noqa: E402
+from scalekit.datasets.synthetic import make_synthetic_fine_classification, make_synthetic_fine_coco  # noqa: E402
 from scalekit.detection import deformable_resnet, faster_rcnn_with_head, honour_ignore_boxes  # noqa: E402
 from scalekit.evaluation import coco_evaluate, to_coco_results  # noqa: E402
 from scalekit.heads import DecoupledHead, RFCNHead, class_mean_features, discover_superclasses  # noqa: E402

@@ -48,7 +48,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import common  # noqa: E402
 
 from scalekit.chips import ChipDataset, ChipGenerator, collate_chips, snip_chips  # noqa: E402
-from scalekit.datasets import CocoDetection, make_synthetic_coco  # noqa: E402
+from scalekit.datasets import CocoDetection  # noqa: E402
+from scalekit.datasets.synthetic import make_synthetic_coco  # noqa: E402
 from scalekit.detection import honour_ignore_boxes, keep_input_size  # noqa: E402
 from scalekit.evaluation import coco_evaluate, to_coco_results  # noqa: E402
 from scalekit.scale import SNIP_LEVELS, SNIPER_LEVELS, AreaRange, Pyramid, ScaleSpec, resize_image  # noqa: E402

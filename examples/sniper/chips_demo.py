@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from scalekit.chips import ChipGenerator, chip_stats, crop_chip, draw_chips
-from scalekit.datasets import CocoDetection, make_synthetic_coco
+from scalekit.datasets import CocoDetection
+from scalekit.datasets.synthetic import make_synthetic_coco
 
 
 def progress(i: int, n: int, start: float) -> None:

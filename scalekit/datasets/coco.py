@@ -39,7 +39,8 @@ class CocoDetection(Dataset):
 
     Example:
         >>> import tempfile
-        >>> from scalekit.datasets import CocoDetection, make_synthetic_coco
+        >>> from scalekit.datasets import CocoDetection
+        >>> from scalekit.datasets.synthetic import make_synthetic_coco
         >>> root, ann = make_synthetic_coco(tempfile.mkdtemp(), num_images=2, seed=0)
         >>> ds = CocoDetection(root, ann)
         >>> image, target = ds[0]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scalekit.datasets import (FINE_FAMILIES, CocoDetection, fine_grained_taxonomy, make_synthetic_fine_classification,
-                               make_synthetic_fine_coco)
+from scalekit.datasets import CocoDetection
+from scalekit.datasets.synthetic import (FINE_FAMILIES, fine_grained_taxonomy, make_synthetic_fine_classification,
+                                         make_synthetic_fine_coco)
 
 
 def test_taxonomy_size_families_and_uniqueness():
@@ -58,7 +59,7 @@ def test_classes_of_one_family_share_the_outline_and_differ_in_appearance(tmp_pa
     images, labels = make_synthetic_fine_classification(tmp_path, per_class=1, seed=0, classes=[1, 2, 43],
                                                         crop_size=64)
     assert cats[0]["family"] == cats[1]["family"] != cats[42]["family"]
-    from scalekit.datasets.synthetic_fine import _mask, _render
+    from scalekit.datasets.synthetic.fine import _mask, _render
 
     def draw(cat):
         canvas = np.full((40, 40, 3), 128.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalekit.datasets import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset
+from scalekit.datasets.synthetic import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset
 from scalekit.evaluation import read_class_segments, read_segments_csv
 
 REACH, RETRACT, HAND_IN, PRODUCT, SHELF = range(1, 6)  # chunk labels (class + 1)

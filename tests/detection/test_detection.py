@@ -14,7 +14,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from scalekit.chips import ChipDataset, ChipGenerator, collate_chips
-from scalekit.datasets import CocoDetection, make_synthetic_coco
+from scalekit.datasets import CocoDetection
+from scalekit.datasets.synthetic import make_synthetic_coco
 from scalekit.evaluation import coco_evaluate, to_coco_results
 from scalekit.detection import (
     TorchvisionRoIHeads,

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, DistributedSampler
 
 from scalekit.chips import Chip, ChipDataset, ChipGenerator, chip_stats, chip_targets, crop_chip, draw_chips
-from scalekit.datasets import CocoDetection, make_synthetic_coco
+from scalekit.datasets import CocoDetection
+from scalekit.datasets.synthetic import make_synthetic_coco
 from scalekit.scale import SNIP_LEVELS, SNIPER_LEVELS, AreaRange, Pyramid, ScaleSpec, invalidate_anchors, resize_image
 
 

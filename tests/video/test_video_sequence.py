@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalekit.datasets import make_synthetic_video
+from scalekit.datasets.synthetic import make_synthetic_video
 from scalekit.evaluation import midpoint_map
 from scalekit.sequence import BiLSTMHead, memory_limited_scores, stateful_windows
 from scalekit.video import (

@@ -40,7 +40,7 @@ def fine_grained_taxonomy(num_families: int = 5, classes_per_family: int = 40, s
         seed: which combinations each family takes.
 
     Example:
-        >>> from scalekit.datasets import fine_grained_taxonomy
+        >>> from scalekit.datasets.synthetic import fine_grained_taxonomy
         >>> cats = fine_grained_taxonomy(num_families=5, classes_per_family=40)
         >>> len(cats), cats[0]["supercategory"], cats[40]["supercategory"], cats[-1]["id"]
         (200, 'square', 'disc', 200)
@@ -158,7 +158,8 @@ def make_synthetic_fine_coco(root, num_images: int = 100, seed: int = 0, *, num_
 
     Example:
         >>> import tempfile
-        >>> from scalekit.datasets import CocoDetection, make_synthetic_fine_coco
+        >>> from scalekit.datasets import CocoDetection
+        >>> from scalekit.datasets.synthetic import make_synthetic_fine_coco
         >>> images, ann = make_synthetic_fine_coco(tempfile.mkdtemp(), num_images=3, classes=[1, 2, 41])
         >>> ds = CocoDetection(images, ann)
         >>> ds.num_classes, sorted({int(l) for i in range(3) for l in ds.annotations(i)[1]}) <= [1, 2, 41]
@@ -231,7 +232,7 @@ def make_synthetic_fine_classification(root, per_class: int = 10, seed: int = 0,
 
     Example:
         >>> import json, tempfile
-        >>> from scalekit.datasets import make_synthetic_fine_classification
+        >>> from scalekit.datasets.synthetic import make_synthetic_fine_classification
         >>> images, labels = make_synthetic_fine_classification(tempfile.mkdtemp(), per_class=2, classes=[3, 7])
         >>> sorted(r["category_id"] for r in json.load(open(labels))["images"])
         [3, 3, 7, 7]

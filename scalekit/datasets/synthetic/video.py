@@ -29,7 +29,7 @@ def make_synthetic_video(num_chunks: int = 40, chunk_len: int = 6, size=(72, 96)
         the disc's ``(x, y)``).
 
     Example:
-        >>> from scalekit.datasets import make_synthetic_video
+        >>> from scalekit.datasets.synthetic import make_synthetic_video
         >>> v = make_synthetic_video(num_chunks=10, seed=1)
         >>> v["frames"].shape, v["chunk_labels"].shape
         (torch.Size([60, 3, 72, 96]), torch.Size([10]))
@@ -176,7 +176,7 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
         (``[T, 2]`` float32 ``(x, y)`` centres).
 
     Example:
-        >>> from scalekit.datasets import make_synthetic_shopping, SHOPPING_ACTIONS
+        >>> from scalekit.datasets.synthetic import make_synthetic_shopping, SHOPPING_ACTIONS
         >>> v = make_synthetic_shopping(num_chunks=12, seed=1)
         >>> v["frames"].shape, v["chunk_labels"].shape
         (torch.Size([72, 3, 64, 80]), torch.Size([12]))
@@ -297,7 +297,7 @@ def save_video_dataset(videos, directory, classes, *, video_files: bool | None =
 
     Example:
         >>> import tempfile
-        >>> from scalekit.datasets import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset
+        >>> from scalekit.datasets.synthetic import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset
         >>> from scalekit.evaluation import read_class_segments
         >>> d = tempfile.mkdtemp()
         >>> v = make_synthetic_shopping(num_chunks=8, seed=1)
