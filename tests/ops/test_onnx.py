@@ -74,6 +74,11 @@ def test_soft_nms_golden_and_batched():
     ref_keep, ref_kept = fn(boxes, scores, idxs)
     assert torch.equal(keep, ref_keep)
     torch.testing.assert_close(kept, ref_kept)
+    # the same box in two categories: neither decays the other
+    two = (torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]]), torch.tensor([0.9, 0.8]), torch.tensor([0, 1]))
+    keep, kept = run_onnx(fn, two)
+    assert keep.tolist() == [0, 1]
+    torch.testing.assert_close(kept, torch.tensor([0.9, 0.8]))
 
 
 def rois(k, seed, size=32.0, batch=2):
