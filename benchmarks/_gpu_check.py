@@ -214,16 +214,19 @@ def write(logs: str, out: str) -> dict:
         lines += ["", "## Targets (issue 25)", "", "| target | measured | verdict |", "| --- | --- | --- |"]
         lines += [f"| {t['target']} | {t['measured']} | {t['verdict']} |" for t in summary["targets"]]
     if rows:
-        lines += ["", "## Benchmarks (CUDA rows; ratio = peer / scalekit, above 1: scalekit faster)", "",
-                  "| table | case | scalekit | peer | ratio |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", "## Benchmarks (CUDA rows; ratio = peer / scalekit, above 1: scalekit faster)"]
+        table = None
         for r in rows:
             if r.get("table") == "determinism":
                 continue
+            if r.get("table") != table:
+                table = r.get("table")
+                lines += ["", f"{table}", "", "| case | scalekit | peer | ratio |", "| --- | --- | --- | --- |"]
             if "error" in r:
-                lines.append(f"| {r['table'][:40]} | {r['case']} | failed: {r['error'][:80]} | | |")
+                lines.append(f"| {r['case']} | failed: {r['error'][:100]} | | |")
                 continue
             ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
-            lines.append(f"| {r['table'][:40]} | {r['case']} | {_fmt_s(r['ours_s'])} | {_fmt_s(r['peer_s'])} | {ratio} |")
+            lines.append(f"| {r['case']} | {_fmt_s(r['ours_s'])} | {_fmt_s(r['peer_s'])} | {ratio} |")
     if summary["examples"]:
         lines += ["", "## Example training throughput", "", "| run | throughput | from |", "| --- | --- | --- |"]
         for name, r in summary["examples"].items():

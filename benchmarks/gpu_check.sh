@@ -34,7 +34,7 @@
 # summary.json, logs.tar.gz (every step's log). Where OUT is unset the logs are
 # also left as files in runs/gpu_check/logs/. Where OUT is set (the device tool,
 # which returns only a few files from OUT), the plain logs stay in
-# runs/gpu_check_logs/ on the GPU machine and OUT holds only the four files.
+# runs/gpu_check_logs/ on the GPU machine and OUT holds only those three files.
 # SUMMARY.md and logs.tar.gz are rewritten after every step.
 #
 # --cpu-dry-run (or GPU_CHECK_DRY_RUN=1): the script's logic on a machine without
