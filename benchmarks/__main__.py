@@ -20,6 +20,7 @@ unknown = sorted(set(args.suites) - set(SUITES))
 if unknown:
     parser.error(f"unknown suite(s) {unknown}; choose from {SUITES}")
 _common.ONLY_DEVICE = args.device
+_common.JSON_PATH = args.json
 modules = {name: importlib.import_module(f"benchmarks.{name}") for name in args.suites or SUITES}
 if args.device == "cuda":  # suites that time the CPU alone have nothing to show
     modules = {name: m for name, m in modules.items() if getattr(m, "HAS_CUDA_ROWS", False)}
@@ -35,5 +36,4 @@ if args.device == "cuda" and _common.cuda_device() is None:
     print("no CUDA device, or scalekit built without CUDA kernels: no CUDA rows to measure")
 for name, module in modules.items():
     module.run(quick=args.quick, **options.get(name, {}))
-    if args.json:  # after every suite, so that a run cut short keeps what it measured
-        _common.write_json(args.json)
+_common.write_json()

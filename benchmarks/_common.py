@@ -12,8 +12,10 @@ import torch
 
 # Set by ``python -m benchmarks --device cpu|cuda``: only that device's rows.
 ONLY_DEVICE: str | None = None
-# Every row printed, for ``python -m benchmarks --json PATH``.
+# Every row printed; with JSON_PATH set (``python -m benchmarks --json PATH``)
+# also written there after each row, so that a run cut short keeps its rows.
 ROWS: list[dict] = []
+JSON_PATH: str | None = None
 
 
 def devices() -> list[torch.device]:
@@ -32,7 +34,10 @@ def cuda_device() -> torch.device | None:
     return next((d for d in devices() if d.type == "cuda"), None)
 
 
-def write_json(path: str) -> None:
+def write_json(path: str | None = None) -> None:
+    path = path or JSON_PATH
+    if path is None:
+        return
     with open(path, "w") as f:
         json.dump({"torch": torch.__version__,
                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -80,6 +85,7 @@ class Table:
         sys.stdout.flush()
         ROWS.append({"table": self.title, "case": case, "device": device.type, "ours_s": ours,
                      "peer": self.peer, "peer_s": theirs, "ratio": theirs / ours if theirs is not None else None})
+        write_json()
 
     def error(self, case: str, device: torch.device, exc: BaseException) -> None:
         """A row that could not be measured: says why, and the suite goes on."""
@@ -87,3 +93,4 @@ class Table:
         print(f"{case:<58} {device.type:<6} failed: {message}")
         sys.stdout.flush()
         ROWS.append({"table": self.title, "case": case, "device": device.type, "error": message})
+        write_json()

@@ -15,7 +15,7 @@ import argparse
 import torch
 import torchvision
 
-from benchmarks._common import ROWS, Table, cuda_device, devices, measure
+from benchmarks._common import ROWS, Table, cuda_device, devices, measure, write_json
 from scalekit import ops
 
 HAS_CUDA_ROWS = True
@@ -100,6 +100,7 @@ def cuda_rows(quick: bool = False) -> None:
         case = f"ps_roi_align backward fp32 {name}, {label}"
         print(f"{case}: {'deterministic' if same else 'NOT deterministic'} (two runs compared bit for bit)")
         ROWS.append({"table": "determinism", "case": case, "device": "cuda", "deterministic": same})
+        write_json()
 
 
 if __name__ == "__main__":
