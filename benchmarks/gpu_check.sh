@@ -357,6 +357,14 @@ export ADV
 
 echo "gpu_check: $( [ "$DRY" = 1 ] && echo 'CPU dry run' || echo 'GPU run'), python $PY, budget ${BUDGET}s, logs $LOGS, summary $OUT_DIR/SUMMARY.md"
 run_step env 60 step_env
+# Left out by --only/--skip, the build still runs where the extension has no
+# CUDA kernels (a fresh machine: build outputs do not travel with the tree).
+if ! selected build && [ "$DRY" != 1 ] &&
+   ! "$PY" -c "from scalekit import _ext; assert _ext.has_cuda_kernels()" > /dev/null 2>&1; then
+  echo "gpu_check: scalekit has no CUDA kernels here: building although --only/--skip leave the build out"
+  ONLY=${ONLY:+$ONLY,build,}
+  SKIP=${SKIP//,build,/,}
+fi
 if selected build; then
   if ! run_step build 300 step_build; then
     echo "gpu_check: the build failed; see $LOGS/build.log" >&2
