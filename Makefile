@@ -9,6 +9,11 @@
 #   make smoke   install that wheel into a fresh venv with nothing of the project, import, run one op
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
 #                hypothesis budget (SANITIZE_PROFILE=dev: 100 examples; thorough: 2,000)
+#   make gpu-check  on a GPU machine (no .venv, no network needed): build the CUDA kernels for
+#                that GPU, CUDA tests, compute-sanitizer, CUDA benchmarks vs torchvision, example
+#                throughput, the rest of the tests; under 8 minutes on an H100/H200, one page in
+#                runs/gpu_check/SUMMARY.md ($OUT/ if set). GPU_CHECK_ARGS="--cpu-dry-run" checks
+#                the script without a GPU; "--only STEP,..." reruns steps (benchmarks/gpu_check.sh)
 #
 # Environment: PYTHON (interpreter that creates .venv), FORCE_CUDA=1 (build the
 # CUDA kernels without a visible GPU), CUDA_HOME (CUDA toolkit).
@@ -24,7 +29,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize repro-snip-sniper repro-msb-rnn clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -115,6 +120,11 @@ sanitize: $(STAMP_DEPS)
 	  PYTHONPATH="$$PWD:$$($(abspath $(PY)) -c 'import site; print(":".join(site.getsitepackages()))')" \
 	  $(abspath $(PY)) -S -m pytest -p no:cacheprovider -q -x $(SANITIZE_TESTS) --ignore=tests/ops/test_onnx.py \
 	  -c pyproject.toml -o addopts="-ra --strict-markers"
+
+# No .venv prerequisite: a GPU machine brings its own torch and has no network.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build dist docs/_build scalekit/*.so $(BUILT)

@@ -16,8 +16,12 @@ import argparse
 import torch
 import torchvision
 
-from benchmarks._common import Table, devices, measure
+from benchmarks._common import Table, cuda_device, devices, measure
 from scalekit import ops
+
+HAS_CUDA_ROWS = True
+# Issue 25's target for Soft-NMS on a GPU: 30,000 boxes over 80 classes, Gaussian.
+SOFT_NMS_TARGET_MS = 5.0
 
 
 def uniform_boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,6 +90,47 @@ def run(quick: bool = False) -> None:
                 ours = measure(lambda: ops.soft_nms(boxes, scores, method=method), device)
                 theirs = measure(lambda: torch_soft_nms(boxes, scores, method=method), device, min_time=0)
                 table.row(f"soft_nms {method} clustered n={n}", device, ours, theirs)
+    cuda_rows(quick)
+
+
+def cuda_rows(quick: bool = False) -> None:
+    """CUDA only: float16 NMS vs torchvision, and Soft-NMS at detector scale
+    (no maintained GPU Soft-NMS exists to compare with: absolute times)."""
+    device = cuda_device()
+    if device is None:
+        return
+    n = 6000 if quick else 30000
+    table = Table("nms / batched_nms on CUDA, float16 boxes and scores, vs torchvision.ops", "torchvision")
+    for dist, make in (("uniform", uniform_boxes), ("clustered", clustered_boxes)):
+        boxes, scores = (t.to(device).half() for t in make(n))
+        idxs = torch.randint(0, 80, (n,), generator=torch.Generator().manual_seed(1)).to(device)
+        for case, ours_fn, theirs_fn in (
+            (f"nms fp16 {dist} n={n}", lambda: ops.nms(boxes, scores, 0.5),
+             lambda: torchvision.ops.nms(boxes, scores, 0.5)),
+            (f"batched_nms fp16 {dist} n={n}, 80 classes", lambda: ops.batched_nms(boxes, scores, idxs, 0.5),
+             lambda: torchvision.ops.batched_nms(boxes, scores, idxs, 0.5)),
+        ):
+            try:
+                table.row(case, device, measure(ours_fn, device), measure(theirs_fn, device))
+            except Exception as exc:  # a failed row is reported; the others still run
+                table.error(case, device, exc)
+
+    table = Table(f"soft_nms / batched_soft_nms on CUDA, {n} clustered boxes: absolute time "
+                  f"(no GPU peer; target <= {SOFT_NMS_TARGET_MS:g} ms for Gaussian over 80 classes)", "-")
+    idxs = torch.randint(0, 80, (n,), generator=torch.Generator().manual_seed(1)).to(device)
+    for dtype in (torch.float32, torch.float16):
+        boxes, scores = (t.to(device, dtype) for t in clustered_boxes(n))
+        tag = "fp32" if dtype == torch.float32 else "fp16"
+        for method in ("gaussian", "linear"):
+            for case, fn in (
+                (f"batched_soft_nms {method} {tag} n={n}, 80 classes",
+                 lambda: ops.batched_soft_nms(boxes, scores, idxs, method=method)),
+                (f"soft_nms {method} {tag} n={n}, one class", lambda: ops.soft_nms(boxes, scores, method=method)),
+            ):
+                try:
+                    table.row(case, device, measure(fn, device, min_time=0.1, max_repeat=10), None)
+                except Exception as exc:
+                    table.error(case, device, exc)
 
 
 if __name__ == "__main__":
