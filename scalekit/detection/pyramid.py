@@ -8,9 +8,8 @@ from torch import Tensor
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from scalekit.detection.transform import input_size_kept
-from scalekit.scale.pyramid import register_detector_adapter
 
-__all__ = ["torchvision_level_detector"]
+__all__ = ["torchvision_level_detector", "torchvision_adapter"]
 
 
 def torchvision_level_detector(model: GeneralizedRCNN):
@@ -46,6 +45,11 @@ def torchvision_level_detector(model: GeneralizedRCNN):
     return run
 
 
-@register_detector_adapter
-def _adapt(detector):
+def torchvision_adapter(detector):
+    """:func:`torchvision_level_detector` for a torchvision ``GeneralizedRCNN``, else ``None``.
+
+    :class:`~scalekit.scale.Pyramid` calls this for any detector whose class
+    (or a base class) is defined in ``torchvision.models.detection``; nothing
+    is registered on import.
+    """
     return torchvision_level_detector(detector) if isinstance(detector, GeneralizedRCNN) else None
