@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from scalekit._image import as_float_image
-from scalekit._progress import progress as _progress
 from scalekit.ops import batched_soft_nms
+from scalekit.progress import progress as _progress
 from scalekit.scale.levels import SNIP_LEVELS, AreaRange, ScaleSpec
 
 __all__ = ["Pyramid", "resize_image", "register_detector_adapter", "MAX_LEVEL_PIXELS"]
@@ -323,8 +323,8 @@ class Pyramid:
         list of dicts). Images of a list go through each level ``batch_size``
         at a time (default: all at once); only those are read and held at a
         time, so a dataset's file paths with ``batch_size=8`` run in bounded
-        memory. ``progress=True`` writes ``Pyramid.detect: done/total`` to
-        stderr, updated after each batch.
+        memory. ``progress=True`` shows :mod:`scalekit.progress`'s bar on
+        stderr (``Pyramid.detect [####....] done/total``), updated after each batch.
         """
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
                                        or batch_size < 1):

@@ -175,7 +175,7 @@ class TestManyImages:
             outs = Pyramid(levels).detect("batched", images, batch_size=2, progress=True)
             assert len(outs) == 5 and batches == [2, 2, 2, 2, 1, 1]  # per batch, per level
             err = capsys.readouterr().err
-            assert "Pyramid.detect: 5/5" in err and "Pyramid.detect: 0/5" in err
+            assert "Pyramid.detect [####################] 5/5" in err
             batches.clear()
             outs = Pyramid(levels).detect("batched", (image for image in images))  # one batch, no progress
             assert len(outs) == 5 and batches == [5, 5] and capsys.readouterr().err == ""
