@@ -136,7 +136,11 @@ def draw_detections(image, detections: Mapping | None = None, *, ground_truth=No
     for value, what in ((max_detections, "max_detections"), (width, "width")):
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if what == "max_detections" else 1):
             raise ValueError(f"{what} must be an int >= {0 if what == 'max_detections' else 1}, got {value!r}")
-    canvas = (picture.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+    canvas = (picture.detach().float().cpu().nan_to_num(0.0).clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+    h, w = canvas.shape[-2:]
+    # Off-image parts are not drawn: clamp to one pixel outside, which keeps PIL's integers small.
+    limits = torch.tensor([w, h, w, h], dtype=torch.float64)
+    clip = lambda b: torch.minimum(b.clamp(min=-1.0), limits)  # noqa: E731
 
     if isinstance(ground_truth, Mapping):
         if ignore_boxes is None:
@@ -157,19 +161,19 @@ def draw_detections(image, detections: Mapping | None = None, *, ground_truth=No
         for kind, line in (("neg", 1), ("pos", width + 1)):  # negatives under positives
             idx = [i for i, k in enumerate(kinds) if (k == "neg") == (kind == "neg")]
             if idx:
-                canvas = draw_bounding_boxes(canvas, chip_boxes[idx], width=line,
+                canvas = draw_bounding_boxes(canvas, clip(chip_boxes[idx]), width=line,
                                              colors=[CHIP_COLOURS[levels[i] % len(CHIP_COLOURS)] for i in idx])
 
     if ignore_boxes is not None:
         ignore = _boxes(ignore_boxes, "ignore_boxes")
         if len(ignore):
             _hatch(canvas, ignore, IGNORE_COLOUR, spacing=6, thickness=2)
-            canvas = draw_bounding_boxes(canvas, ignore, colors=IGNORE_COLOUR, width=1)
+            canvas = draw_bounding_boxes(canvas, clip(ignore), colors=IGNORE_COLOUR, width=1)
 
     if ground_truth is not None:
         gt = _boxes(ground_truth, "ground_truth")
         if len(gt):
-            canvas = draw_bounding_boxes(canvas, gt, colors=GROUND_TRUTH_COLOUR, width=1)
+            canvas = draw_bounding_boxes(canvas, clip(gt), colors=GROUND_TRUTH_COLOUR, width=1)
 
     if detections is not None:
         if not isinstance(detections, Mapping) or "boxes" not in detections:
@@ -200,7 +204,7 @@ def draw_detections(image, detections: Mapping | None = None, *, ground_truth=No
                     text = f"{text} {float(scores[i]):.2f}".strip()
                 texts.append(text)
                 colours.append(DETECTION_COLOURS[label % len(DETECTION_COLOURS)])
-            canvas = draw_bounding_boxes(canvas, boxes[order], labels=texts, colors=colours, width=width)
+            canvas = draw_bounding_boxes(canvas, clip(boxes[order]), labels=texts, colors=colours, width=width)
 
     if path is not None:
         from PIL import Image

@@ -97,8 +97,9 @@ def resize_image(image: Tensor, factor: float, *, max_pixels: int = MAX_LEVEL_PI
         raise ValueError(f"image must be [C, H, W] with H, W > 0, got {shape}")
     h, w = image.shape[-2:]
     nh, nw = _resized_size(h, w, factor)
-    if nh * nw > max_pixels:
-        raise ValueError(f"resizing a {h}x{w} image by {factor:g} would make it {nh}x{nw} ({nh * nw:.3g} pixels), "
+    if float(nh) * float(nw) > max_pixels:
+        raise ValueError(f"resizing a {h}x{w} image by {factor:g} would make it {nh}x{nw} "
+                         f"({float(nh) * float(nw):.3g} pixels), "
                          f"above max_pixels={max_pixels:.3g}")
     out = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
     return out.to(image.dtype) if image.is_floating_point() else out, nh / h, nw / w
@@ -261,10 +262,11 @@ class Pyramid:
         for k, (spec, _) in enumerate(self.levels):
             factor = _positive_factor(spec.factor(height, width), f"level {k} ({spec})'s factor")
             nh, nw = _resized_size(height, width, factor)
-            if nh * nw > self.max_level_pixels:
+            pixels = float(nh) * float(nw)  # a float: the product of two huge ints may not format as one
+            if pixels > self.max_level_pixels:
                 raise ValueError(
                     f"level {k} ({spec}) would resize the {height}x{width} image by {factor:g} to {nh}x{nw} "
-                    f"({nh * nw:.3g} pixels, {nh * nw * 12:.3g} bytes as 3-channel float32), above "
+                    f"({pixels:.3g} pixels, {pixels * 12:.3g} bytes as 3-channel float32), above "
                     f"max_level_pixels={self.max_level_pixels:.3g}; use a smaller level or raise max_level_pixels")
             sizes.append((factor, nh, nw))
         return sizes
