@@ -2,6 +2,7 @@
 files too) and drawing.py on hostile input. Each call gives a result that meets the
 contract checked below, or a ValueError/TypeError naming the argument (hostile.py)."""
 
+import copy
 import json
 import math
 import os
@@ -10,7 +11,7 @@ import tempfile
 import numpy as np
 import torch
 import torchvision.utils  # noqa: F401  (imported here: its first import is not draw_detections' time)
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from scalekit.datasets import CocoDetection
@@ -57,6 +58,10 @@ def test_pyramid_settings_then_detect(setting, value, data):
                                **{setting: value}, names=(setting,))
     if pyramid is None:
         return
+    # what construction promises: every setting usable, so that detect fails on nothing it could have checked
+    assert 0.0 <= pyramid.iou_threshold <= 1.0 and 0.0 < pyramid.sigma < math.inf
+    assert not math.isnan(pyramid.score_threshold) and pyramid.method in ("linear", "gaussian", "hard")
+    assert pyramid.max_detections is None or (type(pyramid.max_detections) is int and pyramid.max_detections >= 1)
     n = data.draw(st.integers(0, 6))
     b = data.draw(boxes(max_boxes=0, wrong_shapes=False, wrong_dtypes=False)) if n == 0 else torch.tensor(
         [[i * 10.0, i * 5.0, i * 10.0 + 8, i * 5.0 + 9] for i in range(n)])
@@ -136,7 +141,8 @@ def _base():
 
 HOSTILE_JSON_VALUES = st.one_of(
     st.sampled_from([None, True, False, "", "x", [], {}, [1, 2, 3], -1, 0, 2**63, -(2**31), 1e308, 0.5, 12.0]),
-    st.sampled_from(HOSTILE_FLOATS), st.integers(), st.text(max_size=5))
+    st.sampled_from(HOSTILE_FLOATS), st.integers(), st.text(max_size=5)).map(copy.deepcopy)  # edits never reach
+# the strategy's own constants
 
 
 @st.composite
@@ -145,9 +151,20 @@ def malformed_coco(draw):
     entry duplicated or dropped, a section of the wrong type."""
     _, base = _base()
     coco = json.loads(json.dumps(base))
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
         section = draw(st.sampled_from(["images", "annotations", "categories", None]))
-        action = draw(st.sampled_from(["replace", "remove", "duplicate", "drop", "retype"]))
+        action = draw(st.sampled_from(["replace", "remove", "duplicate", "drop", "retype", "bbox", "same id"]))
+        anns = coco.get("annotations")
+        if action == "bbox" and isinstance(anns, list) and anns and isinstance(anns[0], dict):
+            a = anns[draw(st.integers(0, len(anns) - 1))]
+            if isinstance(a, dict) and isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4:
+                a["bbox"][draw(st.integers(0, 3))] = draw(st.one_of(st.sampled_from(HOSTILE_FLOATS),
+                                                                    HOSTILE_JSON_VALUES))
+            continue
+        if action == "same id" and section is not None and isinstance(coco.get(section), list) \
+                and len(coco[section]) >= 2 and all(isinstance(e, dict) for e in coco[section][:2]):
+            coco[section][1]["id"] = coco[section][0].get("id")  # two different entries, one id
+            continue
         if section is None or action == "retype":
             key = section or draw(st.sampled_from(["images", "annotations", "categories"]))
             coco[key] = draw(HOSTILE_JSON_VALUES)
@@ -177,8 +194,19 @@ def _text(coco, draw_cut):
 
 
 @covers(CocoDetection, CocoDetection.annotations, CocoDetection.ignore_boxes, CocoDetection.__getitem__)
-@given(coco=malformed_coco(), cut=st.one_of(st.none(), st.none(), st.integers(0, 400)))
-def test_coco_detection_on_malformed_files(coco, cut, tmp_path_factory):
+def _edited(change):
+    coco = json.loads(json.dumps(_base()[1]))
+    change(coco)
+    return coco
+
+
+@given(coco=malformed_coco(), cut=st.one_of(st.none(), st.none(), st.none(), st.integers(0, 400)))
+@example(coco=_edited(lambda c: c["annotations"][0]["bbox"].__setitem__(2, math.nan)), cut=None)
+@example(coco=_edited(lambda c: c["annotations"][0]["bbox"].__setitem__(0, -math.inf)), cut=None)
+@example(coco=_edited(lambda c: c["annotations"][1].update(id=c["annotations"][0]["id"])), cut=None)
+@example(coco=_edited(lambda c: c["annotations"].append(dict(c["annotations"][0], bbox=[0, 0, -5, -5]))), cut=None)
+@example(coco=_edited(lambda c: c["images"][0].pop("height")), cut=None)
+def test_coco_detection_on_malformed_files(coco, cut):
     root, _ = _base()
     path = os.path.join(tempfile.mkdtemp(prefix="fuzz-ann-"), "ann.json")
     with open(path, "w") as f:
@@ -187,6 +215,11 @@ def test_coco_detection_on_malformed_files(coco, cut, tmp_path_factory):
         ds = expect_clear(CocoDetection, root, path, check_files=False, names=("ann_file",))
     if ds is None:
         return
+    # the reference is the file itself: every entry is in the index, once, with its box
+    raw = coco.get("annotations", [])
+    assert len(ds.coco.anns) == len(raw) and len(ds.coco.imgs) == len(coco["images"])
+    for a in raw:
+        assert ds.coco.anns[a["id"]]["bbox"] == a["bbox"]
     for i in range(len(ds)):
         boxes_, labels, (h, w) = ds.annotations(i)
         assert torch.isfinite(boxes_).all() and (boxes_[:, 2:] >= boxes_[:, :2]).all()
