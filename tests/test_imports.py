@@ -66,3 +66,17 @@ def test_detection_is_an_attribute_of_scalekit_when_torchvision_is_there():
         print(scalekit.detection.keep_input_size.__module__, "detection" in dir(scalekit))
     """)
     assert out.stdout.strip() == "scalekit.detection.transform True"
+
+
+def test_torchvision_is_the_detection_extra_not_a_dependency():
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    deps = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
+    assert "torchvision" not in deps
+    assert project["optional-dependencies"]["detection"] == ["torchvision"]
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert "pip install build ninja && python -m build --wheel --no-isolation" in readme
+    assert "scalekit[detection]" in readme
