@@ -205,3 +205,20 @@ def test_torchvision_detectors_are_found_without_importing_scalekit_detection():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[(416, 608), (224, 320)] True"  # 400x600 and 200x300 padded to 32, not 320x320
+
+
+def test_a_torchvision_ssdlite_runs_each_level_at_its_own_size():
+    """Any torchvision detector with a GeneralizedRCNNTransform is run by the adapter, not
+    only R-CNNs: SSDlite would otherwise resize every level to 320 x 320."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                                                       num_classes=3).eval()
+    sizes = []
+    model.backbone.register_forward_pre_hook(lambda m, x: sizes.append(tuple(x[0].shape[-2:])))
+    levels = ((ScaleSpec.fixed(1.5), AreaRange()), (ScaleSpec.fixed(0.5), AreaRange()))
+    out = Pyramid(levels).detect(model, torch.rand(3, 200, 300))
+    assert sizes == [(300, 450), (100, 150)]  # SSD pads to a multiple of 1
+    assert torch.isfinite(out["boxes"]).all()
+    assert model.transform.resize_inputs  # torchvision resizes again outside the pyramid
