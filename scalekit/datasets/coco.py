@@ -216,7 +216,7 @@ def _check_coco(data, ann_file) -> None:
         for key in ("height", "width"):
             v = img.get(key)
             if not (_is_real(v) and math.isfinite(v) and v > 0 and float(v).is_integer()):
-                raise ValueError(f"{where}: {name} ({img['file_name']}) needs a positive whole '{key}', "
+                raise ValueError(f"{where}: images[{k}] (id {iid}, {img['file_name']}) needs a positive whole '{key}', "
                                  f"got {'nothing' if key not in img else repr(v)}")
         images[iid] = (k, img["file_name"])
     cats = set()

@@ -65,7 +65,7 @@ class TestMalformedFiles:
             CocoDetection(root, path)
 
     @pytest.mark.parametrize("change, match", [
-        (lambda c: c["images"][0].pop("height"), r"images\[0\] \(id 1\) \(000001.jpg\) needs a positive whole "
+        (lambda c: c["images"][0].pop("height"), r"images\[0\] \(id 1, 000001.jpg\) needs a positive whole "
                                                  r"'height', got nothing"),
         (lambda c: c["images"][0].update(width=0), "needs a positive whole 'width', got 0"),
         (lambda c: c["images"][0].update(width=12.5), "needs a positive whole 'width', got 12.5"),
