@@ -180,7 +180,9 @@ class Pyramid:
     :func:`register_detector_adapter`, or any callable
     ``detector(image [C, H, W]) -> (boxes [N, 4], scores [N], labels [N])``
     (or a dict with those keys) that handles sizes itself. Non-finite
-    detections raise a ``ValueError``; they are never dropped silently.
+    detections raise a ``ValueError``; they are never dropped silently. Boxes
+    mapped back to the original image are clipped to it (as torchvision's
+    detectors clip theirs to their input) before the valid range is applied.
 
     Images: a ``[C, H, W]`` tensor, a PIL image or a file path. Every detector
     receives float images in ``[0, 1]``, torchvision's convention: a ``uint8``
@@ -285,6 +287,9 @@ class Pyramid:
             for i, ((_, fy, fx), result) in enumerate(zip(resized, results)):
                 d = _as_detections(result, f"level {k}, image {first + i}")
                 boxes = d["boxes"] / torch.tensor([fx, fy, fx, fy], dtype=d["boxes"].dtype, device=d["boxes"].device)
+                h, w = images[i].shape[-2:]  # clipped to the image, as torchvision's detectors clip theirs
+                boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                                     boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], 1)
                 keep = area.valid_mask(boxes)
                 out[i].append({"boxes": boxes[keep], "scores": d["scores"][keep], "labels": d["labels"][keep]})
         return out

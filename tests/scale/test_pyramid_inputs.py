@@ -157,6 +157,18 @@ class TestArguments:
                                                                                         torch.zeros(3, 40, 50))
 
 
+def test_boxes_past_the_image_are_clipped_to_it_even_from_a_tiny_level():
+    """Issue 27: a level factor of 1e-6 made a 1x1 level whose detections, mapped back,
+    reached far outside the image."""
+    def det(image):  # boxes past its own input, as a careless detector gives them
+        return torch.tensor([[-5.0, -5, 10, 10], [0.5, 0.25, 0.75, 0.5]]), torch.tensor([0.9, 0.8]), torch.tensor([1, 2])
+
+    out = Pyramid(((ScaleSpec.fixed(1e-6), AreaRange()),)).detect(det, torch.zeros(3, 480, 640))
+    by_label = {int(l): b.tolist() for l, b in zip(out["labels"], out["boxes"])}
+    assert by_label[1] == [0.0, 0.0, 640.0, 480.0]  # not [-3200, -2400, 6400, 4800]
+    assert by_label[2] == pytest.approx([320.0, 120.0, 480.0, 240.0])  # inside the 1x1 input: mapped back, not clipped
+
+
 class TestManyImages:
     def test_batches_progress_and_generators(self, capsys):
         batches = []
