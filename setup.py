@@ -35,7 +35,7 @@ If torch is installed and this still fails (a build tool that isolates builds in
 separate environment, e.g. `python -m build` or `uv`), turn the isolation off:
 
     pip install --no-build-isolation .
-    python -m build --wheel --no-isolation
+    pip install build ninja && python -m build --wheel --no-isolation
     uv pip install --no-build-isolation .
 """
 

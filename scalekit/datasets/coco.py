@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
+import numbers
 import os
 
 import numpy as np
@@ -27,15 +30,34 @@ class CocoDetection(Dataset):
     ``annotations(i)`` gives ``(boxes, labels, (height, width))`` without
     reading the image.
 
-    Every image file is checked to exist when the dataset is built
+    The annotation file is checked when the dataset is built, and anything
+    malformed raises a ``ValueError`` that names the file, the entry and what
+    is wrong: every image needs a unique ``id``, a ``file_name`` and positive
+    whole ``height`` and ``width``; every category a unique ``id``; every
+    annotation a unique ``id``, an ``image_id`` among the images, a
+    ``category_id`` among the categories and a ``bbox`` of four finite numbers
+    ``[x, y, width, height]`` with ``width, height >= 0`` (NaN and infinite
+    boxes are refused, never passed on). Every image file is checked to exist
     (``check_files=True``), and a file whose size differs from the JSON's
     ``height``/``width`` raises a ``ValueError`` when it is read: chips and
     boxes are planned in the JSON's pixels.
+
+    ``transforms(image, target) -> (image, target)`` is applied to every item
+    after it is read, as torchvision's v2 transforms are called: with
+    torchvision installed, the image arrives as a ``tv_tensors.Image`` and
+    ``"boxes"`` and ``"ignore_boxes"`` as ``tv_tensors.BoundingBoxes`` (XYXY,
+    ``canvas_size`` the image's), so that flips, crops and resizes move them
+    with the pixels; the dataset returns plain tensors again (``boxes``
+    float32) and checks that there is still one label per box. Chip planning
+    (:meth:`annotations`, :class:`~scalekit.chips.ChipDataset`) sees the
+    untransformed annotations.
 
     Args:
         root: folder of the image files.
         ann_file: the COCO JSON.
         check_files: check at construction that every image file exists.
+        transforms: optional ``(image, target) -> (image, target)`` callable,
+            e.g. ``torchvision.transforms.v2.RandomHorizontalFlip()``.
 
     Example:
         >>> import tempfile
@@ -50,30 +72,26 @@ class CocoDetection(Dataset):
         True
     """
 
-    def __init__(self, root, ann_file, *, check_files: bool = True) -> None:
+    def __init__(self, root, ann_file, *, check_files: bool = True, transforms=None) -> None:
         from pycocotools.coco import COCO
 
         if not os.path.isdir(root):
             raise FileNotFoundError(f"root: no such image folder: {root}")
         if not os.path.isfile(ann_file):
             raise FileNotFoundError(f"ann_file: no such annotation file: {ann_file}")
+        if transforms is not None and not callable(transforms):
+            raise TypeError(f"transforms must be a callable (image, target) -> (image, target), "
+                            f"got {type(transforms).__name__}")
+        data = _read_json(ann_file)
+        _check_coco(data, ann_file)
+        self.coco = COCO()
+        self.coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):
-            try:
-                self.coco = COCO(str(ann_file))
-            except Exception as exc:  # pycocotools asserts on malformed files
-                raise ValueError(f"ann_file {ann_file} is not a valid COCO annotation file: {exc!r}") from exc
+            self.coco.createIndex()
         self.root = root
+        self.transforms = transforms
         self.ids = sorted(self.coco.imgs.keys())
-        for aid, ann in self.coco.anns.items():
-            bbox = ann.get("bbox")
-            if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and bbox[2] >= 0 and bbox[3] >= 0):
-                raise ValueError(f"ann_file {ann_file}: annotation {aid} has a malformed bbox {bbox!r} "
-                                 "(expected [x, y, width, height] with width, height >= 0)")
         cats = sorted(self.coco.getCatIds())
-        for aid, ann in self.coco.anns.items():
-            if ann.get("category_id") not in self.coco.cats:
-                raise ValueError(f"ann_file {ann_file}: annotation {aid} has category_id {ann.get('category_id')!r}, "
-                                 f"which is not among the file's categories")
         self.category_to_label = {c: i + 1 for i, c in enumerate(cats)}
         self.label_to_category = {i + 1: c for i, c in enumerate(cats)}
         self.class_names = [self.coco.cats[c].get("name", str(c)) for c in cats]
@@ -118,7 +136,126 @@ class CocoDetection(Dataset):
             raise ValueError(f"image {image_id}: {path} is {arr.shape[0]}x{arr.shape[1]} (HxW) but the annotation "
                              f"file says {size[0]}x{size[1]}; its boxes and chips would be misplaced")
         image = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
-        return image, {"boxes": boxes, "labels": labels, "ignore_boxes": self.ignore_boxes(i), "image_id": image_id}
+        target = {"boxes": boxes, "labels": labels, "ignore_boxes": self.ignore_boxes(i), "image_id": image_id}
+        if self.transforms is not None:
+            image, target = _apply(self.transforms, image, target, image_id)
+        return image, target
+
+
+def _apply(transforms, image, target, image_id):
+    """``transforms(image, target)`` with torchvision's tv_tensors where torchvision is installed."""
+    try:
+        from torchvision import tv_tensors
+    except Exception:  # no torchvision: a plain (image, target) callable
+        tv_tensors = None
+    if tv_tensors is not None:
+        size = tuple(image.shape[-2:])
+        image = tv_tensors.Image(image)
+        target = dict(target)
+        for key in ("boxes", "ignore_boxes"):
+            target[key] = tv_tensors.BoundingBoxes(target[key], format="XYXY", canvas_size=size)
+    out = transforms(image, target)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict)):
+        raise TypeError(f"image {image_id}: transforms must return (image, target dict), got {type(out).__name__}")
+    image, target = out
+    if isinstance(image, torch.Tensor):
+        image = image.as_subclass(torch.Tensor)
+    target = dict(target)
+    for key in ("boxes", "ignore_boxes"):
+        if key in target:
+            target[key] = torch.as_tensor(target[key]).as_subclass(torch.Tensor).to(torch.float32).reshape(-1, 4)
+    if "labels" in target and "boxes" in target and len(target["labels"]) != len(target["boxes"]):
+        raise ValueError(f"image {image_id}: after transforms there are {len(target['boxes'])} boxes but "
+                         f"{len(target['labels'])} labels; a transform that drops boxes must drop their labels "
+                         "(torchvision's SanitizeBoundingBoxes does)")
+    return image, target
+
+
+def _read_json(ann_file):
+    try:
+        with open(ann_file, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"ann_file {ann_file} is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"ann_file {ann_file} is not UTF-8 text: {exc}") from exc
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_coco(data, ann_file) -> None:
+    """Raise a ``ValueError`` naming the first malformed entry of a COCO dict."""
+    where = f"ann_file {ann_file}"
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a COCO file is a JSON object with 'images', 'annotations' and 'categories', "
+                         f"got a JSON {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in data and key == "annotations":
+            continue
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{where}: '{key}' must be a list, got "
+                             f"{'nothing' if key not in data else type(data[key]).__name__}")
+    images = {}
+    for k, img in enumerate(data["images"]):
+        if not isinstance(img, dict):
+            raise ValueError(f"{where}: images[{k}] must be an object, got {type(img).__name__}")
+        iid = img.get("id")
+        name = f"images[{k}] (id {iid!r})"
+        if not _is_int(iid):
+            raise ValueError(f"{where}: images[{k}] needs an integer 'id', got {iid!r}")
+        if iid in images:
+            raise ValueError(f"{where}: image id {iid} appears twice (images[{images[iid][0]}] and images[{k}])")
+        if not isinstance(img.get("file_name"), str) or not img["file_name"]:
+            raise ValueError(f"{where}: {name} needs a 'file_name' string, got {img.get('file_name')!r}")
+        for key in ("height", "width"):
+            v = img.get(key)
+            if not (_is_real(v) and math.isfinite(v) and v > 0 and float(v).is_integer()):
+                raise ValueError(f"{where}: images[{k}] (id {iid}, {img['file_name']}) needs a positive whole '{key}', "
+                                 f"got {'nothing' if key not in img else repr(v)}")
+        images[iid] = (k, img["file_name"])
+    cats = set()
+    for k, cat in enumerate(data["categories"]):
+        cid = cat.get("id") if isinstance(cat, dict) else None
+        if not _is_int(cid):
+            raise ValueError(f"{where}: categories[{k}] needs an integer 'id', got {cat!r}")
+        if cid in cats:
+            raise ValueError(f"{where}: category id {cid} appears twice")
+        cats.add(cid)
+    anns = {}
+    for k, ann in enumerate(data.get("annotations", [])):
+        if not isinstance(ann, dict):
+            raise ValueError(f"{where}: annotations[{k}] must be an object, got {type(ann).__name__}")
+        aid, iid = ann.get("id"), ann.get("image_id")
+        if not _is_int(aid):
+            raise ValueError(f"{where}: annotations[{k}] needs an integer 'id', got {aid!r}")
+        if not _is_int(iid) or iid not in images:
+            raise ValueError(f"{where}: annotation {aid} has image_id {iid!r}, which is not among the file's images")
+        name = f"annotation {aid} (image {iid}, {images[iid][1]})"
+        if aid in anns:
+            j, other = anns[aid]
+            raise ValueError(f"{where}: annotation id {aid} appears twice (annotations[{j}] of image {other} and "
+                             f"annotations[{k}] of image {iid}); pycocotools would keep one and lose the other")
+        anns[aid] = (k, iid)
+        if not _is_int(ann.get("category_id")) or ann["category_id"] not in cats:
+            raise ValueError(f"{where}: {name} has category_id {ann.get('category_id')!r}, "
+                             f"which is not among the file's categories")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_real(v) for v in bbox)):
+            raise ValueError(f"{where}: {name} has a malformed bbox {bbox!r} "
+                             "(expected [x, y, width, height] with width, height >= 0)")
+        if not all(math.isfinite(v) for v in bbox):
+            raise ValueError(f"{where}: {name} has a non-finite bbox {bbox!r}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise ValueError(f"{where}: {name} has a malformed bbox {bbox!r} "
+                             "(expected [x, y, width, height] with width, height >= 0)")
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise ValueError(f"{where}: {name} has iscrowd {ann.get('iscrowd')!r}, expected 0 or 1")
 
 
 def _xyxy(anns) -> torch.Tensor:

@@ -13,19 +13,35 @@ The only layer that knows torchvision's detection internals:
   made deformable, the same function at initialisation;
 * :func:`export_detector` — the whole detector (scalekit heads, ops and
   deformable stages included) as one ONNX model that ONNX Runtime runs;
-* torchvision detectors run by :class:`scalekit.scale.Pyramid` with every
-  level at its own size (registered on import).
+* :func:`torchvision_level_detector` — torchvision detectors run by
+  :class:`scalekit.scale.Pyramid` with every level at its own size
+  (``Pyramid`` finds it by the model's class; nothing is registered on import).
+
+It needs torchvision, installed with scalekit's ``detection`` extra
+(``pip install 'torch-scalekit[detection]'``); the layers below it (ops, boxes,
+scale, chips, heads, evaluation, datasets) import without it.
 
 Targets everywhere are torchvision's dicts plus one key:
 ``{"boxes", "labels", "ignore_boxes"}``.
 """
 
+try:
+    import torchvision  # noqa: F401
+except Exception as exc:  # missing, or built for another torch ("operator torchvision::nms does not exist")
+    raise ImportError(
+        "scalekit.detection needs torchvision, which could not be imported "
+        f"({type(exc).__name__}: {exc}). Install scalekit's 'detection' extra: "
+        "pip install 'torch-scalekit[detection]' (or a torchvision release built for your torch; "
+        "the other layers of scalekit work without it)"
+    ) from exc
+
 from scalekit.detection.backbones import deformable_resnet
 from scalekit.detection.export import DetectionOutputs, export_detector
 from scalekit.detection.ignore import honour_ignore_boxes
-from scalekit.detection.pyramid import torchvision_level_detector
+from scalekit.detection.pyramid import torchvision_adapter, torchvision_level_detector
 from scalekit.detection.roi_heads import TorchvisionRoIHeads, faster_rcnn_with_head
 from scalekit.detection.transform import keep_input_size
 
 __all__ = ["keep_input_size", "honour_ignore_boxes", "TorchvisionRoIHeads", "faster_rcnn_with_head",
-           "deformable_resnet", "torchvision_level_detector", "export_detector", "DetectionOutputs"]
+           "deformable_resnet", "torchvision_level_detector", "torchvision_adapter",
+           "export_detector", "DetectionOutputs"]

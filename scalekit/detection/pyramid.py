@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
-from scalekit.detection.transform import input_size_kept
-from scalekit.scale.pyramid import register_detector_adapter
+from scalekit.detection.transform import has_rcnn_transform, input_size_kept
 
-__all__ = ["torchvision_level_detector"]
+__all__ = ["torchvision_level_detector", "torchvision_adapter"]
 
 
-def torchvision_level_detector(model: GeneralizedRCNN):
+def torchvision_level_detector(model):
     """A function ``run(images) -> list[dict]`` that runs a torchvision detector
     on one pyramid level's images, as one batch, without resizing them.
 
-    :class:`~scalekit.scale.Pyramid` uses it for every torchvision
-    ``GeneralizedRCNN`` (Faster/Mask/Keypoint R-CNN); call it yourself to run
-    a model at the size you give it. The model must be in eval mode.
+    :class:`~scalekit.scale.Pyramid` uses it for every torchvision detector
+    that resizes through a ``GeneralizedRCNNTransform`` (Faster/Mask/Keypoint
+    R-CNN, RetinaNet, FCOS, SSD, SSDlite); call it yourself to run a model at
+    the size you give it. The model must be in eval mode.
 
     Example:
         >>> import torch, torchvision
@@ -32,8 +31,9 @@ def torchvision_level_detector(model: GeneralizedRCNN):
         >>> sizes  # 700 x 1000 padded to multiples of 32, not torchvision's 320 x 320
         [(704, 1024)]
     """
-    if not isinstance(model, GeneralizedRCNN):
-        raise TypeError(f"model must be a torchvision GeneralizedRCNN, got {type(model).__name__}")
+    if not has_rcnn_transform(model):
+        raise TypeError("model must be a torchvision detector with a GeneralizedRCNNTransform (FasterRCNN, "
+                        f"RetinaNet, FCOS, SSD, ...), got {type(model).__name__}")
 
     def run(images: list[Tensor]) -> list[dict]:
         if model.training:
@@ -46,6 +46,11 @@ def torchvision_level_detector(model: GeneralizedRCNN):
     return run
 
 
-@register_detector_adapter
-def _adapt(detector):
-    return torchvision_level_detector(detector) if isinstance(detector, GeneralizedRCNN) else None
+def torchvision_adapter(detector):
+    """:func:`torchvision_level_detector` for a torchvision detector it can run, else ``None``.
+
+    :class:`~scalekit.scale.Pyramid` calls this for any detector whose class
+    (or a base class) is defined in ``torchvision.models.detection``; nothing
+    is registered on import.
+    """
+    return torchvision_level_detector(detector) if has_rcnn_transform(detector) else None

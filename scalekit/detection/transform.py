@@ -7,7 +7,6 @@ import contextlib
 
 import torch
 from torch import Tensor
-from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from scalekit.detection._patch import mix_in
@@ -36,11 +35,18 @@ class _ScaleAwareTransform:
         return image, target
 
 
+def has_rcnn_transform(model) -> bool:
+    """Whether ``model`` resizes through a torchvision ``GeneralizedRCNNTransform``: every
+    ``GeneralizedRCNN`` (Faster/Mask/Keypoint R-CNN) and RetinaNet, FCOS, SSD and SSDlite."""
+    return isinstance(getattr(model, "transform", None), GeneralizedRCNNTransform)
+
+
 def _transform_of(model) -> GeneralizedRCNNTransform:
-    transform = model.transform if isinstance(model, GeneralizedRCNN) else model
+    transform = model if isinstance(model, GeneralizedRCNNTransform) else getattr(model, "transform", None)
     if not isinstance(transform, GeneralizedRCNNTransform):
-        raise TypeError("model must be a torchvision GeneralizedRCNN (FasterRCNN, MaskRCNN, ...) or its "
-                        f"GeneralizedRCNNTransform, got {type(model).__name__}")
+        raise TypeError("model must be a torchvision detector that resizes through a GeneralizedRCNNTransform "
+                        "(FasterRCNN, MaskRCNN, RetinaNet, FCOS, SSD, ...) or that transform, "
+                        f"got {type(model).__name__}")
     return mix_in(transform, _ScaleAwareTransform)
 
 
@@ -56,7 +62,9 @@ def keep_input_size(model, keep: bool = True):
     ``target["ignore_boxes"]`` with the boxes whenever it does resize.
 
     Args:
-        model: a torchvision ``GeneralizedRCNN`` (or its transform), changed in place.
+        model: a torchvision detector with a ``GeneralizedRCNNTransform``
+            (``FasterRCNN``, ``MaskRCNN``, ``RetinaNet``, ``FCOS``, ``SSD``) or
+            that transform, changed in place.
         keep: ``True`` to keep input sizes, ``False`` for torchvision's resizing.
 
     Returns:
