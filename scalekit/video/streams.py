@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from scalekit._args import integer
+
 __all__ = ["MultiStream"]
 
 
@@ -36,14 +38,19 @@ class MultiStream(nn.Module):
     def __init__(self, streams: dict[str, nn.Module], proj_dim: int = 200,
                  feature_dims: dict[str, int] | None = None) -> None:
         super().__init__()
-        if not streams:
-            raise ValueError("streams must not be empty")
+        if not isinstance(streams, dict) or not streams:
+            raise ValueError(f"streams must be a non-empty {{name: module}} dict, got {streams!r}")
+        for name, module in streams.items():
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"streams[{name!r}] must be an nn.Module, got {type(module).__name__}")
+        proj_dim = integer("proj_dim", proj_dim, minimum=1)
         self.names = list(streams)
         self.streams = nn.ModuleDict(streams)
         if feature_dims is not None:
             missing = set(self.names) - set(feature_dims)
             if missing:
                 raise ValueError(f"feature_dims lacks streams {sorted(missing)}")
+            feature_dims = {n: integer(f"feature_dims[{n!r}]", feature_dims[n], minimum=1) for n in self.names}
             self.proj = nn.Linear(sum(feature_dims[n] for n in self.names), proj_dim)
         else:
             self.proj = nn.LazyLinear(proj_dim)
@@ -53,4 +60,7 @@ class MultiStream(nn.Module):
         if missing:
             raise ValueError(f"inputs lacks streams {sorted(missing)}")
         feats = [self.streams[n](inputs[n]).flatten(1) for n in self.names]
+        sizes = {n: f.shape[0] for n, f in zip(self.names, feats)}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"every stream must give features for the same number of chunks, got {sizes}")
         return self.proj(torch.cat(feats, 1))
