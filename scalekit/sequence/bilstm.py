@@ -170,8 +170,7 @@ class BiLSTMHead(nn.Module):
 
         def nll(probs: Tensor) -> Tensor:
             log_p = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
-            picked = log_p.gather(2, targets.clamp(0, num_classes - 1)[..., None])[..., 0]
-            total = -(picked * keep).sum()
+            total = F.nll_loss(log_p.flatten(0, 1), targets.flatten(), ignore_index=ignore_index, reduction="sum")
             return total if reduction == "sum" else total / keep.sum().clamp(min=1)
 
         if mode == "joint":

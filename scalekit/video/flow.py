@@ -134,6 +134,9 @@ class OpenCVFlow(FlowEstimator):
         self.cv2, self.method = cv2, method
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
 
+    def __repr__(self) -> str:
+        return f"OpenCVFlow(method={self.method!r})"
+
     def __call__(self, frame_a: Tensor, frame_b: Tensor) -> Tensor:
         def u8(g):
             g = g * 255 if g.max() <= 1.0 else g
