@@ -78,6 +78,8 @@ def chunk_centres(num_chunks: int, chunk_len: int = 6) -> Tensor:
     """
     num_chunks = integer("num_chunks", num_chunks, minimum=0)
     chunk_len = integer("chunk_len", chunk_len, minimum=1)
+    if num_chunks * chunk_len >= 2**63:
+        raise ValueError(f"num_chunks * chunk_len = {num_chunks} * {chunk_len} frames overflows int64 frame indices")
     return torch.arange(num_chunks) * chunk_len + chunk_len // 2
 
 
@@ -169,7 +171,12 @@ def resample_indices(num_frames: int, source_fps: float, target_fps: float) -> T
     source_fps = real("source_fps", source_fps, positive=True)
     target_fps = real("target_fps", target_fps, positive=True)
     duration = num_frames / source_fps
-    count = max(1, int(duration * target_fps + 1e-9)) if num_frames > 0 else 0
+    scaled = duration * target_fps
+    if not math.isfinite(scaled):  # a denormal source_fps: the duration overflowed
+        if target_fps >= source_fps:
+            return torch.arange(num_frames)
+        scaled = num_frames * (target_fps / source_fps)  # <= num_frames
+    count = max(1, int(scaled + 1e-9)) if num_frames > 0 else 0
     if target_fps >= source_fps and count:  # steps of at most one frame: every frame up to the last time's
         last = (torch.tensor(count - 1, dtype=torch.float64) / target_fps * source_fps).round().clamp(max=num_frames - 1)
         return torch.arange(int(last) + 1)  # without materialising `count` times (a huge target_fps)

@@ -11,6 +11,8 @@ from scalekit._args import integer
 
 __all__ = ["FlowEstimator", "TorchFlow", "OpenCVFlow"]
 
+MAX_ITERATIONS = 1000  # TorchFlow: Gauss-Newton steps per level at most (a step moves at most a pixel)
+
 
 class FlowEstimator:
     """Interface: ``estimator(frame_a, frame_b)`` with ``[C, H, W]`` or ``[H, W]``
@@ -68,7 +70,8 @@ class TorchFlow(FlowEstimator):
 
     Good for tests and small motions on textured frames, not a replacement for
     DIS or RAFT. Per pyramid level (coarse to fine), ``iterations`` Gauss-Newton
-    steps of the brightness-constancy equations summed over a ``window`` box.
+    steps of the brightness-constancy equations summed over a ``window`` box
+    (odd; at most 1,000 iterations, each moving the flow by at most a pixel).
 
     Example:
         >>> import torch
@@ -83,6 +86,9 @@ class TorchFlow(FlowEstimator):
     def __init__(self, levels: int = 3, iterations: int = 5, window: int = 9) -> None:
         self.levels = integer("levels", levels, minimum=1)
         self.iterations = integer("iterations", iterations, minimum=1)
+        if self.iterations > MAX_ITERATIONS:
+            raise ValueError(f"iterations must be <= {MAX_ITERATIONS} (each step moves the flow by at most a pixel), "
+                             f"got {iterations}")
         self.window = integer("window", window, minimum=1)
         if self.window % 2 == 0:
             raise ValueError(f"window must be odd (a box centred on each pixel), got {window}")
@@ -104,7 +110,9 @@ class TorchFlow(FlowEstimator):
             if level > 0:
                 flow = F.interpolate(flow[None], size=a_l.shape, mode="bilinear", align_corners=False)[0] * 2
             gy, gx = torch.gradient(a_l)
-            box = lambda x: F.avg_pool2d(x[None, None], self.window, 1, self.window // 2, count_include_pad=False)[0, 0]  # noqa: E731
+            # A window wider than twice the frame covers the whole frame from every pixel: the same sums, bounded work.
+            win = min(self.window, 2 * max(a_l.shape) + 1)
+            box = lambda x: F.avg_pool2d(x[None, None], win, 1, win // 2, count_include_pad=False)[0, 0]  # noqa: E731
             sxx, syy, sxy = box(gx * gx), box(gy * gy), box(gx * gy)
             det = sxx * syy - sxy * sxy
             ok = det > 1e-4 * (sxx + syy).square()  # well-conditioned windows only (no aperture problem)

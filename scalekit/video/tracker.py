@@ -110,11 +110,13 @@ def crop_boxes(frames: Tensor, boxes: Tensor, size: tuple[int, int] | None = Non
     Args:
         frames: ``[T, C, H, W]``, any dtype (a resized crop is interpolated in
             float32 and cast back).
-        boxes: ``[T, 4]`` ``(x1, y1, x2, y2)``, finite, rounded to whole pixels,
-            ``x2 > x1`` and ``y2 > y1`` after rounding (as :class:`FlowTracker` gives).
+        boxes: ``[T, 4]`` ``(x1, y1, x2, y2)`` in the frames' pixels, finite,
+            rounded to whole pixels, ``x2 > x1`` and ``y2 > y1`` after rounding
+            (as :class:`FlowTracker` gives); a box may reach at most one frame's
+            size past each edge (``-W <= x1``, ``x2 <= 2W``, the same in y):
+            farther is an error, most likely boxes in another scale.
         size: output ``(h, w)``; default: the box size, which must then be the
-            same for every box. A crop allocates its box first: the memory is
-            that of the box, however far past the frame it reaches.
+            same for every box. A crop is cut at its box's size, then resized.
 
     Returns:
         ``[T, C, h, w]`` (``T = 0`` gives ``[0, C, h, w]``, or ``[0, C, 0, 0]``
@@ -150,6 +152,11 @@ def crop_boxes(frames: Tensor, boxes: Tensor, size: tuple[int, int] | None = Non
     if empty.any():
         i = int(empty.nonzero()[0])
         raise ValueError(f"boxes[{i}] = {boxes[i].tolist()} is empty after rounding to pixels: need x2 > x1, y2 > y1")
+    far = (rounded[:, 0] < -w) | (rounded[:, 1] < -h) | (rounded[:, 2] > 2 * w) | (rounded[:, 3] > 2 * h)
+    if far.any():
+        i = int(far.nonzero()[0])
+        raise ValueError(f"boxes[{i}] = {boxes[i].tolist()} reaches more than a frame's size past the {h}x{w} frame: "
+                         "boxes are (x1, y1, x2, y2) in the frames' pixels (normalised or rescaled boxes?)")
     sizes = torch.stack([rounded[:, 3] - rounded[:, 1], rounded[:, 2] - rounded[:, 0]], 1)
     if size is None and not (sizes == sizes[0]).all():
         i = int((sizes != sizes[0]).any(1).nonzero()[0])
