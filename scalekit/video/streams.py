@@ -56,6 +56,10 @@ def stream_inputs(frames: Tensor, tracker: FlowTracker, *, chunk_len: int = 6, k
     if not isinstance(tracker, FlowTracker):
         raise TypeError(f"tracker must be a FlowTracker, got {type(tracker).__name__}")
     chunk_len = integer("chunk_len", chunk_len, minimum=1)
+    if crop_size is not None:
+        if not hasattr(crop_size, "__len__") or len(crop_size) != 2:
+            raise ValueError(f"crop_size must be (h, w), got {crop_size!r}")
+        crop_size = (integer("crop_size[0]", crop_size[0], minimum=1), integer("crop_size[1]", crop_size[1], minimum=1))
     centres = chunk_centres(frames.shape[0] // chunk_len, chunk_len).tolist()
     h, w = frames.shape[-2:]
     empty = frames.new_zeros((0, 2, 2 * integer("k", k, minimum=1), h, w))
@@ -123,5 +127,5 @@ class MultiStream(nn.Module):
         feats = [self.streams[n](inputs[n]).flatten(1) for n in self.names]
         sizes = {n: f.shape[0] for n, f in zip(self.names, feats)}
         if len(set(sizes.values())) > 1:
-            raise ValueError(f"every stream must give features for the same number of chunks, got {sizes}")
+            raise ValueError(f"inputs: every stream must give features for the same number of chunks, got {sizes}")
         return self.proj(torch.cat(feats, 1))

@@ -58,7 +58,7 @@ class FlowTracker:
             raise ValueError("magnitude must be finite (NaN or infinite flow: the flow estimator failed here)")
         h, w = magnitude.shape
         if self.box_h > h or self.box_w > w:
-            raise ValueError(f"box {self.box_h}x{self.box_w} does not fit the {h}x{w} frame")
+            raise ValueError(f"box_size {self.box_h}x{self.box_w} does not fit the {h}x{w} frame")
         integral = F.pad(magnitude.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
         bh, bw = self.box_h, self.box_w
         sums = integral[bh:, bw:] - integral[:-bh, bw:] - integral[bh:, :-bw] + integral[:-bh, :-bw]
@@ -84,7 +84,7 @@ class FlowTracker:
         mags = flows if flows.dim() == 3 else flows.float().norm(dim=1)
         h, w = mags.shape[-2:]
         if self.box_h > h or self.box_w > w:
-            raise ValueError(f"box {self.box_h}x{self.box_w} does not fit the {h}x{w} frame")
+            raise ValueError(f"box_size {self.box_h}x{self.box_w} does not fit the {h}x{w} frame")
         if init is None:
             x, y = (w - self.box_w) // 2, (h - self.box_h) // 2
         else:
