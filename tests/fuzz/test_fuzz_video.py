@@ -278,6 +278,11 @@ def test_multistream_and_stream_inputs(proj_dim, dims, rows, frames, chunk_len, 
 
 # ----------------------------------------------------------------------------- sequence
 
+VALID_HEAD = {"shape": [4, 2], "in_dim": 3, "hidden": 2, "num_classes": 2, "fill": 0.5, "cont": "ones", "window": 2,
+              "k": 2}
+VALID_LOSS = {"target": 1, "dtype": torch.int64, "wrong": "none", "mode": "per_direction", "reduction": "mean",
+              "ignore_index": -100, "prob": 0.3}
+
 
 @covers(BiLSTMHead, BiLSTMHead.forward, BiLSTMHead.directions, stateful_windows, memory_limited_scores)
 @given(a=one_hostile(
@@ -285,8 +290,8 @@ def test_multistream_and_stream_inputs(proj_dim, dims, rows, frames, chunk_len, 
     in_dim=(small(1, 6), sizes(8)), hidden=(small(1, 6), sizes(8)), num_classes=(small(1, 5), st.one_of(st.none(), sizes(6))),
     fill=(st.floats(-2, 2), FLOATS), cont=(st.sampled_from(["none", "ones"]), st.sampled_from(["half", "wrong_shape"])),
     window=(small(1, 6), hostile_numbers()), k=(small(1, 8), hostile_numbers())))
-@example(a={**{"shape": [4, 2], "in_dim": 3, "hidden": 2, "num_classes": 2, "fill": 0.5, "cont": "ones", "window": 2, "k": 2}, "cont": "half"})  # indicators other than 0 / 1 are refused
-@example(a={**{"shape": [4, 2], "in_dim": 3, "hidden": 2, "num_classes": 2, "fill": 0.5, "cont": "ones", "window": 2, "k": 2}, "fill": float("nan")})
+@example(a={**VALID_HEAD, "cont": "half"})  # indicators other than 0 / 1 are refused
+@example(a={**VALID_HEAD, "fill": float("nan")})
 def test_bilstm_head(a):
     shape, in_dim, hidden, num_classes, fill, cont, window, k = (a[n] for n in ("shape", "in_dim", "hidden", "num_classes",
                                                                                 "fill", "cont", "window", "k"))
@@ -327,8 +332,8 @@ def test_bilstm_head(a):
     reduction=(st.sampled_from(["mean", "sum"]), st.sampled_from(["none", 1])),
     ignore_index=(st.sampled_from([-100, 1, np.int64(2)]), hostile_numbers()),
     prob=(st.floats(0, 1), FLOATS)))
-@example(t=2, a={**{"target": 1, "dtype": torch.int64, "wrong": "none", "mode": "per_direction", "reduction": "mean", "ignore_index": -100, "prob": 0.3}, "target": 3})  # out of range: a clear error, not an IndexError
-@example(t=2, a={**{"target": 1, "dtype": torch.int64, "wrong": "none", "mode": "per_direction", "reduction": "mean", "ignore_index": -100, "prob": 0.3}, "target": -1})
+@example(t=2, a={**VALID_LOSS, "target": 3})  # out of range: a clear error, not an IndexError
+@example(t=2, a={**VALID_LOSS, "target": -1})
 def test_bilstm_loss(t, a):
     target, dtype, wrong, mode, reduction, ignore_index, prob = (a[k] for k in ("target", "dtype", "wrong", "mode",
                                                                                 "reduction", "ignore_index", "prob"))
