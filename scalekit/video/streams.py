@@ -62,7 +62,7 @@ def stream_inputs(frames: Tensor, tracker: FlowTracker, *, chunk_len: int = 6, k
         crop_size = (integer("crop_size[0]", crop_size[0], minimum=1), integer("crop_size[1]", crop_size[1], minimum=1))
     centres = chunk_centres(frames.shape[0] // chunk_len, chunk_len).tolist()
     h, w = frames.shape[-2:]
-    empty = frames.new_zeros((0, 2, 2 * integer("k", k, minimum=1), h, w))
+    empty = torch.zeros((0, 2, 2 * integer("k", k, minimum=1), h, w), device=frames.device)  # flow is float32
     traj = torch.stack([pixel_trajectories(frames, c, k=k, flow=flow) for c in centres]) if centres else empty
     stack = torch.stack([stacked_flow(frames, c, k=k, flow=flow) for c in centres]) if centres else empty
     boxes = tracker.track(stack.norm(dim=1).mean(1))  # [N, H, W]: what moved during each chunk
