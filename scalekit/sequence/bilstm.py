@@ -130,9 +130,15 @@ class BiLSTMHead(nn.Module):
             targets: ``[T, N]`` int64 classes in ``[0, C)`` (for example
                 :func:`scalekit.video.chunk_labels`, background 0), or
                 ``ignore_index`` for chunks that take part in no loss.
+            mode: ``"per_direction"`` or ``"joint"`` (above).
             reduction: ``"mean"`` over the chunks that are not ignored (0 when
                 none is) or ``"sum"`` (to normalise a truncated-BPTT video by
                 its whole length yourself).
+            ignore_index: the target value of chunks left out (as
+                :func:`torch.nn.functional.nll_loss`).
+
+        Returns:
+            ``{"loss_forward", "loss_backward"}`` or ``{"loss_joint"}``: 0-d tensors.
 
         Example:
             >>> import torch
@@ -151,6 +157,9 @@ class BiLSTMHead(nn.Module):
             got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
             raise ValueError(f"outputs must be a dict with 'forward' and 'backward' probabilities, got {got}")
         f, b = outputs["forward"], outputs["backward"]
+        if not all(isinstance(p, Tensor) and p.is_floating_point() for p in (f, b)):
+            raise TypeError("outputs['forward'] and ['backward'] must be floating-point tensors, got "
+                            f"{[p.dtype if isinstance(p, Tensor) else type(p).__name__ for p in (f, b)]}")
         num_classes = self.forward_cls.out_features
         if f.dim() != 3 or f.shape != b.shape or f.shape[2] != num_classes:
             raise ValueError(f"outputs['forward'] and ['backward'] must both be [T, N, {num_classes}], "
@@ -161,6 +170,8 @@ class BiLSTMHead(nn.Module):
         if tuple(targets.shape) != tuple(f.shape[:2]):
             raise ValueError(f"targets must be [T, N] = {list(f.shape[:2])}, got {list(targets.shape)}")
         ignore_index = integer("ignore_index", ignore_index)
+        if not -(2**63) <= ignore_index < 2**63:
+            raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
         targets = targets.to(torch.int64)
         keep = targets != ignore_index
         bad = keep & ((targets < 0) | (targets >= num_classes))
