@@ -1,19 +1,12 @@
 """MSB-RNN end to end (thesis chapter 5): fine-grained action detection in long videos.
 
-Stages, each cached under ``--out`` so that a later stage re-runs without the
-earlier ones (a cache is reused when the arguments it depends on are unchanged):
-
-1. ``data``     seeded synthetic Shopping-like videos (or ``--data DIR``): frames, annotations, split;
-2. ``motion``   per 6-frame chunk: pixel trajectories and stacked flow around the centre frame,
-                the flow tracker's box, person-centric crops;
-3. ``streams``  the stream CNNs (full frame / crop x appearance / trajectories / stacked flow),
-                trained per chunk, then their features and softmax scores for every chunk;
-4. ``sequence`` ``MultiStream`` projection to 200 + ``BiLSTMHead`` (60 units each way) trained on
-                whole videos with stateful truncated BPTT; clips from chunk scores; mid-point-hit mAP
-                and tIoU mAP. ``--ablations`` adds the thesis' tables 5.3 / 5.4, Fig. 5.7 and §5.6.
-
-Run ``python examples/msb_rnn/msb_rnn.py --help``; the README next to this file explains the
-outputs and the real-data layout.
+Stages, each cached under ``--out`` (reused while the arguments it depends on are unchanged):
+``data`` (seeded synthetic Shopping-like videos, or ``--data DIR``), ``motion`` (per 6-frame chunk:
+pixel trajectories, stacked flow, the tracker's box, person-centric crops), ``streams`` (one CNN per
+stream, trained per chunk; their features and scores), ``sequence`` (``MultiStream`` to 200 +
+``BiLSTMHead``, 60 units each way, trained on whole videos with stateful truncated BPTT; clips from
+chunk scores; mid-point-hit and tIoU mAP). ``--ablations`` adds tables 5.3 / 5.4, Fig. 5.7 and §5.6.
+Every method step is a scalekit call; the README next to this file explains outputs and data layout.
 """
 
 from __future__ import annotations
@@ -26,7 +19,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,13 +27,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import common  # noqa: E402
 
 from scalekit.datasets.synthetic import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset  # noqa: E402
-from scalekit.evaluation import clips_from_scores, clips_to_detections, midpoint_map, read_class_segments, tiou_map  # noqa: E402
-from scalekit.sequence import BiLSTMHead, memory_limited_scores, stateful_windows  # noqa: E402
-from scalekit.video import FlowTracker, MultiStream, OpenCVFlow, TorchFlow, TrajectoryConv, crop_boxes, pixel_trajectories, stacked_flow  # noqa: E402
+from scalekit.evaluation import clips_to_detections, midpoint_map, read_class_segments, tiou_map  # noqa: E402
+from scalekit.sequence import (BiLSTMHead, clips_from_scores, continuation_indicators,  # noqa: E402
+                               memory_limited_scores, stateful_windows)
+from scalekit.video import (FlowTracker, MultiStream, OpenCVFlow, TorchFlow, TrajectoryConv,  # noqa: E402
+                            chunk_labels, read_video_frames, stream_inputs)
 
 STAGES = ("data", "motion", "streams", "sequence")
-# (source, input): full frame or tracked crop x appearance, pixel trajectories, stacked flow.
-STREAMS = {f"{src}_{kind}": (src, kind) for src in ("frame", "crop") for kind in ("rgb", "traj", "stack")}
+STREAMS = {f"{src}_{kind}": kind for src in ("frame", "crop") for kind in ("rgb", "traj", "stack")}
 FOUR_STREAMS = ("frame_rgb", "frame_traj", "crop_rgb", "crop_traj")  # MSB-RNN (thesis §5.3)
 TWO_STREAMS = ("frame_rgb", "frame_traj")  # the two-stream baseline: full frame only
 MEMORY_KS = (1, 2, 4, 8, 16)
@@ -70,16 +63,14 @@ def cached(path: str, key: str, stage: str, compute):
     return value
 
 
-# ----------------------------------------------------------------------------- 1. data
-
 def stage_data(args) -> str:
-    """Write (or check) the dataset directory: videos/<id>.pt, annotations.json, split.json."""
+    """The dataset directory (videos/<id>.pt, annotations.json, split.json): --data, or synthetic."""
     if args.data:
         for name in ("annotations.json", "split.json"):
             if not os.path.isfile(os.path.join(args.data, name)):
                 common.fail(f"--data {args.data}: {name} is missing (see examples/msb_rnn/README.md)")
         return args.data
-    root = os.path.join(args.out, "data")
+    root, total = os.path.join(args.out, "data"), args.videos + args.test_videos
     key = fingerprint(videos=args.videos, test=args.test_videos, chunks=args.chunks, size=args.size,
                       seed=args.data_seed, distractors=args.distractors)
     stamp = os.path.join(root, "key.txt")
@@ -88,29 +79,25 @@ def stage_data(args) -> str:
         return root
     os.makedirs(os.path.join(root, "videos"), exist_ok=True)
     videos = {}
-    total = args.videos + args.test_videos
     for i in common.Progress(range(total), desc="data"):
         vid = f"{'train' if i < args.videos else 'test'}{i:03d}"
-        v = make_synthetic_shopping(num_chunks=args.chunks, size=tuple(args.size), seed=args.data_seed * 10_000 + i,
-                                    num_distractors=args.distractors)
-        torch.save((v["frames"] * 255).round().to(torch.uint8), os.path.join(root, "videos", f"{vid}.pt"))
-        videos[vid] = v
+        videos[vid] = make_synthetic_shopping(num_chunks=args.chunks, size=tuple(args.size),
+                                              seed=args.data_seed * 10_000 + i, num_distractors=args.distractors)
+        torch.save((videos[vid]["frames"] * 255).round().to(torch.uint8), os.path.join(root, "videos", f"{vid}.pt"))
     save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=args.write_mp4)
     with open(os.path.join(root, "split.json"), "w") as f:
-        json.dump({"train": [v for v in videos if v.startswith("train")],
-                   "test": [v for v in videos if v.startswith("test")]}, f)
+        json.dump({part: [v for v in videos if v.startswith(part)] for part in ("train", "test")}, f)
     with open(stamp, "w") as f:
         f.write(key)
     return root
 
 
 def load_dataset(root: str):
-    """``(ground_truth, class_to_id, split)``: the readers' formats."""
-    gt, classes = read_class_segments(os.path.join(root, "annotations.json"))
-    names = json.load(open(os.path.join(root, "annotations.json")))
-    if all(c in SHOPPING_ACTIONS for per in names.values() for c in per):
-        classes = {c: i for i, c in enumerate(SHOPPING_ACTIONS)}  # keep every class, even an absent one
-        gt, _ = read_class_segments(os.path.join(root, "annotations.json"), classes)
+    """``(ground_truth, class_to_id, split)``: the readers' formats (inclusive frame ranges)."""
+    path = os.path.join(root, "annotations.json")
+    names = json.load(open(path))
+    every = all(c in SHOPPING_ACTIONS for per in names.values() for c in per)  # keep even an absent class
+    gt, classes = read_class_segments(path, {c: i for i, c in enumerate(SHOPPING_ACTIONS)} if every else None)
     split = json.load(open(os.path.join(root, "split.json")))
     for part in ("train", "test"):
         if not split.get(part):
@@ -122,7 +109,7 @@ def load_dataset(root: str):
 
 
 def read_frames(root: str, vid: str, size) -> torch.Tensor:
-    """``[T, 3, H, W]`` float frames of one video: ``videos/<id>.pt`` (uint8) or a file PyAV decodes at 15 fps."""
+    """``[T, 3, H, W]`` float frames: ``videos/<id>.pt`` (uint8) or a file PyAV decodes at 15 fps (§5.4.2)."""
     pt = os.path.join(root, "videos", f"{vid}.pt")
     if os.path.exists(pt):
         frames = torch.load(pt, weights_only=True).float() / 255
@@ -130,82 +117,43 @@ def read_frames(root: str, vid: str, size) -> torch.Tensor:
         files = [p for p in glob.glob(os.path.join(root, "videos", f"{vid}.*")) if not p.endswith(".pt")]
         if not files:
             common.fail(f"no video for {vid!r} in {root}/videos (expected {vid}.pt or {vid}.mp4)")
-        from scalekit.video import read_video_frames
-        frames = torch.stack(list(read_video_frames(files[0], target_fps=15)))  # 15 fps, thesis §5.4.2
+        frames = torch.stack(list(read_video_frames(files[0], target_fps=15)))
     if tuple(frames.shape[-2:]) != tuple(size):
         frames = F.interpolate(frames, size=tuple(size), mode="bilinear", align_corners=False)
     return frames
 
 
-def chunk_labels(gt: dict, num_chunks: int, chunk_len: int) -> torch.Tensor:
-    """Per-chunk targets: the class (+1) of the interval holding the chunk's centre frame, else 0."""
-    labels = torch.zeros(num_chunks, dtype=torch.int64)
-    centres = np.arange(num_chunks) * chunk_len + chunk_len // 2
-    for c, (a, b) in zip(gt["labels"].tolist(), gt["segments"].tolist()):
-        labels[torch.from_numpy((centres >= a) & (centres <= b))] = c + 1
-    return labels
-
-
-# ----------------------------------------------------------------------------- 2. motion
-
-def make_flow(name: str, levels: int, iterations: int):
-    if name == "auto":
-        try:
-            return OpenCVFlow()
-        except ImportError:
-            return TorchFlow(levels=levels, iterations=iterations)
-    if name == "opencv":
-        try:
-            return OpenCVFlow()
-        except ImportError:
-            common.fail("--flow opencv needs OpenCV: pip install 'scalekit[video]' (or --flow torch)")
-    return TorchFlow(levels=levels, iterations=iterations)
-
-
-def video_motion(frames: torch.Tensor, flow, args) -> dict:
-    """Per chunk: centre frame, pixel trajectories, stacked flow, tracked box, crops (float16)."""
-    n = frames.shape[0] // args.chunk_len
-    centres = [i * args.chunk_len + args.chunk_len // 2 for i in range(n)]
-    traj = torch.stack([pixel_trajectories(frames, c, k=args.k, flow=flow) for c in centres])  # [N, 2, 2k, H, W]
-    stack = torch.stack([stacked_flow(frames, c, k=args.k, flow=flow) for c in centres])
-    magnitude = stack.norm(dim=1).mean(1)  # [N, H, W]: what moved during each chunk
-    boxes = FlowTracker(tuple(args.box), threshold=args.track_threshold).track(magnitude)
-    rgb = frames[centres]
-    crop = lambda x: crop_boxes((x.flatten(1, 2) if x.dim() == 5 else x).float(), boxes, size=tuple(args.crop_size)).reshape(
-        n, *x.shape[1:-2], *args.crop_size)  # noqa: E731
-    out = {"frame_rgb": rgb, "frame_traj": traj, "frame_stack": stack, "crop_rgb": crop(rgb),
-           "crop_traj": crop(traj), "crop_stack": crop(stack)}
-    out = {k: v.half() for k, v in out.items()}
-    out["boxes"] = boxes
-    return out
-
-
 def stage_motion(args, root, vids) -> dict:
-    flow = make_flow(args.flow, args.flow_levels, args.flow_iterations)
-    key = fingerprint(data=root, flow=flow.__class__.__name__, it=args.flow_iterations, lv=args.flow_levels, k=args.k, box=args.box, crop=args.crop_size,
-                      thr=args.track_threshold, size=args.size, chunk=args.chunk_len,
-                      stamp=open(os.path.join(root, "key.txt")).read() if os.path.exists(os.path.join(root, "key.txt")) else "")
-    out = {}
-    for vid in common.Progress(vids, desc="motion"):
-        path = os.path.join(args.out, "motion", f"{vid}.pt")
-        out[vid] = cached(path, key, "motion", lambda: video_motion(read_frames(root, vid, args.size), flow, args))
-    return out
+    flow = TorchFlow(levels=args.flow_levels, iterations=args.flow_iterations)
+    if args.flow != "torch":
+        try:
+            flow = OpenCVFlow()
+        except ImportError:
+            if args.flow == "opencv":
+                common.fail("--flow opencv needs OpenCV: pip install 'scalekit[video]' (or --flow torch)")
+    tracker = FlowTracker(tuple(args.box), threshold=args.track_threshold)
+    stamp = os.path.join(root, "key.txt")
+    key = fingerprint(data=root, flow=repr(flow), k=args.k, box=args.box, crop=args.crop_size, thr=args.track_threshold,
+                      size=args.size, chunk=args.chunk_len, stamp=open(stamp).read() if os.path.exists(stamp) else "")
 
+    def compute(vid):
+        out = stream_inputs(read_frames(root, vid, args.size), tracker, chunk_len=args.chunk_len, k=args.k,
+                            flow=flow, crop_size=tuple(args.crop_size))
+        return {k: v if k == "boxes" else v.half() for k, v in out.items()}  # float16 cache
 
-# ----------------------------------------------------------------------------- 3. streams
+    return {vid: cached(os.path.join(args.out, "motion", f"{vid}.pt"), key, "motion", lambda: compute(vid))
+            for vid in common.Progress(vids, desc="motion")}
+
 
 class StreamCNN(nn.Module):
-    """A small stream CNN: appearance (RGB), pixel trajectories (``TrajectoryConv`` first, a
-    ``1 x 2k`` kernel in time only) or stacked flow (a 3 x 3 kernel on the 4k flow channels)."""
+    """A small stream CNN (the thesis fine-tunes VGG): appearance, pixel trajectories (``TrajectoryConv``
+    first: a ``1 x 2k`` kernel in time only, §5.3.2) or stacked flow (3 x 3 on the 4k flow channels)."""
 
     def __init__(self, kind: str, num_classes: int, k: int = 3, width: int = 16, feat_dim: int = 64) -> None:
         super().__init__()
-        if kind == "traj":
-            first = TrajectoryConv(k=k, out_channels=width)
-        elif kind == "stack":
-            first = nn.Sequential(nn.Flatten(1, 2), nn.Conv2d(4 * k, width, 3, padding=1))
-        else:
-            first = nn.Conv2d(3, width, 3, padding=1)
+        first = {"traj": lambda: TrajectoryConv(k=k, out_channels=width),
+                 "stack": lambda: nn.Sequential(nn.Flatten(1, 2), nn.Conv2d(4 * k, width, 3, padding=1)),
+                 "rgb": lambda: nn.Conv2d(3, width, 3, padding=1)}[kind]()
         self.scale = 0.25 if kind in ("traj", "stack") else 1.0  # flow in pixels to about unit range
         self.features = nn.Sequential(
             first, nn.BatchNorm2d(width), nn.ReLU(),
@@ -220,18 +168,15 @@ class StreamCNN(nn.Module):
 
 
 def train_loop(name, model, optimizer, epochs, steps, args, seed_dir, total=None):
-    """Run ``epochs`` epochs of ``steps(epoch) -> iterable of losses``, checkpoint every epoch,
-    resume from the checkpoint with ``--resume``. Logs to JSONL and plots the loss."""
-    ckpt = os.path.join(seed_dir, "checkpoints", f"{name}.pt")
+    """``epochs`` epochs of ``steps(epoch) -> losses``: checkpoint per epoch, ``--resume``, JSONL log, loss plot."""
+    ckpt, jsonl = os.path.join(seed_dir, "checkpoints", f"{name}.pt"), os.path.join(seed_dir, "logs", f"{name}.jsonl")
     start = 0
     if args.resume and os.path.exists(ckpt):
         start = common.load_checkpoint(ckpt, model=model, optimizer=optimizer, map_location=args.device)["epoch"] + 1
         log(f"{name}: resumed from {ckpt} (epoch {start})")
-    jsonl = os.path.join(seed_dir, "logs", f"{name}.jsonl")
-    logger = common.JsonlLog(jsonl)
     if start == 0 and os.path.exists(jsonl):
         os.remove(jsonl)
-    iteration = 0
+    logger, iteration = common.JsonlLog(jsonl), 0
     for epoch in range(start, epochs):
         model.train()
         bar = common.Progress(steps(epoch), total=total, desc=f"{name} epoch {epoch + 1}/{epochs}", every=30)
@@ -243,25 +188,19 @@ def train_loop(name, model, optimizer, epochs, steps, args, seed_dir, total=None
         logger.write(epoch=epoch, iter=(epoch + 1) * 10_000, loss_epoch=loss_sum / max(count, 1))
         common.save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch)
     common.plot_curves(jsonl, os.path.join(seed_dir, "plots", f"{name}.png"), keys=["loss_epoch"])
-    model.eval()
-    return model
+    return model.eval()
 
 
 def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -> dict:
-    """Train each stream CNN per chunk; return ``{vid: {stream: features}}`` and chunk softmax scores."""
+    """Train each stream CNN per chunk; ``{"features"|"scores": {vid: {stream: [T, D]}}}`` (softmax scores)."""
     device = torch.device(args.device)
     out = {"features": {v: {} for v in motion}, "scores": {v: {} for v in motion}}
     for name in streams:
-        kind = STREAMS[name][1]
-        key = fingerprint(motion=sorted(motion), stream=name, epochs=args.stream_epochs, seed=args.seed,
-                          lr=args.lr, motion_key=args.motion_key)
-        path = os.path.join(seed_dir, "streams", f"{name}.pt")
-
         def compute():
             common.seed_everything(args.seed * 100 + list(STREAMS).index(name))
             x = torch.cat([motion[v][name] for v in split["train"]])
             y = torch.cat([labels[v] for v in split["train"]])
-            model = StreamCNN(kind, num_classes + 1, k=args.k).to(device)
+            model = StreamCNN(STREAMS[name], num_classes + 1, k=args.k).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
             gen = torch.Generator().manual_seed(args.seed)
 
@@ -270,8 +209,7 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
                 for i in range(0, len(y), args.batch):
                     idx = order[i : i + args.batch]
                     with common.autocast(device, args.amp):
-                        logits = model(x[idx].to(device))[1]
-                        loss = F.cross_entropy(logits.float(), y[idx].to(device))
+                        loss = F.cross_entropy(model(x[idx].to(device))[1].float(), y[idx].to(device))
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -279,50 +217,34 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
 
             train_loop(f"stream_{name}", model, optimizer, args.stream_epochs, steps, args, seed_dir,
                        total=-(-len(y) // args.batch))
-            feats, scores = {}, {}
             with torch.no_grad():
-                for v in motion:
-                    f, logits = zip(*[model(b.to(device)) for b in motion[v][name].split(256)])
-                    feats[v] = torch.cat(f).cpu()
-                    scores[v] = torch.cat(logits).softmax(-1).cpu()
-            return {"features": feats, "scores": scores}
+                f, s = zip(*[zip(*[model(b.to(device)) for b in motion[v][name].split(256)]) for v in motion])
+            return {"features": {v: torch.cat(a).cpu() for v, a in zip(motion, f)},
+                    "scores": {v: torch.cat(a).softmax(-1).cpu() for v, a in zip(motion, s)}}
 
-        result = cached(path, key, f"streams ({name})", compute)
-        for v in motion:
-            out["features"][v][name] = result["features"][v]
-            out["scores"][v][name] = result["scores"][v]
+        key = fingerprint(motion=sorted(motion), stream=name, epochs=args.stream_epochs, seed=args.seed, lr=args.lr,
+                          motion_key=args.motion_key)
+        result = cached(os.path.join(seed_dir, "streams", f"{name}.pt"), key, f"streams ({name})", compute)
+        for part in ("features", "scores"):
+            for v in motion:
+                out[part][v][name] = result[part][v]
     return out
 
 
-# ----------------------------------------------------------------------------- 4. sequence
-
 class SequenceModel(nn.Module):
-    """``MultiStream`` over cached stream features (projection to ``proj_dim``), then a
-    ``BiLSTMHead`` (``lstm=True``) or one per-chunk softmax layer (``lstm=False``)."""
+    """``MultiStream`` over cached stream features (to 200, §5.4.2), dropout, then a ``BiLSTMHead``
+    (60 units each way) or, for the no-LSTM baselines, one per-chunk softmax layer."""
 
-    def __init__(self, streams, feat_dim: int, num_classes: int, *, proj_dim: int = 200, hidden: int = 60,
-                 lstm: bool = True) -> None:
+    def __init__(self, streams, feat_dim: int, num_classes: int, *, lstm: bool = True) -> None:
         super().__init__()
-        # Thesis §5.4.2: fc7 features projected to 200, two LSTMs of 60 hidden units.
-        self.streams = list(streams)
-        self.fuse = MultiStream({s: nn.Identity() for s in self.streams}, proj_dim=proj_dim,
+        self.streams, self.lstm = list(streams), lstm
+        self.fuse = MultiStream({s: nn.Identity() for s in self.streams}, proj_dim=200,
                                 feature_dims={s: feat_dim for s in self.streams})
         self.drop = nn.Dropout(0.3)
-        self.head = BiLSTMHead(proj_dim, hidden, num_classes) if lstm else nn.Linear(proj_dim, num_classes)
-        self.lstm = lstm
+        self.head = BiLSTMHead(200, 60, num_classes) if lstm else nn.Linear(200, num_classes)
 
     def project(self, feats: dict) -> torch.Tensor:
-        return self.drop(self.fuse({s: feats[s] for s in self.streams}))[:, None]  # [T, 1, proj_dim]
-
-
-def continuation(labels: torch.Tensor, trimmed: bool) -> torch.Tensor | None:
-    """``[T, 1]`` indicators: 0 where the label changes (trimmed training, §5.6), else None."""
-    if not trimmed:
-        return None
-    cont = torch.ones(len(labels), 1)
-    cont[0] = 0
-    cont[1:][labels[1:] != labels[:-1]] = 0
-    return cont
+        return self.drop(self.fuse({s: feats[s] for s in self.streams}))[:, None]  # [T, 1, 200]
 
 
 def train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir):
@@ -337,136 +259,113 @@ def train_sequence(name, config, feats, labels, split, num_classes, args, seed_d
         for i in torch.randperm(len(split["train"]), generator=gen).tolist():
             vid = split["train"][i]
             x = model.project({s: f.to(device) for s, f in feats[vid].items()})
-            y = labels[vid].to(device)
-            if config["lstm"]:
-                cont = continuation(labels[vid], config.get("trimmed", False))
-                cont = None if cont is None else cont.to(device)
+            y = labels[vid].to(device)[:, None]
+            if config["lstm"]:  # §5.6: trimmed training resets the LSTM at every action boundary
+                cont = continuation_indicators(y) if config.get("trimmed") else None
                 loss = 0.0
                 for w in stateful_windows(model.head, x, args.window, cont):  # truncated BPTT, state carried
-                    target = y[w["start"] : w["end"]]
-                    for probs in (w["forward"], w["backward"]):  # each direction's own softmax classifier
-                        loss = loss + F.nll_loss(probs[:, 0].clamp(min=1e-8).log(), target, reduction="sum")
+                    losses = model.head.loss(w, y[w["start"] : w["end"]], reduction="sum")  # each direction's own
+                    loss = loss + losses["loss_forward"] + losses["loss_backward"]
                 loss = loss / len(y)
             else:
-                loss = F.cross_entropy(model.head(x[:, 0]), y)
+                loss = F.cross_entropy(model.head(x[:, 0]), y[:, 0])
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             yield loss.item()
 
-    return train_loop(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, args, seed_dir,
-                      total=len(split["train"]))
+    return train_loop(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, args, seed_dir, total=len(split["train"]))
 
 
 def evaluate(scores: dict, gt: dict, num_classes: int, chunk_len: int) -> dict:
     """Clips from ``{vid: [T, C + 1]}`` chunk scores (background dropped), mid-point-hit and tIoU mAP."""
-    detections = {}
-    for vid, s in scores.items():
-        d = clips_to_detections(clips_from_scores(s[:, 1:], chunk_len=chunk_len))
-        d["segments"][:, 1] -= 1  # clips end exclusive; annotations are inclusive frame ranges
-        detections[vid] = d
-    truth = {v: gt[v] for v in scores}
-    classes = list(range(num_classes))
+    detections = {v: clips_to_detections(clips_from_scores(s[:, 1:], chunk_len=chunk_len, inclusive_end=True))
+                  for v, s in scores.items()}  # inclusive frame ranges, as the annotations
+    truth, classes = {v: gt[v] for v in scores}, list(range(num_classes))
     mid = midpoint_map(detections, truth, inclusive_end=True, classes=classes)
     tiou = tiou_map(detections, truth, thresholds=(0.5,), inclusive_end=True, classes=classes)
+    names = SHOPPING_ACTIONS if num_classes == len(SHOPPING_ACTIONS) else [str(c) for c in classes]
     return {"midpoint_map": mid["mAP"], "tiou_map@0.5": tiou["mAP"],
-            "per_class": {SHOPPING_ACTIONS[c] if num_classes == len(SHOPPING_ACTIONS) else str(c): ap
-                          for c, ap in mid["per_class"].items()}}
+            "per_class": {names[c]: ap for c, ap in mid["per_class"].items()}}
 
 
 def sequence_configs(ablations: bool) -> dict:
-    configs = {"msb_rnn": {"streams": FOUR_STREAMS, "lstm": True}}
-    if ablations:
-        for s in ("crop_traj", "crop_stack", "crop_rgb"):  # Table 5.3 (person-centric streams)
-            configs[f"lstm_{s}"] = {"streams": (s,), "lstm": True}
-        configs["two_stream"] = {"streams": TWO_STREAMS, "lstm": False}  # Table 5.4
-        configs["multi_stream"] = {"streams": FOUR_STREAMS, "lstm": False}
-        configs["two_stream_lstm"] = {"streams": TWO_STREAMS, "lstm": True}
-        configs["msb_rnn_trimmed"] = {"streams": FOUR_STREAMS, "lstm": True, "trimmed": True}  # §5.6
-    return configs
+    four, two, crops = {"streams": FOUR_STREAMS}, {"streams": TWO_STREAMS}, ("crop_traj", "crop_stack", "crop_rgb")
+    if not ablations:
+        return {"msb_rnn": {**four, "lstm": True}}
+    return {"msb_rnn": {**four, "lstm": True}, **{f"lstm_{s}": {"streams": (s,), "lstm": True} for s in crops},  # T. 5.3
+            "two_stream": {**two, "lstm": False}, "multi_stream": {**four, "lstm": False},  # Table 5.4
+            "two_stream_lstm": {**two, "lstm": True}, "msb_rnn_trimmed": {**four, "lstm": True, "trimmed": True}}  # §5.6
 
 
 def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) -> dict:
-    results = {}
-    test = split["test"]
-    feats = streams_out["features"]
+    test, feats, device, results = split["test"], streams_out["features"], torch.device(args.device), {}
+    ev = lambda scores: evaluate(scores, gt, num_classes, args.chunk_len)  # noqa: E731
     if args.ablations:  # per-chunk softmax of each stream alone: "without LSTM" in Table 5.3
-        for s in STREAMS:
-            if s in feats[test[0]]:
-                results[f"stream_{s}"] = evaluate({v: streams_out["scores"][v][s] for v in test}, gt, num_classes,
-                                                  args.chunk_len)
-    device = torch.device(args.device)
+        for s in (s for s in STREAMS if s in feats[test[0]]):
+            results[f"stream_{s}"] = ev({v: streams_out["scores"][v][s] for v in test})
     for name, config in sequence_configs(args.ablations).items():
-        key = fingerprint(config=config, epochs=args.lstm_epochs, seed=args.seed, window=args.window,
-                          lr=args.lstm_lr, streams_key=args.streams_key)
-        path = os.path.join(seed_dir, "sequence", f"{name}.pt")
-
         def compute():
             model = train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir)
-            out, per_video = {}, {}
             with torch.no_grad():
                 xs = {v: model.project({s: f.to(device) for s, f in feats[v].items()}) for v in test}
                 if not config["lstm"]:
-                    out["chunk"] = evaluate({v: model.head(xs[v][:, 0]).softmax(-1).cpu() for v in test}, gt,
-                                            num_classes, args.chunk_len)
-                    return {"results": out, "scores": {}}
+                    return {"results": {"chunk": ev({v: model.head(xs[v][:, 0]).softmax(-1).cpu() for v in test})},
+                            "scores": {}}
                 dirs = {v: model.head.directions(xs[v]) for v in test}
-                for tag, pick in (("forward", 0), ("backward", 1)):
-                    out[tag] = evaluate({v: d[pick][:, 0].cpu() for v, d in dirs.items()}, gt, num_classes,
-                                        args.chunk_len)
+                out = {tag: ev({v: d[pick][:, 0].cpu() for v, d in dirs.items()})
+                       for tag, pick in (("forward", 0), ("backward", 1))}
                 bi = {v: ((d[0] + d[1]) / 2)[:, 0].cpu() for v, d in dirs.items()}
-                out["bidirectional"] = evaluate(bi, gt, num_classes, args.chunk_len)
+                out["bidirectional"] = ev(bi)
                 if args.ablations and name in ("lstm_crop_traj", "lstm_crop_rgb", "msb_rnn"):  # Fig. 5.7
                     for k in MEMORY_KS:
-                        s = {v: memory_limited_scores(model.head, xs[v], k)[:, 0].cpu() for v in test}
-                        out[f"forward_k{k}"] = evaluate(s, gt, num_classes, args.chunk_len)
-                per_video = bi
-            return {"results": out, "scores": per_video}
+                        out[f"forward_k{k}"] = ev({v: memory_limited_scores(model.head, xs[v], k)[:, 0].cpu() for v in test})
+            return {"results": out, "scores": bi}
 
-        value = cached(path, key, f"sequence ({name})", compute)
+        key = fingerprint(config=config, epochs=args.lstm_epochs, seed=args.seed, window=args.window, lr=args.lstm_lr,
+                          streams_key=args.streams_key)
+        value = cached(os.path.join(seed_dir, "sequence", f"{name}.pt"), key, f"sequence ({name})", compute)
         results[name] = value["results"]
         if name == "msb_rnn":
             results["_scores"] = value["scores"]
     return results
 
 
-# ----------------------------------------------------------------------------- driver
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="runs/msb_rnn", help="work directory: caches, checkpoints, logs, results")
-    p.add_argument("--data", help="real data: a directory with annotations.json, split.json and videos/ (README)")
-    p.add_argument("--videos", type=int, default=16, help="synthetic training videos")
-    p.add_argument("--test-videos", type=int, default=6, help="synthetic test videos")
-    p.add_argument("--chunks", type=int, default=32, help="chunks per synthetic video")
-    p.add_argument("--size", type=int, nargs=2, default=(64, 80), metavar=("H", "W"), help="frame size")
-    p.add_argument("--distractors", type=int, default=3, help="moving distractors per synthetic video")
-    p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--write-mp4", action="store_true", help="also write the synthetic videos as MP4 (needs PyAV)")
-    p.add_argument("--chunk-len", type=int, default=6, help="frames per chunk (thesis §5.3)")
-    p.add_argument("--k", type=int, default=3, help="flow neighbours each side of a chunk's centre frame (§5.4.2)")
-    p.add_argument("--flow", choices=("torch", "opencv", "auto"), default="torch",
-                   help="flow backend: dependency-free TorchFlow, OpenCV DIS, or OpenCV when installed")
-    p.add_argument("--flow-levels", type=int, default=1, help="TorchFlow pyramid levels (README: why 1)")
-    p.add_argument("--flow-iterations", type=int, default=5,
-                   help="TorchFlow Gauss-Newton steps per level (each moves at most 1 px: 5 reach 5 px)")
-    p.add_argument("--box", type=int, nargs=2, default=(40, 40), metavar=("H", "W"), help="tracker box size")
-    p.add_argument("--crop-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"), help="crops resized to")
-    p.add_argument("--track-threshold", type=float, default=500.0,
-                   help="summed flow magnitude that moves the box (walking, not a hand or a distractor)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (stream CNNs and LSTMs)")
-    p.add_argument("--stream-epochs", type=int, default=12)
-    p.add_argument("--lstm-epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3, help="stream CNN learning rate (Adam)")
-    p.add_argument("--lstm-lr", type=float, default=3e-3, help="projection + LSTM learning rate (Adam)")
-    p.add_argument("--window", type=int, default=16, help="chunks per truncated-BPTT window")
-    p.add_argument("--ablations", action="store_true", help="also run the thesis' ablations (tables 5.3, 5.4, ...)")
-    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stop after the last one named")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true", help="mixed precision for the stream CNNs")
-    p.add_argument("--resume", action="store_true", help="continue interrupted trainings from their checkpoints")
+    a = p.add_argument
+    a("--out", default="runs/msb_rnn", help="work directory: caches, checkpoints, logs, results")
+    a("--data", help="real data: a directory with annotations.json, split.json and videos/ (README)")
+    a("--videos", type=int, default=16, help="synthetic training videos")
+    a("--test-videos", type=int, default=6, help="synthetic test videos")
+    a("--chunks", type=int, default=32, help="chunks per synthetic video")
+    a("--size", type=int, nargs=2, default=(64, 80), metavar=("H", "W"), help="frame size")
+    a("--distractors", type=int, default=3, help="moving distractors per synthetic video")
+    a("--data-seed", type=int, default=0)
+    a("--write-mp4", action="store_true", help="also write the synthetic videos as MP4 (needs PyAV)")
+    a("--chunk-len", type=int, default=6, help="frames per chunk (thesis §5.3)")
+    a("--k", type=int, default=3, help="flow neighbours each side of a chunk's centre frame (§5.4.2)")
+    a("--flow", choices=("torch", "opencv", "auto"), default="torch",
+      help="flow backend: dependency-free TorchFlow, OpenCV DIS, or OpenCV when installed")
+    a("--flow-levels", type=int, default=1, help="TorchFlow pyramid levels (README: why 1)")
+    a("--flow-iterations", type=int, default=5, help="TorchFlow Gauss-Newton steps per level (each moves <= 1 px)")
+    a("--box", type=int, nargs=2, default=(40, 40), metavar=("H", "W"), help="tracker box size")
+    a("--crop-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"), help="crops resized to")
+    a("--track-threshold", type=float, default=500.0,
+      help="summed flow magnitude that moves the box (walking, not a hand or a distractor)")
+    a("--seed", type=int, default=0, help="training seed (stream CNNs and LSTMs)")
+    a("--stream-epochs", type=int, default=12)
+    a("--lstm-epochs", type=int, default=30)
+    a("--batch", type=int, default=32)
+    a("--lr", type=float, default=3e-3, help="stream CNN learning rate (Adam)")
+    a("--lstm-lr", type=float, default=3e-3, help="projection + LSTM learning rate (Adam)")
+    a("--window", type=int, default=16, help="chunks per truncated-BPTT window")
+    a("--ablations", action="store_true", help="also run the thesis' ablations (tables 5.3, 5.4, ...)")
+    a("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stop after the last one named")
+    a("--device", default="cpu")
+    a("--amp", action="store_true", help="mixed precision for the stream CNNs")
+    a("--resume", action="store_true", help="continue interrupted trainings from their checkpoints")
     args = p.parse_args(argv)
     for name in ("videos", "test_videos", "chunks", "stream_epochs", "lstm_epochs", "batch", "window", "k", "chunk_len"):
         if getattr(args, name) < 1:
@@ -479,16 +378,15 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     common.Distributed(args.device)  # one clear error when CUDA is asked for and absent
-    start = time.perf_counter()
-    last = max(STAGES.index(s) for s in args.stages)
+    start, last = time.perf_counter(), max(STAGES.index(s) for s in args.stages)
     root = stage_data(args)
     if last < 1:
         return {}
     gt, classes, split = load_dataset(root)
-    num_classes = len(classes)
-    vids = split["train"] + split["test"]
+    vids, num_classes = split["train"] + split["test"], len(classes)
     motion = stage_motion(args, root, vids)
-    labels = {v: chunk_labels(gt[v], len(motion[v]["boxes"]), args.chunk_len) for v in vids}
+    labels = {v: chunk_labels(gt[v]["segments"], gt[v]["labels"], len(motion[v]["boxes"]), args.chunk_len,
+                              inclusive_end=True) for v in vids}  # background 0, class c -> c + 1
     args.motion_key = fingerprint(root=root, files={v: os.path.getmtime(os.path.join(args.out, "motion", f"{v}.pt"))
                                                     for v in vids})
     if last < 2:
@@ -496,8 +394,7 @@ def main(argv=None) -> dict:
     seed_dir = os.path.join(args.out, f"seed{args.seed}")
     needed = list(STREAMS) if args.ablations else list(FOUR_STREAMS)
     streams_out = stage_streams(args, motion, labels, split, num_classes, seed_dir, needed)
-    args.streams_key = fingerprint(files={s: os.path.getmtime(os.path.join(seed_dir, "streams", f"{s}.pt"))
-                                          for s in needed})
+    args.streams_key = fingerprint(files={s: os.path.getmtime(os.path.join(seed_dir, "streams", f"{s}.pt")) for s in needed})
     if last < 3:
         return {}
     results = stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir)

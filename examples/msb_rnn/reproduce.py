@@ -20,11 +20,15 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import msb_rnn  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+import common  # noqa: E402
 
 from scalekit.datasets.synthetic import SHOPPING_ACTIONS  # noqa: E402
-from scalekit.evaluation import clips_from_scores  # noqa: E402
+from scalekit.sequence import clips_from_scores  # noqa: E402
+from scalekit.video import chunk_centres  # noqa: E402
+
+msb_rnn = common.import_script(os.path.join(HERE, "msb_rnn.py"), "msb_rnn_driver")
 
 # Thesis values on the Shopping dataset (mid-point-hit mAP, %), for the direction only.
 THESIS_53 = {"crop_stack": (55.29, 71.70), "crop_traj": (57.88, 73.06), "crop_rgb": (40.02, 63.26)}
@@ -148,7 +152,7 @@ def diagnostics(out: str, args: dict, max_videos: int = 4) -> dict:
         v = make_synthetic_shopping(num_chunks=args["chunks"], size=tuple(args["size"]), seed=args["data_seed"] * 10_000 + i,
                                     num_distractors=args["distractors"])
         boxes = torch.load(os.path.join(out, "motion", f"{vid}.pt"), weights_only=True)["value"]["boxes"]
-        centres = torch.arange(len(boxes)) * 6 + 3
+        centres = chunk_centres(len(boxes), 6)
         hand = v["hand"][centres]
         inside.append((hand[:, 0] >= boxes[:, 0]) & (hand[:, 0] < boxes[:, 2]) & (hand[:, 1] >= boxes[:, 1])
                       & (hand[:, 1] < boxes[:, 3]))

@@ -12,7 +12,6 @@ from scalekit.evaluation.temporal import (
     ACTIVITYNET_THRESHOLDS,
     THUMOS14_THRESHOLDS,
     average_precision,
-    clips_from_scores,
     clips_to_detections,
     midpoint_map,
     tiou_map,
@@ -24,3 +23,13 @@ __all__ = [
     "read_class_segments", "read_segments_csv", "read_activitynet", "read_thumos14",
     "ACTIVITYNET_THRESHOLDS", "THUMOS14_THRESHOLDS",
 ]
+
+
+def __getattr__(name: str):
+    # clips_from_scores moved to scalekit.sequence (inference post-processing of the
+    # sequence layer); the old import path still works, without importing that layer eagerly.
+    if name == "clips_from_scores":
+        from scalekit.sequence.clips import clips_from_scores
+
+        return clips_from_scores
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

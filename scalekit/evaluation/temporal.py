@@ -1,4 +1,4 @@
-"""Temporal action detection: clips from per-chunk scores, mid-point-hit mAP
+"""Temporal action detection: clips as detections, mid-point-hit mAP
 and temporal-IoU mAP (MSB-RNN, thesis §5.4: MPII Cooking 2 and MERL Shopping).
 
 Detections and ground truth are per-video dicts::
@@ -23,7 +23,6 @@ __all__ = [
     "ACTIVITYNET_THRESHOLDS",
     "THUMOS14_THRESHOLDS",
     "average_precision",
-    "clips_from_scores",
     "clips_to_detections",
     "midpoint_map",
     "tiou_map",
@@ -77,92 +76,7 @@ def average_precision(tp, num_positives: int, method: str = "non_interpolated") 
 
 
 # ----------------------------------------------------------------------------- clips
-
-
-def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first, last) chunk of each run of True."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-
-
-def clips_from_scores(scores, chunk_len: int = 6, m: int = 5, max_clips: int = 2500) -> dict[int, list]:
-    """Ranked action clips of one video from its per-chunk class scores (thesis §5.4.2).
-
-    Per class: lower a threshold over the chunk scores, group above-threshold
-    chunks into connected components (clips), and collect them in stages of
-    ``m``, ``2m``, ``4m``, ... clips: a stage stops lowering the threshold at
-    the first value that gives at least its number of components, and keeps
-    only the components that share no chunk with clips kept before. Stops at
-    ``max_clips`` clips or when the threshold reaches the lowest score. A
-    clip's score is the max of its chunks' scores.
-
-    Choices where the thesis is silent: the threshold steps through the
-    distinct score values (components change only there), starting from the
-    highest; a chunk is above the threshold when its score is ``>=`` it;
-    "intersect" means sharing a chunk; a stage that never reaches its number
-    (components merge as the threshold falls) ends at the lowest score; when
-    the last stage overshoots ``max_clips`` the highest-scoring clips are kept.
-
-    Args:
-        scores: ``[T, C]`` per-chunk scores (one row per chunk, background excluded).
-        chunk_len: frames per chunk (6 in MSB-RNN); chunk ``i`` covers frames
-            ``[i * chunk_len, (i + 1) * chunk_len)``.
-        m: clips in the first stage (5 in the thesis).
-        max_clips: clips per class at most (2,500 in the thesis).
-
-    Returns:
-        ``{class_id: [(start_frame, end_frame, score), ...]}``, by decreasing
-        score; ``end_frame`` is exclusive.
-
-    Example:
-        >>> import numpy as np
-        >>> s = np.array([[0.1], [0.9], [0.8], [0.1], [0.7], [0.2]])
-        >>> # stage 1 (1 clip): >= 0.9 gives chunk 1; stage 2 (2 clips): >= 0.7 gives
-        >>> # chunks 1-2 (overlaps, dropped) and 4; stage 3 never reaches 4 clips.
-        >>> clips_from_scores(s, m=1)[0]
-        [(6, 12, 0.9), (24, 30, 0.7)]
-    """
-    s = np.asarray(scores.detach().cpu() if hasattr(scores, "detach") else scores, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"scores must have shape [T, C], got {s.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError("scores must be finite")
-    if chunk_len <= 0 or m <= 0 or max_clips <= 0:
-        raise ValueError("chunk_len, m and max_clips must be positive")
-    t = s.shape[0]
-    result: dict[int, list] = {}
-    for c in range(s.shape[1]):
-        col = s[:, c]
-        if t == 0:
-            result[c] = []
-            continue
-        # Components after adding chunks in decreasing score: a chunk adds one,
-        # minus one for each neighbour already in (vectorised union-find).
-        order = np.argsort(-col, kind="stable")
-        rank = np.empty(t, np.int64)
-        rank[order] = np.arange(t)
-        left = np.r_[False, rank[:-1] < rank[1:]]
-        right = np.r_[rank[1:] < rank[:-1], False]
-        count_after = np.cumsum(1 - left[order].astype(np.int64) - right[order])
-        values = col[order]
-        last_of_value = np.r_[values[1:] != values[:-1], True]
-        thresholds, counts = values[last_of_value], count_after[last_of_value]
-        kept = np.zeros(t, dtype=bool)
-        clips: list[tuple[int, int, float]] = []
-        target, at = m, 0
-        while at < thresholds.size and len(clips) < max_clips:
-            reach = np.flatnonzero(counts[at:] >= target)
-            at = at + (int(reach[0]) if reach.size else thresholds.size - 1 - at)
-            first, last = _components(col >= thresholds[at])
-            covered = np.concatenate([[0], np.cumsum(kept)])
-            new = covered[last + 1] - covered[first] == 0
-            for a, b in zip(first[new], last[new]):
-                clips.append((int(a) * chunk_len, (int(b) + 1) * chunk_len, float(col[a : b + 1].max())))
-                kept[a : b + 1] = True
-            target, at = target * 2, at + 1
-        order_out = sorted(range(len(clips)), key=lambda i: -clips[i][2])[:max_clips]
-        result[c] = [clips[i] for i in sorted(order_out, key=lambda i: (-clips[i][2], i))]
-    return result
+# clips_from_scores (per-chunk scores to clips) lives in scalekit.sequence.
 
 
 def clips_to_detections(clips: Mapping[int, list]) -> dict[str, np.ndarray]:

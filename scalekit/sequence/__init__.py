@@ -1,6 +1,8 @@
-"""MSB-RNN's sequence blocks (thesis §5.3.3): the bi-directional LSTM head,
-stateful truncated-BPTT windows and the memory-limit analysis."""
+"""MSB-RNN's sequence blocks (thesis §5.3.3, §5.4): the bi-directional LSTM head and its
+loss, continuation indicators, stateful truncated-BPTT windows, the memory-limit
+analysis, and clips from per-chunk scores (inference post-processing)."""
 
-from scalekit.sequence.bilstm import BiLSTMHead, memory_limited_scores, stateful_windows
+from scalekit.sequence.bilstm import BiLSTMHead, continuation_indicators, memory_limited_scores, stateful_windows
+from scalekit.sequence.clips import clips_from_scores
 
-__all__ = ["BiLSTMHead", "stateful_windows", "memory_limited_scores"]
+__all__ = ["BiLSTMHead", "continuation_indicators", "stateful_windows", "memory_limited_scores", "clips_from_scores"]

@@ -1,15 +1,20 @@
-"""MSB-RNN's bi-directional LSTM over 6-frame chunks (thesis §5.3.3), with
-continuation indicators, stateful truncated back-propagation through time, and
-the memory-limit analysis (§5.4.3)."""
+"""MSB-RNN's bi-directional LSTM over 6-frame chunks (thesis §5.3.3), its loss
+(§5.4.2), continuation indicators, stateful truncated back-propagation through
+time, and the memory-limit analysis (§5.4.3)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BiLSTMHead", "stateful_windows", "memory_limited_scores"]
+from scalekit._args import integer
+
+__all__ = ["BiLSTMHead", "continuation_indicators", "stateful_windows", "memory_limited_scores"]
+
+LOSS_MODES = ("per_direction", "joint")
 
 
 class BiLSTMHead(nn.Module):
@@ -43,8 +48,11 @@ class BiLSTMHead(nn.Module):
 
     def __init__(self, in_dim: int = 200, hidden: int = 60, num_classes: int | None = None) -> None:
         super().__init__()
-        if num_classes is None or num_classes < 1:
-            raise ValueError(f"num_classes is required and must be >= 1, got {num_classes}")
+        if num_classes is None:
+            raise ValueError("num_classes is required and must be >= 1, got None")
+        num_classes = integer("num_classes", num_classes, minimum=1)
+        in_dim = integer("in_dim", in_dim, minimum=1)
+        hidden = integer("hidden", hidden, minimum=1)
         self.forward_cell = nn.LSTMCell(in_dim, hidden)
         self.backward_cell = nn.LSTMCell(in_dim, hidden)
         self.forward_cls = nn.Linear(hidden, num_classes)
@@ -72,8 +80,20 @@ class BiLSTMHead(nn.Module):
         if x.shape[2] != self.forward_cell.input_size:
             raise ValueError(f"x must have in_dim = {self.forward_cell.input_size} features per chunk, "
                              f"got {list(x.shape)}")
-        if cont is not None and tuple(cont.shape) != tuple(x.shape[:2]):
-            raise ValueError(f"cont must be [T, N] = {list(x.shape[:2])}, got {list(cont.shape)}")
+        if cont is not None:
+            if not isinstance(cont, Tensor) or tuple(cont.shape) != tuple(x.shape[:2]):
+                got = list(cont.shape) if isinstance(cont, Tensor) else type(cont).__name__
+                raise ValueError(f"cont must be a [T, N] = {list(x.shape[:2])} tensor, got {got}")
+            if not ((cont == 0) | (cont == 1)).all():
+                raise ValueError("cont must hold only 0 (a sequence starts here) and 1 (it continues), got "
+                                 f"{cont[(cont != 0) & (cont != 1)][0].item()}")
+        if state is not None:
+            want = (x.shape[1], self.hidden)
+            if (not isinstance(state, (tuple, list)) or len(state) != 2
+                    or any(not isinstance(s, Tensor) or tuple(s.shape) != want for s in state)):
+                got = [list(s.shape) if isinstance(s, Tensor) else type(s).__name__ for s in state] \
+                    if isinstance(state, (tuple, list)) else type(state).__name__
+                raise ValueError(f"state must be the forward LSTM's (h, c), each [N, hidden] = {list(want)}, got {got}")
         hf, state = self._run(self.forward_cell, x, state, cont)
         back_cont = None
         if cont is not None:  # reversed: do not carry step t into t - 1 when t starts a sequence
@@ -85,6 +105,88 @@ class BiLSTMHead(nn.Module):
         """``(scores [T, N, C], forward state)``: the average of both directions' probabilities."""
         f, b, state = self.directions(x, state, cont)
         return (f + b) / 2, state
+
+    def loss(self, outputs: dict, targets: Tensor, *, mode: str = "per_direction", reduction: str = "mean",
+             ignore_index: int = -100) -> dict:
+        """Per-chunk classification losses of the two directions (thesis §5.4.2).
+
+        ``mode="per_direction"`` (default, the thesis): "a softmax classifier
+        is trained on each LSTM's hidden layer" — the negative log-likelihood
+        of each direction's own probabilities, ``{"loss_forward",
+        "loss_backward"}``; only at test time are the two averaged.
+        ``mode="joint"``: one loss on the averaged probabilities that the
+        head outputs, ``{"loss_joint"}``. Sum the dict's values to train, as
+        with the detection heads' losses. Detection training uses whole
+        videos, so the targets include the background class (§5.4.2).
+
+        The log of a probability is taken after clamping it at the dtype's
+        smallest normal number (a softmax that underflowed to 0 gives a
+        large finite loss, not ``inf``).
+
+        Args:
+            outputs: ``{"forward", "backward"}`` probabilities, each ``[T, N, C]``:
+                a window of :func:`stateful_windows`, or
+                ``dict(zip(("forward", "backward"), head.directions(x)[:2]))``.
+            targets: ``[T, N]`` int64 classes in ``[0, C)`` (for example
+                :func:`scalekit.video.chunk_labels`, background 0), or
+                ``ignore_index`` for chunks that take part in no loss.
+            mode: ``"per_direction"`` or ``"joint"`` (above).
+            reduction: ``"mean"`` over the chunks that are not ignored (0 when
+                none is) or ``"sum"`` (to normalise a truncated-BPTT video by
+                its whole length yourself).
+            ignore_index: the target value of chunks left out (as
+                :func:`torch.nn.functional.nll_loss`).
+
+        Returns:
+            ``{"loss_forward", "loss_backward"}`` or ``{"loss_joint"}``: 0-d tensors.
+
+        Example:
+            >>> import torch
+            >>> from scalekit.sequence import BiLSTMHead
+            >>> head = BiLSTMHead(in_dim=8, hidden=4, num_classes=3)
+            >>> f, b, _ = head.directions(torch.randn(5, 1, 8))
+            >>> losses = head.loss({"forward": f, "backward": b}, torch.tensor([[0], [0], [2], [2], [0]]))
+            >>> sorted(losses), bool(losses["loss_forward"] > 0)
+            (['loss_backward', 'loss_forward'], True)
+        """
+        if mode not in LOSS_MODES:
+            raise ValueError(f"mode must be one of {LOSS_MODES}, got {mode!r}")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        if not isinstance(outputs, dict) or not {"forward", "backward"} <= set(outputs):
+            got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+            raise ValueError(f"outputs must be a dict with 'forward' and 'backward' probabilities, got {got}")
+        f, b = outputs["forward"], outputs["backward"]
+        if not all(isinstance(p, Tensor) and p.is_floating_point() for p in (f, b)):
+            raise TypeError("outputs['forward'] and ['backward'] must be floating-point tensors, got "
+                            f"{[p.dtype if isinstance(p, Tensor) else type(p).__name__ for p in (f, b)]}")
+        num_classes = self.forward_cls.out_features
+        if f.dim() != 3 or f.shape != b.shape or f.shape[2] != num_classes:
+            raise ValueError(f"outputs['forward'] and ['backward'] must both be [T, N, {num_classes}], "
+                             f"got {list(f.shape)} and {list(b.shape)}")
+        if not isinstance(targets, Tensor) or targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"targets must be an integer tensor, got "
+                            f"{targets.dtype if isinstance(targets, Tensor) else type(targets).__name__}")
+        if tuple(targets.shape) != tuple(f.shape[:2]):
+            raise ValueError(f"targets must be [T, N] = {list(f.shape[:2])}, got {list(targets.shape)}")
+        ignore_index = integer("ignore_index", ignore_index)
+        if not -(2**63) <= ignore_index < 2**63:
+            raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
+        targets = targets.to(torch.int64)
+        keep = targets != ignore_index
+        bad = keep & ((targets < 0) | (targets >= num_classes))
+        if bad.any():
+            raise ValueError(f"targets must lie in [0, {num_classes}) or be ignore_index = {ignore_index}, "
+                             f"got {targets[bad][0].item()}")
+
+        def nll(probs: Tensor) -> Tensor:
+            log_p = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+            total = F.nll_loss(log_p.flatten(0, 1), targets.flatten(), ignore_index=ignore_index, reduction="sum")
+            return total if reduction == "sum" else total / keep.sum().clamp(min=1)
+
+        if mode == "joint":
+            return {"loss_joint": nll((f + b) / 2)}
+        return {"loss_forward": nll(f), "loss_backward": nll(b)}
 
 
 def stateful_windows(head: BiLSTMHead, x: Tensor, window: int, cont: Tensor | None = None) -> Iterator[dict]:
@@ -102,8 +204,13 @@ def stateful_windows(head: BiLSTMHead, x: Tensor, window: int, cont: Tensor | No
         >>> [(w["start"], w["end"], tuple(w["scores"].shape)) for w in stateful_windows(head, torch.randn(10, 1, 8), 4)]
         [(0, 4, (4, 1, 3)), (4, 8, (4, 1, 3)), (8, 10, (2, 1, 3))]
     """
-    if window <= 0:
-        raise ValueError(f"window must be positive, got {window}")
+    window = integer("window", window, minimum=1)
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a [T, N, in_dim] tensor, got {list(x.shape) if isinstance(x, Tensor) else type(x)}")
+    return _windows(head, x, window, cont)
+
+
+def _windows(head: BiLSTMHead, x: Tensor, window: int, cont: Tensor | None) -> Iterator[dict]:
     state = None
     for start in range(0, x.shape[0], window):
         end = min(start + window, x.shape[0])
@@ -124,8 +231,9 @@ def memory_limited_scores(head: BiLSTMHead, x: Tensor, k: int) -> Tensor:
     Returns:
         ``[T, N, C]``; with ``k >= T`` it is the unrestricted forward run.
     """
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
+    k = integer("k", k, minimum=1)
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a [T, N, in_dim] tensor, got {list(x.shape) if isinstance(x, Tensor) else type(x)}")
     t_len, n = x.shape[:2]
     if k >= t_len:
         return head.directions(x)[0]
@@ -141,3 +249,40 @@ def memory_limited_scores(head: BiLSTMHead, x: Tensor, k: int) -> Tensor:
             use |= steps < k - 1
         out[use] = f[use]
     return out
+
+
+def continuation_indicators(labels) -> Tensor:
+    """Continuation indicators that cut a video at every action boundary (thesis §5.4.3).
+
+    Caffe's convention, as :class:`BiLSTMHead` reads it: ``0`` where a
+    sequence starts, ``1`` where it continues. Here a sequence starts at the
+    first chunk and wherever the label changes (an action starts or ends):
+    training with these simulates training on trimmed clips, the thesis'
+    "learning transitions between actions" experiment (training only; at
+    test time, and for the thesis' own training on untrimmed videos, pass
+    ``cont=None``: one sequence per video).
+
+    Args:
+        labels: ``[T]`` or ``[T, N]`` (time first) per-chunk labels, a tensor,
+            numpy array or list of integers (for example from
+            :func:`scalekit.video.chunk_labels`).
+
+    Returns:
+        float32 tensor of ``labels``' shape (``T = 0`` gives an empty one).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.sequence import continuation_indicators
+        >>> continuation_indicators(torch.tensor([0, 0, 3, 3, 3, 0]))
+        tensor([0., 1., 0., 1., 1., 0.])
+    """
+    labels = torch.as_tensor(labels)
+    if labels.dim() not in (1, 2):
+        raise ValueError(f"labels must be [T] or [T, N], got {list(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integers, got {labels.dtype}")
+    cont = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
+    if labels.shape[0]:
+        cont[0] = 0
+        cont[1:][labels[1:] != labels[:-1]] = 0
+    return cont

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from scalekit._args import integer, real
+
 __all__ = ["FlowTracker", "crop_boxes"]
 
 
@@ -18,10 +20,15 @@ class FlowTracker:
     box moves to the best position when that sum reaches ``threshold`` and
     stays put otherwise (nothing moves: the person is still).
 
+    Flow must be finite: a chunk whose flow holds NaN or infinity (a flow
+    estimator that failed, a frame that was not decoded) is an error naming
+    the chunk, never a box — holding the box still there would report a
+    confident track from no information.
+
     Args:
-        box_size: ``(height, width)`` of the box, in pixels.
+        box_size: ``(height, width)`` of the box, in pixels (positive integers).
         threshold: the smallest summed magnitude (pixels of flow x pixels of
-            area) that moves the box.
+            area) that moves the box; finite, ``>= 0``.
 
     Example:
         >>> import torch
@@ -33,16 +40,25 @@ class FlowTracker:
     """
 
     def __init__(self, box_size: tuple[int, int], threshold: float) -> None:
-        self.box_h, self.box_w = int(box_size[0]), int(box_size[1])
-        if self.box_h <= 0 or self.box_w <= 0:
-            raise ValueError(f"box_size must be positive, got {box_size}")
-        self.threshold = float(threshold)
+        if not hasattr(box_size, "__len__") or len(box_size) != 2:
+            raise ValueError(f"box_size must be (height, width), got {box_size!r}")
+        self.box_h = integer("box_size[0] (height)", box_size[0], minimum=1)
+        self.box_w = integer("box_size[1] (width)", box_size[1], minimum=1)
+        self.threshold = real("threshold", threshold, minimum=0.0)
+
+    def __repr__(self) -> str:
+        return f"FlowTracker(box_size=({self.box_h}, {self.box_w}), threshold={self.threshold})"
 
     def best(self, magnitude: Tensor) -> tuple[int, int, float]:
         """Top-left ``(x, y)`` of the box with the largest summed ``[H, W]`` magnitude, and that sum."""
+        if not isinstance(magnitude, Tensor) or magnitude.dim() != 2:
+            got = list(magnitude.shape) if isinstance(magnitude, Tensor) else type(magnitude).__name__
+            raise ValueError(f"magnitude must be an [H, W] tensor, got {got}")
+        if not torch.isfinite(magnitude).all():
+            raise ValueError("magnitude must be finite (NaN or infinite flow: the flow estimator failed here)")
         h, w = magnitude.shape
         if self.box_h > h or self.box_w > w:
-            raise ValueError(f"box {self.box_h}x{self.box_w} does not fit the {h}x{w} frame")
+            raise ValueError(f"box_size {self.box_h}x{self.box_w} does not fit the {h}x{w} frame")
         integral = F.pad(magnitude.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
         bh, bw = self.box_h, self.box_w
         sums = integral[bh:, bw:] - integral[:-bh, bw:] - integral[bh:, :-bw] + integral[:-bh, :-bw]
@@ -54,9 +70,30 @@ class FlowTracker:
         """Per-chunk boxes ``[T, 4]`` ``(x1, y1, x2, y2)`` from per-chunk flows ``[T, 2, H, W]``
         (or flow magnitudes ``[T, H, W]``). ``init``: the box's starting top-left
         (default: centred)."""
+        if not isinstance(flows, Tensor) or not (flows.dim() == 3 or (flows.dim() == 4 and flows.shape[1] == 2)):
+            got = list(flows.shape) if isinstance(flows, Tensor) else type(flows).__name__
+            raise ValueError(f"flows must be [T, 2, H, W] flows or [T, H, W] magnitudes, got {got}")
+        if flows.is_complex() or not (flows.is_floating_point() or flows.dtype in (torch.uint8, torch.int16,
+                                                                                    torch.int32, torch.int64)):
+            raise TypeError(f"flows must be real numbers, got {flows.dtype}")
+        finite = torch.isfinite(flows).flatten(1).all(1)
+        if not finite.all():
+            t = int((~finite).nonzero()[0])
+            raise ValueError(f"flows[{t}] holds NaN or infinite values (the flow estimator failed on chunk {t}): "
+                             "no track can be read from it; fix or drop that chunk's flow")
         mags = flows if flows.dim() == 3 else flows.float().norm(dim=1)
         h, w = mags.shape[-2:]
-        x, y = init if init is not None else ((w - self.box_w) // 2, (h - self.box_h) // 2)
+        if self.box_h > h or self.box_w > w:
+            raise ValueError(f"box_size {self.box_h}x{self.box_w} does not fit the {h}x{w} frame")
+        if init is None:
+            x, y = (w - self.box_w) // 2, (h - self.box_h) // 2
+        else:
+            if not hasattr(init, "__len__") or len(init) != 2:
+                raise ValueError(f"init must be the box's top-left (x, y), got {init!r}")
+            x, y = integer("init[0] (x)", init[0]), integer("init[1] (y)", init[1])
+            if not (0 <= x <= w - self.box_w and 0 <= y <= h - self.box_h):
+                raise ValueError(f"init {(x, y)} puts the {self.box_h}x{self.box_w} box outside the {h}x{w} frame: "
+                                 f"x must lie in [0, {w - self.box_w}], y in [0, {h - self.box_h}]")
         boxes = []
         for m in mags:
             bx, by, total = self.best(m)
@@ -68,19 +105,65 @@ class FlowTracker:
 
 def crop_boxes(frames: Tensor, boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     """Person-centric crops: frame ``i`` cropped to ``boxes[i]`` (clipped to the
-    frame, zero-padded past it) and resized to ``size``.
+    frame, zero-padded past it) and resized to ``size`` (bilinear).
 
     Args:
-        frames: ``[T, C, H, W]``.
-        boxes: ``[T, 4]`` integer-valued ``(x1, y1, x2, y2)``.
-        size: output ``(h, w)``; default: the box size.
+        frames: ``[T, C, H, W]``, any dtype (a resized crop is interpolated in
+            float32 and cast back).
+        boxes: ``[T, 4]`` ``(x1, y1, x2, y2)`` in the frames' pixels, finite,
+            rounded to whole pixels, ``x2 > x1`` and ``y2 > y1`` after rounding
+            (as :class:`FlowTracker` gives); a box may reach at most one frame's
+            size past each edge (``-W <= x1``, ``x2 <= 2W``, the same in y):
+            farther is an error, most likely boxes in another scale.
+        size: output ``(h, w)``; default: the box size, which must then be the
+            same for every box. A crop is cut at its box's size, then resized.
 
     Returns:
-        ``[T, C, h, w]``.
+        ``[T, C, h, w]`` (``T = 0`` gives ``[0, C, h, w]``, or ``[0, C, 0, 0]``
+        without ``size``).
+
+    Example:
+        >>> import torch
+        >>> frames = torch.arange(2 * 16.).reshape(2, 1, 4, 4)
+        >>> crop_boxes(frames, torch.tensor([[0., 0, 2, 2], [3, 3, 5, 5]]))[:, 0].tolist()
+        [[[0.0, 1.0], [4.0, 5.0]], [[31.0, 0.0], [0.0, 0.0]]]
     """
+    if not isinstance(frames, Tensor) or frames.dim() != 4:
+        got = list(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+        raise ValueError(f"frames must be a [T, C, H, W] tensor, got {got}")
     t, c, h, w = frames.shape
+    if size is not None:
+        if not hasattr(size, "__len__") or len(size) != 2:
+            raise ValueError(f"size must be (h, w), got {size!r}")
+        size = (integer("size[0]", size[0], minimum=1), integer("size[1]", size[1], minimum=1))
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape != (t, 4):
+        got = list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"boxes must be a [T, 4] = [{t}, 4] tensor (one box per frame), got {got}")
+    if boxes.is_complex() or boxes.dtype == torch.bool:
+        raise TypeError(f"boxes must be real numbers, got {boxes.dtype}")
+    if t == 0:
+        return frames.new_zeros((0, c, *(size if size is not None else (0, 0))))
+    finite = torch.isfinite(boxes).all(1)
+    if not finite.all():
+        i = int((~finite).nonzero()[0])
+        raise ValueError(f"boxes[{i}] is not finite: {boxes[i].tolist()}")
+    rounded = boxes.double().round()
+    empty = (rounded[:, 2] <= rounded[:, 0]) | (rounded[:, 3] <= rounded[:, 1])
+    if empty.any():
+        i = int(empty.nonzero()[0])
+        raise ValueError(f"boxes[{i}] = {boxes[i].tolist()} is empty after rounding to pixels: need x2 > x1, y2 > y1")
+    far = (rounded[:, 0] < -w) | (rounded[:, 1] < -h) | (rounded[:, 2] > 2 * w) | (rounded[:, 3] > 2 * h)
+    if far.any():
+        i = int(far.nonzero()[0])
+        raise ValueError(f"boxes[{i}] = {boxes[i].tolist()} reaches more than a frame's size past the {h}x{w} frame: "
+                         "boxes are (x1, y1, x2, y2) in the frames' pixels (normalised or rescaled boxes?)")
+    sizes = torch.stack([rounded[:, 3] - rounded[:, 1], rounded[:, 2] - rounded[:, 0]], 1)
+    if size is None and not (sizes == sizes[0]).all():
+        i = int((sizes != sizes[0]).any(1).nonzero()[0])
+        raise ValueError(f"boxes of different sizes ({sizes[0].long().tolist()} and {sizes[i].long().tolist()} "
+                         f"at box {i}) need size=(h, w) to resize the crops to")
     out = []
-    for frame, box in zip(frames, boxes.round().long().tolist()):
+    for frame, box in zip(frames, rounded.long().tolist()):
         x1, y1, x2, y2 = box
         crop = frame.new_zeros((c, y2 - y1, x2 - x1))
         sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)

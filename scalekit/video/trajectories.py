@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from scalekit._args import integer
+
 __all__ = ["pixel_trajectories", "stacked_flow", "TrajectoryConv"]
 
 Flow = Callable[[Tensor, Tensor], Tensor]
@@ -14,6 +16,29 @@ Flow = Callable[[Tensor, Tensor], Tensor]
 
 def _frame(frames: Tensor, i: int) -> Tensor:
     return frames[min(max(i, 0), frames.shape[0] - 1)]  # replicate at the ends of the video
+
+
+def _check(frames, center, k) -> tuple[int, int]:
+    if not isinstance(frames, Tensor) or frames.dim() not in (3, 4):
+        got = list(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+        raise ValueError(f"frames must be a [T, C, H, W] or [T, H, W] tensor, got {got}")
+    k = integer("k", k, minimum=1)
+    center = integer("center", center)
+    if not 0 <= center < frames.shape[0]:
+        raise ValueError(f"center must index a frame in [0, {frames.shape[0]}), got {center}")
+    return center, k
+
+
+def _flows(flow: Flow, pairs, shape) -> Tensor:
+    """Stack ``flow(a, b)`` over the pairs into ``[2, len(pairs), H, W]``, checking what the estimator gives."""
+    out = []
+    for a, b in pairs:
+        f = flow(a, b)
+        if not isinstance(f, Tensor) or tuple(f.shape) != (2, *shape):
+            got = list(f.shape) if isinstance(f, Tensor) else type(f).__name__
+            raise ValueError(f"flow must return [2, H, W] = {[2, *shape]} per pair of frames, got {got}")
+        out.append(f)
+    return torch.stack(out, 1)
 
 
 def pixel_trajectories(frames: Tensor, center: int, k: int = 3, flow: Flow | None = None) -> Tensor:
@@ -46,12 +71,10 @@ def pixel_trajectories(frames: Tensor, center: int, k: int = 3, flow: Flow | Non
     """
     from scalekit.video.flow import TorchFlow
 
+    center, k = _check(frames, center, k)
     flow = flow if flow is not None else TorchFlow()
-    if not 0 <= center < frames.shape[0]:
-        raise ValueError(f"center must index a frame in [0, {frames.shape[0]}), got {center}")
     offsets = [d for d in range(-k, k + 1) if d != 0]
-    out = torch.stack([flow(frames[center], _frame(frames, center + d)) for d in offsets], 1)
-    return out
+    return _flows(flow, [(frames[center], _frame(frames, center + d)) for d in offsets], frames.shape[-2:])
 
 
 def stacked_flow(frames: Tensor, center: int, k: int = 3, flow: Flow | None = None) -> Tensor:
@@ -63,14 +86,21 @@ def stacked_flow(frames: Tensor, center: int, k: int = 3, flow: Flow | None = No
 
     Returns:
         ``[2, 2k, H, W]``: x flows, then y flows, for ``j = 0 .. 2k - 1``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.video import stacked_flow
+        >>> frames = torch.zeros(7, 1, 8, 8)
+        >>> still = lambda a, b: torch.zeros(2, 8, 8)  # a stand-in flow: nothing moves
+        >>> stacked_flow(frames, center=3, k=3, flow=still).shape
+        torch.Size([2, 6, 8, 8])
     """
     from scalekit.video.flow import TorchFlow
 
+    center, k = _check(frames, center, k)
     flow = flow if flow is not None else TorchFlow()
-    if not 0 <= center < frames.shape[0]:
-        raise ValueError(f"center must index a frame in [0, {frames.shape[0]}), got {center}")
-    return torch.stack([flow(_frame(frames, center - k + j), _frame(frames, center - k + j + 1))
-                        for j in range(2 * k)], 1)
+    return _flows(flow, [(_frame(frames, center - k + j), _frame(frames, center - k + j + 1)) for j in range(2 * k)],
+                  frames.shape[-2:])
 
 
 class TrajectoryConv(nn.Module):
@@ -91,8 +121,9 @@ class TrajectoryConv(nn.Module):
 
     def __init__(self, k: int = 3, out_channels: int = 64, time_kernel: int | None = None) -> None:
         super().__init__()
-        self.frames = 2 * k
-        time_kernel = self.frames if time_kernel is None else time_kernel
+        self.frames = 2 * integer("k", k, minimum=1)
+        out_channels = integer("out_channels", out_channels, minimum=1)
+        time_kernel = self.frames if time_kernel is None else integer("time_kernel", time_kernel)
         if not 1 <= time_kernel <= self.frames:
             raise ValueError(f"time_kernel must lie in [1, 2k] = [1, {self.frames}], got {time_kernel}")
         self.conv = nn.Conv3d(2, out_channels, kernel_size=(time_kernel, 1, 1))

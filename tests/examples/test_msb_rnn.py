@@ -6,8 +6,11 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "msb_rnn"))
-import msb_rnn  # noqa: E402
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+sys.path.insert(0, EXAMPLES)
+import common  # noqa: E402
+
+msb_rnn = common.import_script(os.path.join(EXAMPLES, "msb_rnn", "msb_rnn.py"), "msb_rnn_driver")
 
 TINY = ["--videos", "2", "--test-videos", "1", "--chunks", "12", "--size", "48", "64", "--stream-epochs", "1",
         "--lstm-epochs", "1", "--window", "5", "--ablations"]

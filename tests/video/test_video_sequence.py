@@ -1,5 +1,5 @@
-"""Video and sequence blocks: trajectories against exact motion, the tracker,
-fusion, the bi-directional LSTM's state handling, chunking and the synthetic video."""
+"""Video blocks: trajectories against exact motion, the tracker, fusion, chunking and the
+synthetic video (the bi-directional LSTM's tests are in tests/sequence)."""
 
 import math
 
@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from scalekit.datasets.synthetic import make_synthetic_video
 from scalekit.evaluation import midpoint_map
-from scalekit.sequence import BiLSTMHead, memory_limited_scores, stateful_windows
 from scalekit.video import (
     FlowTracker,
     MultiStream,
@@ -118,51 +117,6 @@ class TestTracker:
         assert torch.equal(crops[0], frames[0, :, 3:7, 2:6])
         assert torch.equal(crops[1, :, 2:, 2:], frames[1, :, :2, :2]) and crops[1, :, :2].abs().sum() == 0
         assert crop_boxes(frames, torch.tensor([[0, 0, 4, 4]] * 2), size=(8, 8)).shape == (2, 3, 8, 8)
-
-
-class TestBiLSTM:
-    def setup_method(self):
-        torch.manual_seed(0)
-        self.head = BiLSTMHead(in_dim=8, hidden=6, num_classes=4)
-        self.x = torch.randn(17, 2, 8)
-
-    def test_windowed_stateful_forward_equals_the_whole_sequence(self):
-        whole_f, _, _ = self.head.directions(self.x)
-        windows = list(stateful_windows(self.head, self.x, window=5))
-        torch.testing.assert_close(torch.cat([w["forward"] for w in windows]), whole_f)
-        assert [(w["start"], w["end"]) for w in windows] == [(0, 5), (5, 10), (10, 15), (15, 17)]
-
-    def test_continuation_indicators_reset_exactly_the_marked_steps(self):
-        cont = torch.ones(17, 2)
-        cont[0] = 0
-        cont[7, 0] = 0  # row 0: a second video starts at step 7
-        f, b, _ = self.head.directions(self.x, cont=cont)
-        f1, b1, _ = self.head.directions(self.x[:7, :1])
-        f2, b2, _ = self.head.directions(self.x[7:, :1])
-        torch.testing.assert_close(f[:, 0], torch.cat([f1, f2])[:, 0])
-        torch.testing.assert_close(b[:, 0], torch.cat([b1, b2])[:, 0])
-        f_all, b_all, _ = self.head.directions(self.x[:, 1:])  # row 1 is untouched
-        torch.testing.assert_close(f[:, 1:], f_all)
-        torch.testing.assert_close(b[:, 1:], b_all)
-
-    def test_memory_limit(self):
-        unrestricted = self.head.directions(self.x)[0]
-        torch.testing.assert_close(memory_limited_scores(self.head, self.x, k=17), unrestricted)
-        torch.testing.assert_close(memory_limited_scores(self.head, self.x, k=40), unrestricted)
-        k = 4
-        limited = memory_limited_scores(self.head, self.x, k)
-        for t in range(17):
-            window = self.x[max(0, t - k + 1) : t + 1]
-            torch.testing.assert_close(limited[t], self.head.directions(window)[0][-1])
-
-    def test_scores_average_both_directions_and_learn(self):
-        scores, _ = self.head(self.x)
-        f, b, _ = self.head.directions(self.x)
-        torch.testing.assert_close(scores, (f + b) / 2)
-        with pytest.raises(ValueError, match=r"x must be \[T, N, in_dim\]"):
-            self.head(self.x[0])
-        with pytest.raises(ValueError, match="num_classes is required"):
-            BiLSTMHead(8, 6)
 
 
 def test_multistream_fusion_and_errors():
