@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from scalekit.evaluation._match import cross_pairs, greedy_match
+from scalekit.evaluation._match import GroupIndex, greedy_match, pieces
 from scalekit.evaluation._segments import Segments, check_classes, class_names, read_side
 
 __all__ = [
@@ -199,16 +199,37 @@ def _prepare(detections, ground_truth, classes, *, unknown_videos="raise", negat
 
 def _per_class(det: Segments, gt: Segments, match_fn):
     """Run match_fn(class detections, class ground truth) per class with ground truth."""
-    classes_gt = np.unique(gt.label)
+    d_order = np.argsort(det.label, kind="stable")  # each class's detections in input order
+    d_label = det.label[d_order]
+    g_order = np.argsort(gt.label, kind="stable")
+    g_label = gt.label[g_order]
+    classes_gt = np.unique(g_label)
     per_class, matches = {}, []
     for c in classes_gt.tolist():
-        d_idx = np.flatnonzero(det.label == c)
-        g_idx = np.flatnonzero(gt.label == c)
+        d_idx = d_order[np.searchsorted(d_label, c, "left"):np.searchsorted(d_label, c, "right")]
+        g_idx = g_order[np.searchsorted(g_label, c, "left"):np.searchsorted(g_label, c, "right")]
         rank = np.empty(d_idx.size, np.int64)  # decreasing score, ties by input order
         rank[np.argsort(-det.score[d_idx], kind="stable")] = np.arange(d_idx.size)
         per_class[c] = match_fn(d_idx, g_idx, rank, c, matches)
-    ignored = sorted(set(np.unique(det.label).tolist()) - set(classes_gt.tolist()))
+    ignored = sorted(set(np.unique(d_label).tolist()) - set(classes_gt.tolist()))
     return per_class, ignored, matches
+
+
+def _by_score(d_idx, g_idx, rank, det: Segments, gt: Segments):
+    """Pieces of one class's detections in decreasing score, with their candidate pairs.
+
+    Yields ``(part, pd, pg)``: ``part`` positions in ``d_idx`` (consecutive
+    ranks), and the pairs of the piece (``pd`` positions in ``part``, ``pg``
+    positions in ``g_idx``) of detection and ground truth in one video.
+    Memory: O(detections + ground truth + the pair budget), see :mod:`._match`.
+    """
+    by_rank = np.argsort(rank)
+    index = GroupIndex(gt.video[g_idx])
+    dv = det.video[d_idx]
+    for piece in pieces(index.counts(dv[by_rank])):
+        part = by_rank[piece]
+        pd, pg = index.pairs(dv[part])
+        yield part, pd, pg
 
 
 def _named(result: dict, classes) -> dict:
@@ -268,11 +289,13 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
     mid = (det.start + det.end) / 2
 
     def match(d_idx, g_idx, rank, c, matches):
-        pd, pg = cross_pairs(det.video[d_idx], gt.video[g_idx])
-        m, lo, hi = mid[d_idx][pd], gt.start[g_idx][pg], gt.end[g_idx][pg]
-        hit = (m >= lo) & ((m <= hi) if inclusive_end else (m < hi))
-        cost = np.abs(m - (lo + hi) / 2)
-        matched = greedy_match(rank, det.video[d_idx], pd[hit], pg[hit], cost[hit], g_idx.size)
+        matched = np.full(d_idx.size, -1, dtype=np.int64)
+        free = np.ones(g_idx.size, dtype=bool)
+        for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt):
+            m, lo, hi = mid[d_idx[part[pd]]], gt.start[g_idx[pg]], gt.end[g_idx[pg]]
+            hit = (m >= lo) & ((m <= hi) if inclusive_end else (m < hi))
+            cost = np.abs(m - (lo + hi) / 2)
+            matched[part] = greedy_match(rank[part], det.video[d_idx[part]], pd[hit], pg[hit], cost[hit], free)
         tp = matched[np.argsort(rank)] >= 0
         for j in np.flatnonzero(matched >= 0):
             matches.append((det.videos[det.video[d_idx[j]]], c, int(det.index[d_idx[j]]),
@@ -285,9 +308,10 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
     return _named({"mAP": mean, "per_class": per_class, "matches": matches, "ignored_classes": ignored}, classes)
 
 
-def _check_zero_union(union, pd, pg, d_idx, g_idx, det, gt, c):
+def _check_zero_union(union, d, g, det, gt, c):
+    """d, g: [P] detection and ground-truth indices of the pairs."""
     for k in np.flatnonzero(union <= 0)[:1]:
-        d, g = d_idx[pd[k]], g_idx[pg[k]]
+        d, g = d[k], g[k]
         raise ValueError(
             f"tiou_map: detection {det.index[d]} and ground truth {gt.index[g]} of class {c} in video "
             f"{det.videos[det.video[d]]!r} both have zero length ({[float(det.start[d]), float(det.end[d])]} and "
@@ -302,41 +326,49 @@ def _ambiguous_overlap(ambiguous, det: Segments, negative_starts: str) -> np.nda
         return out
     if not isinstance(ambiguous, Mapping):
         raise TypeError(f"ambiguous must be a dict {{video_id: float[N, 2] segments}}, got {type(ambiguous).__name__}")
-    wrapped = {v: {"labels": np.zeros(len(np.asarray(s).reshape(-1, 2)), np.int64), "segments": s}
-               for v, s in ambiguous.items()}
+    wrapped = {}
+    for v, s in ambiguous.items():
+        s = np.asarray(s.detach().cpu() if hasattr(s, "detach") else s, dtype=np.float64)
+        if s.size == 0:
+            s = s.reshape(0, 2)
+        if s.ndim != 2 or s.shape[1] != 2:
+            raise ValueError(f"ambiguous[{v!r}] must have shape [N, 2], got {s.shape}")
+        wrapped[v] = {"labels": np.zeros(len(s), np.int64), "segments": s}
     amb = read_side("ambiguous", wrapped, with_scores=False, negative_starts=negative_starts)
     index_of = {v: i for i, v in enumerate(det.videos)}
     amb_video = np.asarray([index_of.get(amb.videos[i], -1) for i in amb.video], dtype=np.int64)
-    pd, pa = cross_pairs(det.video, amb_video)
-    inter = np.minimum(det.end[pd], amb.end[pa]) - np.maximum(det.start[pd], amb.start[pa])
-    out[pd[inter > 0]] = True
+    index = GroupIndex(amb_video)
+    for piece in pieces(index.counts(det.video)):
+        part = np.arange(piece.start, piece.stop)
+        pd, pa = index.pairs(det.video[part])
+        d = part[pd]
+        inter = np.minimum(det.end[d], amb.end[pa]) - np.maximum(det.start[d], amb.start[pa])
+        out[d[inter > 0]] = True
     return out
 
 
-def _gt_side_match(rank, det_group, gt_group, pair_det, pair_gt, pair_ov, n_gt, n_det):
+def _gt_side_match(rank, pair_det, pair_gt, pair_ov, round_of_gt, free, matched) -> None:
     """THUMOS14's matching: in each group, ground truths in input order each take
-    the free detection of highest overlap (ties: higher score, then input order)."""
-    matched = np.full(n_det, -1, dtype=np.int64)
+    the free detection of highest overlap (ties: higher score, then input order).
+
+    ``round_of_gt``: [G] position of each ground truth in its group (its round);
+    the pairs are those of whole rounds, after all earlier rounds were played.
+    ``free`` ([D] bool) and ``matched`` ([D] ground truth or -1) are updated in place.
+    """
     if pair_det.size == 0:
-        return matched
-    order = np.lexsort((rank[pair_det], -pair_ov, pair_gt))
+        return
+    order = np.lexsort((rank[pair_det], -pair_ov, pair_gt, round_of_gt[pair_gt]))
     pd, pg = pair_det[order], pair_gt[order]
-    # position of each ground truth within its group (input order), the round it plays in
-    g_order = np.lexsort((np.arange(n_gt), gt_group))
-    pos = np.empty(n_gt, np.int64)
-    starts = np.r_[0, np.flatnonzero(np.diff(gt_group[g_order])) + 1]
-    counts = np.diff(np.r_[starts, n_gt])
-    pos[g_order] = np.arange(n_gt) - np.repeat(starts, counts)
-    free = np.ones(n_det, dtype=bool)
-    round_of = pos[pg]
-    for r in range(int(round_of.max()) + 1):
-        idx = np.flatnonzero((round_of == r) & free[pd])
+    rounds = round_of_gt[pg]
+    bounds = np.r_[0, np.flatnonzero(rounds[1:] != rounds[:-1]) + 1, rounds.size]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        d, g = pd[lo:hi], pg[lo:hi]
+        idx = np.flatnonzero(free[d])
         if idx.size == 0:
             continue
-        first = idx[np.r_[True, pg[idx][1:] != pg[idx][:-1]]]  # best free detection per ground truth
-        matched[pd[first]] = pg[first]
-        free[pd[first]] = False
-    return matched
+        first = idx[np.r_[True, g[idx][1:] != g[idx][:-1]]]  # best free detection per ground truth
+        matched[d[first]] = g[first]
+        free[d[first]] = False
 
 
 def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "activitynet",
@@ -423,33 +455,62 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     in_amb = _ambiguous_overlap(ambiguous, det, negative_starts) if thumos else None
     one = 1.0 if inclusive_end else 0.0
 
-    def match(d_idx, g_idx, rank, c, matches):
-        pd, pg = cross_pairs(det.video[d_idx], gt.video[g_idx])
-        ds, de = det.start[d_idx][pd], det.end[d_idx][pd]
-        gs, ge = gt.start[g_idx][pg], gt.end[g_idx][pg]
+    def tiou_of(d, g):
+        """tIoU of the pairs of detection and ground-truth indices d, g."""
+        ds, de, gs, ge = det.start[d], det.end[d], gt.start[g], gt.end[g]
         inter = np.minimum(de, ge) - np.maximum(ds, gs) + one
         if thumos:  # the kit divides by the hull, which is the union wherever they overlap
-            tiou = np.where(inter > 0, inter / np.where(inter > 0, np.maximum(de, ge) - np.minimum(ds, gs), 1), 0.0)
-        else:
-            inter = np.clip(inter, 0, None)
-            union = (de - ds + one) + (ge - gs + one) - inter
-            _check_zero_union(union, pd, pg, d_idx, g_idx, det, gt, c)
-            tiou = inter / union
+            return np.where(inter > 0, inter / np.where(inter > 0, np.maximum(de, ge) - np.minimum(ds, gs), 1), 0.0)
+        inter = np.clip(inter, 0, None)
+        union = (de - ds + one) + (ge - gs + one) - inter
+        _check_zero_union(union, d, g, det, gt, c_now[0])
+        return inter / union
+
+    c_now = [None]
+
+    def match_activitynet(d_idx, g_idx, rank):
+        matched = np.full((thresholds.size, d_idx.size), -1, dtype=np.int64)
+        free = np.ones((thresholds.size, g_idx.size), dtype=bool)
+        for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt):
+            tiou = tiou_of(d_idx[part[pd]], g_idx[pg])
+            dv = det.video[d_idx[part]]
+            for t, thr in enumerate(thresholds):
+                ok = tiou >= thr
+                matched[t, part] = greedy_match(rank[part], dv, pd[ok], pg[ok], -tiou[ok], free[t])
+        by_rank = np.argsort(rank)
+        return np.asarray([average_precision(matched[t, by_rank] >= 0, g_idx.size, ap)
+                           for t in range(thresholds.size)])
+
+    def match_thumos(d_idx, g_idx, rank):
+        # ground truths play in rounds: the r-th of every video in round r (input order)
+        gv = gt.video[g_idx]
+        g_sorted = np.lexsort((np.arange(g_idx.size), gv))
+        starts = np.r_[0, np.flatnonzero(np.diff(gv[g_sorted])) + 1]
+        round_of = np.empty(g_idx.size, np.int64)
+        round_of[g_sorted] = np.arange(g_idx.size) - np.repeat(starts, np.diff(np.r_[starts, g_idx.size]))
+        by_round = np.lexsort((np.arange(g_idx.size), round_of))
+        matched = np.full((thresholds.size, d_idx.size), -1, dtype=np.int64)
+        free = np.ones((thresholds.size, d_idx.size), dtype=bool)
+        index = GroupIndex(det.video[d_idx])
+        for piece in pieces(index.counts(gv[by_round])):
+            part = by_round[piece]
+            pgl, pd = index.pairs(gv[part])
+            pg = part[pgl]
+            tiou = tiou_of(d_idx[pd], g_idx[pg])
+            for t, thr in enumerate(thresholds):
+                ok = tiou > thr
+                _gt_side_match(rank, pd[ok], pg[ok], tiou[ok], round_of, free[t], matched[t])
         by_rank = np.argsort(rank)
         aps = []
-        for thr in thresholds:
-            if thumos:
-                ok = tiou > thr
-                matched = _gt_side_match(rank, det.video[d_idx], gt.video[g_idx], pd[ok], pg[ok], tiou[ok],
-                                         g_idx.size, d_idx.size)
-                hit = matched[by_rank] >= 0
-                kept = hit | ~in_amb[d_idx][by_rank]
-                aps.append(average_precision(hit[kept], g_idx.size, ap))
-            else:
-                ok = tiou >= thr
-                matched = greedy_match(rank, det.video[d_idx], pd[ok], pg[ok], -tiou[ok], g_idx.size)
-                aps.append(average_precision(matched[by_rank] >= 0, g_idx.size, ap))
+        for t in range(thresholds.size):
+            hit = matched[t, by_rank] >= 0
+            kept = hit | ~in_amb[d_idx][by_rank]
+            aps.append(average_precision(hit[kept], g_idx.size, ap))
         return np.asarray(aps)
+
+    def match(d_idx, g_idx, rank, c, matches):
+        c_now[0] = c
+        return (match_thumos if thumos else match_activitynet)(d_idx, g_idx, rank)
 
     per_class, ignored, _ = _per_class(det, gt, match)
     table = np.stack(list(per_class.values())) if per_class else np.zeros((0, thresholds.size))
