@@ -72,6 +72,44 @@ def activitynet_files(folder: str, videos: int, classes: int = 200, per_video: i
     return gt_file, res_file, sum(len(p) for p in results.values())
 
 
+def one_video(detections: int, ground_truth: int, classes: int = 1, seed: int = 0):
+    """One long video: ``detections`` and ``ground_truth`` segments spread over ``classes``."""
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0, 1e6, ground_truth)
+    gt = {"v": {"labels": rng.integers(0, classes, ground_truth),
+                "segments": np.stack([s, s + rng.uniform(10, 2000, ground_truth)], 1)}}
+    s = rng.uniform(0, 1e6, detections)
+    det = {"v": {"labels": rng.integers(0, classes, detections),
+                 "segments": np.stack([s, s + rng.uniform(10, 2000, detections)], 1), "scores": rng.random(detections)}}
+    return det, gt
+
+
+def peak_memory(fn) -> tuple[float, float]:
+    """(seconds, peak bytes traced by tracemalloc, numpy's arrays included) of ``fn()``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def run_memory(detections: int, ground_truth: int = 2000) -> None:
+    """Peak memory of the temporal evaluators for one video (issue 27: all pairs at once took 70 bytes a pair)."""
+    print(f"\npeak memory (tracemalloc), one video, {detections:,} detections, {ground_truth:,} ground truths, "
+          f"{detections * ground_truth:,} pairs ({detections * ground_truth * 70 / 2**30:.1f} GiB at 70 bytes a pair)")
+    for classes in (1, 200):
+        det, gt = one_video(detections, ground_truth, classes)
+        for name, fn in (("tiou_map activitynet", lambda: tiou_map(det, gt)),
+                         ("tiou_map thumos14", lambda: tiou_map(det, gt, protocol="thumos14")),
+                         ("midpoint_map", lambda: midpoint_map(det, gt))):
+            seconds, peak = peak_memory(fn)
+            print(f"  {classes:>3} classes  {name:<22} peak {peak / 2**20:8.1f} MiB  {seconds:8.2f} s", flush=True)
+
+
 def _once(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -90,13 +128,18 @@ def parse_options(argv):
     parser.add_argument("--activitynet", help="checkout of github.com/activitynet/ActivityNet")
     parser.add_argument("--activitynet-deps", help="folder holding pandas and joblib for it")
     parser.add_argument("--activitynet-videos", type=int, nargs="+", help="sizes (videos) to time")
+    parser.add_argument("--eval-memory", type=int, metavar="N", help="only measure the peak memory of the "
+                        "temporal evaluators for N detections and 2,000 ground truths in one video")
     args, rest = parser.parse_known_args(argv)
     return {"activitynet": args.activitynet, "activitynet_deps": args.activitynet_deps,
-            "activitynet_videos": args.activitynet_videos}, rest
+            "activitynet_videos": args.activitynet_videos, "eval_memory": args.eval_memory}, rest
 
 
 def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: str | None = None,
-        activitynet_videos=None) -> None:
+        activitynet_videos=None, eval_memory: int | None = None) -> None:
+    if eval_memory:
+        run_memory(eval_memory)
+        return
     cpu = torch.device("cpu")
     official = None
     if activitynet:

@@ -12,6 +12,7 @@ both sides).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -232,6 +233,15 @@ def _by_score(d_idx, g_idx, rank, det: Segments, gt: Segments):
         yield part, pd, pg
 
 
+def _mean_over_classes(name: str, per_class: dict, size: int | None = None):
+    """Mean of the per-class APs (axis 0), NaN with a warning when no class has ground truth."""
+    if per_class:
+        return np.stack(list(per_class.values())).mean(0) if size is not None else float(np.mean(list(per_class.values())))
+    warnings.warn(f"{name}: the ground truth has no segment of any class (an empty subset, or the wrong file?): "
+                  f"the mAP is NaN, as ActivityNet's tool gives", RuntimeWarning, stacklevel=3)
+    return np.full(size, np.nan) if size is not None else float("nan")
+
+
 def _named(result: dict, classes) -> dict:
     """Key per_class and ignored_classes by class name when ``classes`` maps names to ids."""
     names = class_names(classes)
@@ -275,6 +285,8 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
           of every hit, indices within the video's arrays;
         * ``"ignored_classes"``: classes with detections but no ground truth,
           left out of the mean. A class with ground truth but no detection has AP 0.
+          Without any ground-truth segment the mAP is NaN, with a warning
+          (as ActivityNet's tool, whose mean over no class is NaN).
 
     Example:
         >>> gt = {"v": {"labels": [0, 0], "segments": [[0, 9], [20, 29]]}}
@@ -304,7 +316,7 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
 
     per_class, ignored, matches = _per_class(det, gt, match)
     matches.sort(key=lambda t: (str(t[0]), t[1], t[2]))
-    mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
+    mean = _mean_over_classes("midpoint_map", per_class)
     return _named({"mAP": mean, "per_class": per_class, "matches": matches, "ignored_classes": ignored}, classes)
 
 
@@ -414,7 +426,8 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     Returns:
         A dict with
 
-        * ``"mAP"``: mean over classes and thresholds;
+        * ``"mAP"``: mean over classes and thresholds (NaN, with a warning,
+          when the ground truth has no segment: as the official tool);
         * ``"per_class"``: ``{class_id (or name): float64[T] AP per threshold}``;
         * ``"mAP_per_threshold"``: mean over classes, per threshold;
         * ``"thresholds"``, ``"ignored_classes"`` (as :func:`midpoint_map`) and
@@ -513,8 +526,7 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
         return (match_thumos if thumos else match_activitynet)(d_idx, g_idx, rank)
 
     per_class, ignored, _ = _per_class(det, gt, match)
-    table = np.stack(list(per_class.values())) if per_class else np.zeros((0, thresholds.size))
-    per_thr = table.mean(0) if per_class else np.zeros(thresholds.size)
+    per_thr = _mean_over_classes("tiou_map", per_class, thresholds.size)
     return _named({"mAP": float(per_thr.mean()), "per_class": per_class, "mAP_per_threshold": per_thr,
                    "thresholds": thresholds.tolist(), "ignored_classes": ignored,
                    "unknown_videos": list(unknown)}, classes)

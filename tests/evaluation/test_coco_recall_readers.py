@@ -13,10 +13,12 @@ from pycocotools.cocoeval import COCOeval
 
 from scalekit.evaluation import (
     coco_evaluate,
+    midpoint_map,
     proposal_recall,
     read_activitynet,
     read_class_segments,
     read_segments_csv,
+    read_thumos14,
     tiou_map,
     to_coco_results,
 )
@@ -165,3 +167,120 @@ class TestFasterCocoEval:
         gt, preds = _fabricated()
         with pytest.raises(ValueError, match="backend must be one of"):
             coco_evaluate(preds, gt, backend="detectron2")
+
+
+class TestHostileInputIssue27:
+    """The reader and recall inputs of issue 27: each gives a clear error, none a silent answer."""
+
+    def test_unknown_subset_lists_the_subsets(self):
+        gt_json = {"database": {"v1": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "a"}]},
+                                "v2": {"subset": "training", "annotations": []}}}
+        with pytest.raises(ValueError, match=r"subset='valid': no video .* \['training', 'validation'\]"):
+            read_activitynet(gt_json, subset="valid")
+
+    def test_subset_without_annotations_and_empty_ground_truth_give_nan(self):
+        gt_json = {"database": {"v1": {"subset": "testing", "annotations": []}}}
+        with pytest.warns(UserWarning, match="subset 'testing' have no annotations"):
+            gt, _, ids = read_activitynet(gt_json, subset="testing")
+        det = {"v1": {"labels": [0], "segments": [[0.0, 1.0]], "scores": [0.5]}}
+        with pytest.warns(RuntimeWarning, match="tiou_map: the ground truth has no segment"):
+            r = tiou_map(det, gt)
+        assert np.isnan(r["mAP"]) and np.isnan(r["mAP_per_threshold"]).all()
+        with pytest.warns(RuntimeWarning, match="midpoint_map: the ground truth has no segment"):
+            assert np.isnan(midpoint_map({}, gt)["mAP"])
+
+    def test_class_segments_rows_are_pairs(self):
+        with pytest.raises(ValueError, match=r"source\['v'\]\['cut'\], row 0: a segment must be \[start, end\]"):
+            read_class_segments({"v": {"cut": [[10, 40, 50, 60]]}})
+        with pytest.raises(ValueError, match=r"row 1: a segment must be"):
+            read_class_segments({"v": {"cut": [[10, 40], [50]]}})
+        with pytest.raises(ValueError, match=r"source\['v'\] must map classes"):
+            read_class_segments({"v": [[10, 40]]})
+
+    def test_csv_errors_name_file_and_line(self, tmp_path):
+        path = tmp_path / "gt.csv"
+        path.write_text("video,start_frame,end_frame,class\nv1,0,10,a\nv1,2O,30,b\n")
+        with pytest.raises(ValueError, match=r"gt.csv:3, column 'start_frame': '2O' is not a number"):
+            read_segments_csv(str(path))
+        path.write_text("video,start_frame,end_frame,class\nv1,0,10,a\n\nv1,20,30\n")
+        with pytest.raises(ValueError, match=r"gt.csv:4: 4 fields expected"):
+            read_segments_csv(str(path))
+        path.write_text("video,start,end_frame,class\nv1,0,10,a\n")
+        with pytest.raises(ValueError, match=r"gt.csv:1: columns .* \(missing \['start_frame'\]\)"):
+            read_segments_csv(str(path))
+        path.write_text("")
+        with pytest.raises(ValueError, match="gt.csv: empty file"):
+            read_segments_csv(str(path))
+
+    def test_thumos_errors_name_file_and_line(self, tmp_path):
+        (tmp_path / "detclasslist.txt").write_text("7 BaseballPitch\n")
+        (tmp_path / "BaseballPitch_test.txt").write_text("v1 0 10\nv1 x 12\n")
+        (tmp_path / "Ambiguous_test.txt").write_text("")
+        with pytest.raises(ValueError, match=r"BaseballPitch_test.txt:2, start: 'x' is not a number"):
+            read_thumos14(tmp_path)
+        (tmp_path / "BaseballPitch_test.txt").write_text("v1 0 10\n")
+        (tmp_path / "det.txt").write_text("v1 0 10 7 0.5\nv1 0 10 seven 0.5\n")
+        with pytest.raises(ValueError, match=r"det.txt:2: class id 'seven' is not an integer"):
+            read_thumos14(tmp_path, tmp_path / "det.txt")
+        (tmp_path / "detclasslist.txt").write_text("x BaseballPitch\n")
+        with pytest.raises(ValueError, match=r"detclasslist.txt:1: class id 'x'"):
+            read_thumos14(tmp_path)
+
+    @pytest.mark.parametrize("entry, match", [
+        ({"label": "a", "score": 0.5}, r"\['v1'\]\[1\] must be a dict with 'segment', 'label' and 'score'"),
+        ({"segment": [0, 1, 2], "label": "a", "score": 0.5}, r"\['v1'\]\[1\]\['segment'\]: a segment must be"),
+        ({"segment": [0, 1], "label": "a", "score": "high"}, r"\['v1'\]\[1\]\['score'\] must be a number"),
+        ({"segment": [0, 1], "label": ["a"], "score": 0.5}, r"\['v1'\]\[1\]\['label'\] must be a string"),
+        ("x", r"\['v1'\]\[1\] must be a dict"),
+    ])
+    def test_activitynet_malformed_predictions_are_named(self, entry, match):
+        gt_json = {"database": {"v1": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "a"}]}}}
+        res = {"results": {"v1": [{"segment": [0, 1], "label": "a", "score": 0.9}, entry]}}
+        with pytest.raises(ValueError, match=match):
+            read_activitynet(gt_json, res)
+
+    def test_activitynet_malformed_ground_truth_is_named(self, tmp_path):
+        gt_json = {"database": {"v1": {"subset": "validation", "annotations": [{"label": "a"}]}}}
+        with pytest.raises(ValueError, match=r"\['v1'\]\['annotations'\]\[0\] must be a dict with 'segment'"):
+            read_activitynet(gt_json)
+        (tmp_path / "gt.json").write_text('{"database": {"v1": {"subset": "validation",\n "annotations": [}}}')
+        with pytest.raises(ValueError, match=r"gt.json:2:\d+: not valid JSON"):
+            read_activitynet(str(tmp_path / "gt.json"))
+        with pytest.raises(FileNotFoundError, match="results: no such result file"):
+            read_activitynet({"database": {}}, str(tmp_path / "missing.json"), subset=None)
+
+    def test_activitynet_the_fast_and_the_standard_parser_agree(self, tmp_path, monkeypatch):
+        from benchmarks.eval import activitynet_files
+        from scalekit import _json
+
+        gt_file, res_file, n = activitynet_files(str(tmp_path), videos=6, classes=5, per_video=40)
+        with pytest.warns(UserWarning):
+            fast = read_activitynet(gt_file, res_file)
+        monkeypatch.setattr(_json, "_orjson", None)
+        with pytest.warns(UserWarning):
+            slow = read_activitynet(gt_file, res_file)
+        assert fast[2] == slow[2] and list(fast[1]) == list(slow[1])
+        for v in slow[1]:
+            for k in ("labels", "segments", "scores"):
+                np.testing.assert_array_equal(fast[1][v][k], slow[1][v][k])
+        assert sum(len(d["labels"]) for d in slow[1].values()) == n
+        # against a plain per-prediction loop over the JSON
+        res = json.load(open(res_file))["results"]
+        for v, preds in res.items():
+            assert slow[1][v]["scores"].tolist() == [p["score"] for p in preds]
+            assert slow[1][v]["labels"].tolist() == [slow[2][p["label"]] for p in preds]
+
+    def test_proposal_recall_negative_top_k(self):
+        gt = [torch.tensor([[0.0, 0, 10, 10]])]
+        props = [torch.tensor([[50.0, 50, 60, 60], [0, 0, 10, 10]])]
+        assert proposal_recall(props, gt, top_k=None)["AR"] == 1.0
+        assert proposal_recall(props, gt, top_k=np.int64(2))["AR"] == 1.0
+        assert proposal_recall(props, gt, top_k=0)["AR"] == 0.0
+        with pytest.raises(ValueError, match="top_k must be >= 0"):
+            proposal_recall(props, gt, top_k=-1)
+        with pytest.raises(TypeError, match="top_k must be an int"):
+            proposal_recall(props, gt, top_k=1.5)
+        with pytest.raises(ValueError, match=r"gt_boxes\[0\] must have shape \[N, 4\]"):
+            proposal_recall(props, [torch.zeros(2, 5)])
+        with pytest.raises(ValueError, match="iou_thresholds must be"):
+            proposal_recall(props, gt, iou_thresholds=[])
