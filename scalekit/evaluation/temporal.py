@@ -61,20 +61,31 @@ def average_precision(tp, num_positives: int, method: str = "non_interpolated") 
     if num_positives <= 0:
         raise ValueError(f"num_positives must be > 0, got {num_positives}")
     tp = np.asarray(tp, dtype=bool)
-    if tp.size == 0:
-        return 0.0
-    tp_cum = np.cumsum(tp)
-    precision = tp_cum / np.arange(1, tp.size + 1)
+    if tp.ndim != 1:
+        raise ValueError(f"tp must be 1-D (one bool per detection, in decreasing score), got shape {tp.shape}")
+    return float(_ap_rows(tp[None], num_positives, method)[0])
+
+
+def _ap_rows(tp: np.ndarray, num_positives: int, method: str) -> np.ndarray:
+    """[R] AP of each row of ``tp`` ([R, N] bool), as :func:`average_precision` (checked arguments)."""
+    r, n = tp.shape
+    if n == 0:
+        return np.zeros(r)
+    tp_cum = np.cumsum(tp, axis=1)
+    precision = tp_cum / np.arange(1, n + 1)
     recall = tp_cum / num_positives
     if method == "non_interpolated":
-        return float(precision[tp].sum() / num_positives)
-    envelope = np.maximum.accumulate(np.concatenate([precision, [0.0]])[::-1])[::-1]
+        return np.where(tp, precision, 0.0).sum(1) / num_positives
+    envelope = np.maximum.accumulate(np.concatenate([precision, np.zeros((r, 1))], 1)[:, ::-1], axis=1)[:, ::-1]
     if method == "voc_all_point":
-        rec = np.concatenate([[0.0], recall])
-        return float(np.sum((rec[1:] - rec[:-1]) * envelope[:-1]))
+        rec = np.concatenate([np.zeros((r, 1)), recall], 1)
+        return np.sum((rec[:, 1:] - rec[:, :-1]) * envelope[:, :-1], axis=1)
     points = np.linspace(0, 1, 11)
-    at = np.searchsorted(recall, points, side="left")  # first rank reaching each recall
-    return float(np.where(at < tp.size, envelope[np.minimum(at, tp.size - 1)], 0.0).mean())
+    out = np.empty(r)
+    for i in range(r):
+        at = np.searchsorted(recall[i], points, side="left")  # first rank reaching each recall
+        out[i] = np.where(at < n, envelope[i, np.minimum(at, n - 1)], 0.0).mean()
+    return out
 
 
 # ----------------------------------------------------------------------------- clips
@@ -482,17 +493,19 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     c_now = [None]
 
     def match_activitynet(d_idx, g_idx, rank):
-        matched = np.full((thresholds.size, d_idx.size), -1, dtype=np.int64)
-        free = np.ones((thresholds.size, g_idx.size), dtype=bool)
+        # all thresholds at once: a (video, threshold) is a group of greedy_match,
+        # detection d at threshold t is d * T + t, ground truth g is g * T + t
+        n_t = thresholds.size
+        hit = np.zeros((d_idx.size, n_t), dtype=bool)
+        free = np.ones(g_idx.size * n_t, dtype=bool)
         for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt):
             tiou = tiou_of(d_idx[part[pd]], g_idx[pg])
+            p, t = np.nonzero(tiou[:, None] >= thresholds[None, :])
             dv = det.video[d_idx[part]]
-            for t, thr in enumerate(thresholds):
-                ok = tiou >= thr
-                matched[t, part] = greedy_match(rank[part], dv, pd[ok], pg[ok], -tiou[ok], free[t])
-        by_rank = np.argsort(rank)
-        return np.asarray([average_precision(matched[t, by_rank] >= 0, g_idx.size, ap)
-                           for t in range(thresholds.size)])
+            matched = greedy_match(np.repeat(rank[part], n_t), (dv[:, None] * n_t + np.arange(n_t)).reshape(-1),
+                                   pd[p] * n_t + t, pg[p] * n_t + t, -tiou[p], free)
+            hit[part] = (matched >= 0).reshape(-1, n_t)
+        return _ap_rows(hit[np.argsort(rank)].T, g_idx.size, ap)
 
     def match_thumos(d_idx, g_idx, rank):
         # ground truths play in rounds: the r-th of every video in round r (input order)
@@ -518,7 +531,7 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
         for t in range(thresholds.size):
             hit = matched[t, by_rank] >= 0
             kept = hit | ~in_amb[d_idx][by_rank]
-            aps.append(average_precision(hit[kept], g_idx.size, ap))
+            aps.append(_ap_rows(hit[kept][None], g_idx.size, ap)[0])
         return np.asarray(aps)
 
     def match(d_idx, g_idx, rank, c, matches):
