@@ -123,6 +123,29 @@ def _ours_activitynet(gt_file, res_file):
     return tiou_map(det, gt, classes=ids)
 
 
+def _reading_breakdown(gt_file, res_file) -> str:
+    """Seconds of read_activitynet with each parser, and of tiou_map, best of 3."""
+    from unittest import mock
+
+    from scalekit import _json
+    from scalekit.evaluation import readers
+
+    def read():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read_activitynet(gt_file, res_file)
+
+    parts = {"numpy reader": min(_once(read) for _ in range(3))}
+    with mock.patch.object(readers, "read_results", lambda data: None):
+        if _json._orjson is not None:
+            parts["orjson"] = min(_once(read) for _ in range(3))
+        with mock.patch.object(_json, "_orjson", None):
+            parts["json"] = min(_once(read) for _ in range(3))
+    gt, det, ids = read()
+    parts["tiou_map"] = min(_once(lambda: tiou_map(det, gt, classes=ids)) for _ in range(3))
+    return ", ".join(f"{k} {v:.3f} s" for k, v in parts.items())
+
+
 def parse_options(argv):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--activitynet", help="checkout of github.com/activitynet/ActivityNet")
@@ -164,6 +187,7 @@ def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: s
                 print(f"  average mAP: official {ev.average_mAP:.17g}, scalekit {ours_result['mAP']:.17g}, "
                       f"|difference| {diff:.1e}")
             table.row(f"{videos} videos, 200 classes, {n:,} predictions", cpu, ours, theirs)
+            print(f"  reading (read_activitynet, by parser) and evaluating: {_reading_breakdown(gt_file, res_file)}")
     if official is None:
         print("  (give --activitynet PATH to time the official tool beside ours)")
 

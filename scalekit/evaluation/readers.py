@@ -14,7 +14,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from scalekit._json import load_json
+from scalekit._json import load_json, parse_json
+from scalekit.evaluation._anet_results import read_results
 
 __all__ = ["read_class_segments", "read_segments_csv", "read_activitynet", "read_thumos14"]
 
@@ -174,10 +175,11 @@ def _annotations(vid, entry, where: str) -> list:
     return anns
 
 
-def _predictions(results: Mapping, index: Mapping | None):
+def _predictions(results: Mapping):
     """All predictions of ``{video: [{"segment", "label", "score"}, ...]}`` as flat arrays.
 
-    Returns ``(videos, counts, labels (names), segments [N, 2], scores [N])``;
+    Returns ``(videos, counts, label names, label codes (into the names),
+    segments [N, 2], scores [N])``, as :func:`._anet_results.read_results`;
     the fields are gathered in C (``map``/``itemgetter``, one ``np.array`` per
     field), never a Python loop per prediction. Only when that fails is a
     loop run, to name the video and entry at fault.
@@ -188,6 +190,8 @@ def _predictions(results: Mapping, index: Mapping | None):
             raise ValueError(f"results['results'][{vid!r}] must be a list of predictions, got {type(preds).__name__}")
     counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     flat = list(itertools.chain.from_iterable(lists))
+    if not flat:
+        return videos, counts, [], np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0)
     try:
         names = list(map(itemgetter("label"), flat))
         segments = np.array(list(map(itemgetter("segment"), flat)), dtype=np.float64)
@@ -213,7 +217,30 @@ def _predictions(results: Mapping, index: Mapping | None):
                 if isinstance(a["label"], bool) or not isinstance(a["label"], (str, int)):
                     raise ValueError(f"{where}['label'] must be a string, got {a['label']!r}")
         raise AssertionError("unreachable: a prediction failed to convert but none is malformed")  # pragma: no cover
-    return videos, counts, names, segments.reshape(-1, 2), scores
+    uniq = list(dict.fromkeys(names))
+    position = {n: i for i, n in enumerate(uniq)}
+    codes = np.fromiter(map(position.__getitem__, names), dtype=np.int64, count=len(names))
+    return videos, counts, uniq, codes, segments.reshape(-1, 2), scores
+
+
+def _load_results(results):
+    """The predictions of an ActivityNet results file (path) or dict, as :func:`_predictions`."""
+    if isinstance(results, (str, os.PathLike)):
+        if not os.path.isfile(results):
+            raise FileNotFoundError(f"results: no such result file: {results}")
+        with open(results, "rb") as f:
+            data = f.read()
+        fast = read_results(data)
+        if fast is not None:
+            return fast
+        res = parse_json(data, os.fspath(results))
+    else:
+        res = results
+    if not isinstance(res, Mapping) or "results" not in res:
+        raise ValueError("results must be ActivityNet JSON with a 'results' key")
+    if not isinstance(res["results"], Mapping):
+        raise ValueError("results['results'] must map video ids to lists of predictions")
+    return _predictions(res["results"])
 
 
 def read_activitynet(ground_truth, results=None, *, subset: str | None = "validation", classes=None):
@@ -275,15 +302,8 @@ def read_activitynet(ground_truth, results=None, *, subset: str | None = "valida
         if not any(anns[v] for v in videos):
             _one_line(f"read_activitynet: the {len(videos)} videos of subset {subset!r} have no annotations: "
                       f"the mAP over them is NaN, as ActivityNet's tool gives")
-    res = None
-    if results is not None:
-        res = load_json(results, "results", "result")
-        if not isinstance(res, Mapping) or "results" not in res:
-            raise ValueError("results must be ActivityNet JSON with a 'results' key")
-        if not isinstance(res["results"], Mapping):
-            raise ValueError("results['results'] must map video ids to lists of predictions")
+    pred = _load_results(results) if results is not None else None
     names = [a["label"] for v in videos for a in anns[v]]
-    pred = _predictions(res["results"], None) if res is not None else None
     if classes is None:
         index = {n: i for i, n in enumerate(sorted(set(names), key=str))}
         extra = (set(pred[2]) - set(index)) if pred is not None else set()
@@ -301,14 +321,14 @@ def read_activitynet(ground_truth, results=None, *, subset: str | None = "valida
         gt[v] = {"labels": labels, "segments": segs}
     det = None
     if pred is not None:
-        pred_videos, counts, pred_names, segments, scores = pred
-        try:
-            labels = np.fromiter(map(index.__getitem__, pred_names), dtype=np.int64, count=len(pred_names))
-        except (KeyError, TypeError):
-            k = next(i for i, n in enumerate(pred_names) if not _hashable_in(n, index))
+        pred_videos, counts, pred_names, codes, segments, scores = pred
+        known = np.asarray([n in index for n in pred_names], dtype=bool)
+        if not known.all():
+            k = int(np.flatnonzero(~known[codes])[0])
             vi = int(np.searchsorted(np.cumsum(counts), k, "right"))
             raise ValueError(f"results['results'][{pred_videos[vi]!r}][{k - int(counts[:vi].sum())}]: label "
-                             f"{pred_names[k]!r} is not one of the {len(index)} classes given in classes=") from None
+                             f"{pred_names[codes[k]]!r} is not one of the {len(index)} classes given in classes=")
+        labels = np.asarray([index[n] for n in pred_names], dtype=np.int64).reshape(-1)[codes]
         ends = np.cumsum(counts)
         det = {}
         for v, lo, hi in zip(pred_videos, (ends - counts).tolist(), ends.tolist()):
@@ -327,13 +347,6 @@ def read_activitynet(ground_truth, results=None, *, subset: str | None = "valida
         if said:
             _one_line("read_activitynet: " + "; ".join(said))
     return gt, det, index
-
-
-def _hashable_in(value, mapping) -> bool:
-    try:
-        return value in mapping
-    except TypeError:
-        return False
 
 
 def read_thumos14(annotation_dir, detections=None, *, subset: str = "test"):

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -256,9 +258,17 @@ class TestHostileInputIssue27:
         gt_file, res_file, n = activitynet_files(str(tmp_path), videos=6, classes=5, per_video=40)
         with pytest.warns(UserWarning):
             fast = read_activitynet(gt_file, res_file)
+        from scalekit.evaluation import readers
+
+        monkeypatch.setattr(readers, "read_results", lambda data: None)  # the JSON parsers, not the numpy reader
+        with pytest.warns(UserWarning):
+            parsed = read_activitynet(gt_file, res_file)
         monkeypatch.setattr(_json, "_orjson", None)
         with pytest.warns(UserWarning):
             slow = read_activitynet(gt_file, res_file)
+        for v in slow[1]:
+            for k in ("labels", "segments", "scores"):
+                np.testing.assert_array_equal(parsed[1][v][k], slow[1][v][k])
         assert fast[2] == slow[2] and list(fast[1]) == list(slow[1])
         for v in slow[1]:
             for k in ("labels", "segments", "scores"):
@@ -284,3 +294,74 @@ class TestHostileInputIssue27:
             proposal_recall(props, [torch.zeros(2, 5)])
         with pytest.raises(ValueError, match="iou_thresholds must be"):
             proposal_recall(props, gt, iou_thresholds=[])
+
+
+def _generic(res_json):
+    from scalekit.evaluation.readers import _predictions
+
+    return _predictions(res_json["results"])
+
+
+def _same_predictions(fast, generic):
+    videos, counts, names, codes, segments, scores = fast
+    g_videos, g_counts, g_names, g_codes, g_segments, g_scores = generic
+    assert videos == g_videos and counts.tolist() == g_counts.tolist()
+    assert [names[c] for c in codes] == [g_names[c] for c in g_codes]
+    np.testing.assert_array_equal(segments, g_segments)
+    np.testing.assert_array_equal(scores, g_scores)
+
+
+class TestNumpyResultsReader:
+    """The object-free reader of ActivityNet results (issue 27): the numbers of a JSON
+    parser, or None so that the JSON parser reads the file."""
+
+    def test_equals_a_json_parser_on_the_benchmark_files(self, tmp_path):
+        from benchmarks.eval import activitynet_files
+        from scalekit.evaluation._anet_results import read_results
+
+        _, res_file, n = activitynet_files(str(tmp_path), videos=12, classes=7, per_video=30)
+        data = open(res_file, "rb").read()
+        fast = read_results(data)
+        assert fast is not None and int(fast[1].sum()) == n
+        _same_predictions(fast, _generic(json.loads(data)))
+
+    @given(st.data())
+    def test_equals_a_json_parser_or_declines(self, data):
+        from scalekit.evaluation._anet_results import read_results
+
+        number = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=64))
+        pred = st.fixed_dictionaries({"segment": st.lists(number, min_size=2, max_size=2),
+                                      "label": st.text(max_size=6), "score": number})
+        results = data.draw(st.dictionaries(st.text(max_size=5), st.lists(pred, max_size=4), max_size=4))
+        doc = {"version": "1.3", "results": results, "external_data": {"used": True, "n": None}}
+        text = json.dumps(doc, indent=data.draw(st.sampled_from([None, 1])), ensure_ascii=data.draw(st.booleans()))
+        fast = read_results(text.encode("utf-8"))
+        if fast is not None:
+            _same_predictions(fast, _generic(json.loads(text)))
+
+    @pytest.mark.parametrize("text", [
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}, {"label": "a", "segment": [0, 1], "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1, "extra": 2}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a\\u00e9", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}], "v": []}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": tru}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}]}, "x": [1,}',
+        '{"results": {"v": [{"segment": [0, 1, 2], "label": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1e999}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": 3, "score": 1}]}}',
+    ])
+    def test_declines_what_is_not_the_plain_shape(self, text):
+        from scalekit.evaluation._anet_results import read_results
+
+        assert read_results(text.encode()) is None
+
+    def test_a_declined_file_still_reads_or_fails_clearly(self, tmp_path):
+        gt = {"database": {"v": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "a"}]}}}
+        path = tmp_path / "res.json"
+        path.write_text('{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1},\n'
+                        '{"label": "a", "segment": [0, 2], "score": 0.5}]}}')
+        _, det, _ = read_activitynet(gt, str(path))
+        assert det["v"]["segments"].tolist() == [[0.0, 1.0], [0.0, 2.0]]
+        path.write_text('{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1},\n{"segment": [0, 1]]}}')
+        with pytest.raises(ValueError, match=r"res.json:2:\d+: not valid JSON"):
+            read_activitynet(gt, str(path))
