@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from scalekit._progress import check_progress, track
 from scalekit.evaluation._match import GroupIndex, greedy_match, pieces
 from scalekit.evaluation._segments import Segments, check_classes, class_names, read_side
 
@@ -209,7 +210,7 @@ def _prepare(detections, ground_truth, classes, *, unknown_videos="raise", negat
     return det, gt
 
 
-def _per_class(det: Segments, gt: Segments, match_fn):
+def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str = ""):
     """Run match_fn(class detections, class ground truth) per class with ground truth."""
     d_order = np.argsort(det.label, kind="stable")  # each class's detections in input order
     d_label = det.label[d_order]
@@ -217,7 +218,7 @@ def _per_class(det: Segments, gt: Segments, match_fn):
     g_label = gt.label[g_order]
     classes_gt = np.unique(g_label)
     per_class, matches = {}, []
-    for c in classes_gt.tolist():
+    for c in track(classes_gt.tolist(), progress, desc=desc):
         d_idx = d_order[np.searchsorted(d_label, c, "left"):np.searchsorted(d_label, c, "right")]
         g_idx = g_order[np.searchsorted(g_label, c, "left"):np.searchsorted(g_label, c, "right")]
         rank = np.empty(d_idx.size, np.int64)  # decreasing score, ties by input order
@@ -263,7 +264,8 @@ def _named(result: dict, classes) -> dict:
 
 
 def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: bool = True,
-                 ap: str = "non_interpolated", classes=None, negative_starts: str = "raise") -> dict:
+                 ap: str = "non_interpolated", classes=None, negative_starts: str = "raise",
+                 progress=False) -> dict:
     """Mean AP with the mid-point hit criterion (MSB-RNN's evaluation, thesis §5.4).
 
     A detection hits a ground-truth interval of its class and video when its
@@ -286,6 +288,8 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
             ``{name: id}`` mapping (as the readers return): then results are
             keyed by name.
         negative_starts: ``"raise"``, ``"clip"`` (clip segments at 0) or ``"keep"``.
+        progress: ``True`` prints progress over the classes to stderr; a
+            callable is called as ``progress(classes done, classes)``.
 
     Returns:
         A dict with
@@ -308,6 +312,7 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
         >>> midpoint_map(det, gt, classes={"cut": 0})["per_class"]
         {'cut': 0.8333333333333333}
     """
+    check_progress(progress)
     det, gt = _prepare(detections, ground_truth, classes, negative_starts=negative_starts)
     mid = (det.start + det.end) / 2
 
@@ -325,7 +330,7 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
                             int(gt.index[g_idx[matched[j]]])))
         return average_precision(tp, g_idx.size, ap)
 
-    per_class, ignored, matches = _per_class(det, gt, match)
+    per_class, ignored, matches = _per_class(det, gt, match, progress, "midpoint_map")
     matches.sort(key=lambda t: (str(t[0]), t[1], t[2]))
     mean = _mean_over_classes("midpoint_map", per_class)
     return _named({"mAP": mean, "per_class": per_class, "matches": matches, "ignored_classes": ignored}, classes)
@@ -396,7 +401,7 @@ def _gt_side_match(rank, pair_det, pair_gt, pair_ov, round_of_gt, free, matched)
 
 def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "activitynet",
              thresholds=None, ap: str | None = None, inclusive_end: bool = False, classes=None,
-             ambiguous: Mapping | None = None, negative_starts: str = "raise") -> dict:
+             ambiguous: Mapping | None = None, negative_starts: str = "raise", progress=False) -> dict:
     """Mean AP at temporal-IoU thresholds, as ActivityNet's or THUMOS14's official tool.
 
     ``protocol="activitynet"`` (``Evaluation/eval_detection.py``): per class and
@@ -433,6 +438,7 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
             segments, as :func:`~scalekit.evaluation.read_thumos14` returns them.
         negative_starts: ``"raise"``, ``"clip"`` (at 0) or ``"keep"`` (the
             official tools keep them).
+        progress: as :func:`midpoint_map` (over the classes).
 
     Returns:
         A dict with
@@ -461,6 +467,7 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_progress(progress)
     thumos = protocol == "thumos14"
     if thresholds is None:
         thresholds = THUMOS14_THRESHOLDS if thumos else ACTIVITYNET_THRESHOLDS
@@ -538,7 +545,7 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
         c_now[0] = c
         return (match_thumos if thumos else match_activitynet)(d_idx, g_idx, rank)
 
-    per_class, ignored, _ = _per_class(det, gt, match)
+    per_class, ignored, _ = _per_class(det, gt, match, progress, "tiou_map")
     per_thr = _mean_over_classes("tiou_map", per_class, thresholds.size)
     return _named({"mAP": float(per_thr.mean()), "per_class": per_class, "mAP_per_threshold": per_thr,
                    "thresholds": thresholds.tolist(), "ignored_classes": ignored,

@@ -4,6 +4,7 @@ on fabricated fixtures."""
 import contextlib
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -365,3 +366,70 @@ class TestNumpyResultsReader:
         path.write_text('{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1},\n{"segment": [0, 1]]}}')
         with pytest.raises(ValueError, match=r"res.json:2:\d+: not valid JSON"):
             read_activitynet(gt, str(path))
+
+
+class TestCocoMistakes:
+    """Issue 21, item 2: the two silent AP-0 mistakes are named."""
+
+    def test_contiguous_labels_instead_of_category_ids_raise(self):
+        gt, preds = _fabricated(images=4, classes=3)
+        to_id = {1: 10, 2: 20, 3: 90}  # the dataset's own, non-contiguous ids
+        for c in gt["categories"]:
+            c["id"] = to_id[c["id"]]
+        for a in gt["annotations"]:
+            a["category_id"] = to_id[a["category_id"]]
+        with pytest.raises(ValueError, match=r"category ids \[1, 2, 3\] are not among .*to_coco_results\(predictions, "
+                                             r"label_to_category\)"):
+            coco_evaluate(preds, gt)
+        mapped = to_coco_results(preds, to_id)
+        assert coco_evaluate(mapped, gt)["AP"] > 0.2
+
+    def test_xywh_boxes_given_as_xyxy_warn(self):
+        gt, _ = _fabricated(seed=3, images=6)
+        preds = {}
+        for a in gt["annotations"]:
+            p = preds.setdefault(a["image_id"], {"boxes": [], "scores": [], "labels": []})
+            p["boxes"].append(a["bbox"]), p["scores"].append(0.9), p["labels"].append(a["category_id"])
+        with pytest.warns(UserWarning, match=r"have x2 < x1 or y2 < y1: .*box_convert"):
+            coco_evaluate(preds, gt)
+
+    def test_xyxy_results_given_as_xywh_warn(self):
+        gt, preds = _fabricated(seed=4, images=6)
+        results = to_coco_results(preds)
+        for r in results:  # the user's own dicts, with xyxy where COCO wants xywh
+            x, y, w, h = r["bbox"]
+            r["bbox"] = [x, y, x + w, y + h]
+        with pytest.warns(UserWarning, match=r"end more than 10% beyond their image: COCO results are \[x, y, width"):
+            coco_evaluate(results, gt)
+
+    @pytest.mark.parametrize("seed", range(4))
+    def test_correct_predictions_give_no_warning(self, seed):
+        gt, preds = _fabricated(seed=seed, images=30, classes=5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            coco_evaluate(preds, gt)
+            coco_evaluate(to_coco_results(preds), gt)
+
+    def test_malformed_ground_truth_and_results_are_named(self):
+        gt, preds = _fabricated(images=2)
+        del gt["annotations"][0]["bbox"]
+        with pytest.raises(ValueError, match=r"coco_gt\['annotations'\]\[0\] has no \['bbox'\]"):
+            coco_evaluate(preds, gt)
+        gt, preds = _fabricated(images=2)
+        with pytest.raises(ValueError, match=r"predictions\[0\] must be a COCO result dict"):
+            coco_evaluate([{"image_id": 1, "bbox": [0, 0, 1, 1]}], gt)
+
+    def test_progress(self, capsys):
+        gt, preds = _fabricated(images=3)
+        seen = []
+        coco_evaluate(preds, gt, progress=lambda done, total: seen.append((done, total)))
+        assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+        coco_evaluate(preds, gt, progress=True)
+        assert "coco_evaluate: 4/4 (100%)" in capsys.readouterr().err
+        with pytest.raises(TypeError, match="progress must be False, True or a callable"):
+            coco_evaluate(preds, gt, progress="yes")
+        g = {"v": {"labels": [0, 1], "segments": [[0.0, 1.0], [2.0, 3.0]]}}
+        seen.clear()
+        tiou_map({}, g, progress=lambda done, total: seen.append((done, total)))
+        midpoint_map({}, g, progress=True)
+        assert seen == [(1, 2), (2, 2)] and "midpoint_map: 2/2" in capsys.readouterr().err
