@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from scalekit._json import load_json
-from scalekit._progress import check_progress, track
+from scalekit.progress import progress as progress_bar
 
 __all__ = ["coco_evaluate", "to_coco_results"]
 
@@ -154,7 +154,7 @@ def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None) -> None:
 
 
 def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool = False,
-                  backend: str = "pycocotools", progress=False) -> dict:
+                  backend: str = "pycocotools", progress: bool = False) -> dict:
     """COCO AP/AR of detections, with per-class AP; a thin layer over pycocotools.
 
     Args:
@@ -169,8 +169,8 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (the C++ ``COCOeval``
             of the ``faster-coco-eval`` package, an optional dependency: same
             numbers, faster on large sets).
-        progress: ``True`` prints the stages (load, evaluate, accumulate,
-            summarize) to stderr; a callable is called as ``progress(done, 4)``.
+        progress: show a progress bar over the stages (load, evaluate,
+            accumulate, summarize) on stderr (:func:`scalekit.progress.progress`).
 
     Raises:
         ValueError: a predicted category id the ground truth does not have
@@ -215,7 +215,6 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
     else:
         from pycocotools.cocoeval import COCOeval
 
-    check_progress(progress)
     gt = _load_gt(coco_gt, backend)
     predictions = load_json(predictions, "predictions", "result")
     boxes_xyxy = None
@@ -244,7 +243,7 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
             else:
                 getattr(state["ev"], name)()
 
-    for name in track(["load", "evaluate", "accumulate", "summarize"], progress, desc="coco_evaluate"):
+    for name in progress_bar(["load", "evaluate", "accumulate", "summarize"], bool(progress), desc="coco_evaluate"):
         stage(name)
     ev = state["ev"]
     if verbose:

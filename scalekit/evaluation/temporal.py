@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from scalekit._progress import check_progress, track
+from scalekit.progress import progress as progress_bar
 from scalekit.evaluation._match import GroupIndex, greedy_match, pieces
 from scalekit.evaluation._segments import Segments, check_classes, class_names, read_side
 
@@ -218,7 +218,7 @@ def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str 
     g_label = gt.label[g_order]
     classes_gt = np.unique(g_label)
     per_class, matches = {}, []
-    for c in track(classes_gt.tolist(), progress, desc=desc):
+    for c in progress_bar(classes_gt.tolist(), bool(progress), desc=desc):
         d_idx = d_order[np.searchsorted(d_label, c, "left"):np.searchsorted(d_label, c, "right")]
         g_idx = g_order[np.searchsorted(g_label, c, "left"):np.searchsorted(g_label, c, "right")]
         rank = np.empty(d_idx.size, np.int64)  # decreasing score, ties by input order
@@ -265,7 +265,7 @@ def _named(result: dict, classes) -> dict:
 
 def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: bool = True,
                  ap: str = "non_interpolated", classes=None, negative_starts: str = "raise",
-                 progress=False) -> dict:
+                 progress: bool = False) -> dict:
     """Mean AP with the mid-point hit criterion (MSB-RNN's evaluation, thesis §5.4).
 
     A detection hits a ground-truth interval of its class and video when its
@@ -288,8 +288,8 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
             ``{name: id}`` mapping (as the readers return): then results are
             keyed by name.
         negative_starts: ``"raise"``, ``"clip"`` (clip segments at 0) or ``"keep"``.
-        progress: ``True`` prints progress over the classes to stderr; a
-            callable is called as ``progress(classes done, classes)``.
+        progress: show a progress bar over the classes on stderr
+            (:func:`scalekit.progress.progress`).
 
     Returns:
         A dict with
@@ -312,7 +312,6 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
         >>> midpoint_map(det, gt, classes={"cut": 0})["per_class"]
         {'cut': 0.8333333333333333}
     """
-    check_progress(progress)
     det, gt = _prepare(detections, ground_truth, classes, negative_starts=negative_starts)
     mid = (det.start + det.end) / 2
 
@@ -401,7 +400,7 @@ def _gt_side_match(rank, pair_det, pair_gt, pair_ov, round_of_gt, free, matched)
 
 def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "activitynet",
              thresholds=None, ap: str | None = None, inclusive_end: bool = False, classes=None,
-             ambiguous: Mapping | None = None, negative_starts: str = "raise", progress=False) -> dict:
+             ambiguous: Mapping | None = None, negative_starts: str = "raise", progress: bool = False) -> dict:
     """Mean AP at temporal-IoU thresholds, as ActivityNet's or THUMOS14's official tool.
 
     ``protocol="activitynet"`` (``Evaluation/eval_detection.py``): per class and
@@ -467,7 +466,6 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    check_progress(progress)
     thumos = protocol == "thumos14"
     if thresholds is None:
         thresholds = THUMOS14_THRESHOLDS if thumos else ACTIVITYNET_THRESHOLDS
