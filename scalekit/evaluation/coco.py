@@ -67,22 +67,40 @@ def to_coco_results(predictions: Mapping, label_to_category: Mapping | None = No
         >>> to_coco_results({7: {"boxes": [[10.0, 20.0, 30.0, 60.0]], "scores": [0.9], "labels": [3]}}, {3: 90})
         [{'image_id': 7, 'category_id': 90, 'bbox': [10.0, 20.0, 20.0, 40.0], 'score': 0.9}]
     """
+    if not isinstance(predictions, Mapping):
+        raise TypeError(f"predictions must be a dict {{image_id: {{'boxes', 'scores', 'labels'}}}}, "
+                        f"got {type(predictions).__name__}")
     results = []
     for image_id, pred in predictions.items():
+        if not isinstance(pred, Mapping):
+            raise TypeError(f"predictions[{image_id!r}] must be a dict with 'boxes', 'scores' and 'labels', "
+                            f"got {type(pred).__name__}")
         arrays = {}
         for key in ("boxes", "scores", "labels"):
             if key not in pred:
                 raise ValueError(f"predictions[{image_id!r}] must have 'boxes', 'scores' and 'labels'")
             v = pred[key]
             arrays[key] = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v)
-        boxes = arrays["boxes"].astype(np.float64).reshape(-1, 4)
+        boxes = arrays["boxes"]
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"predictions[{image_id!r}]['boxes'] must have shape [N, 4] (x1, y1, x2, y2), "
+                             f"got {boxes.shape}")
+        boxes = boxes.astype(np.float64)
         n = boxes.shape[0]
+        if arrays["scores"].size and not (np.issubdtype(arrays["scores"].dtype, np.number)
+                                          and arrays["scores"].dtype != bool):
+            raise TypeError(f"predictions[{image_id!r}]['scores'] must be numbers, got {arrays['scores'].dtype}")
         if arrays["scores"].shape != (n,) or arrays["labels"].shape != (n,):
             raise ValueError(f"predictions[{image_id!r}]: boxes [N, 4], scores [N] and labels [N] must agree")
         if not np.isfinite(boxes).all() or np.isnan(arrays["scores"].astype(np.float64)).any():
             raise ValueError(f"predictions[{image_id!r}]: boxes and scores must be finite")
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
-        labels = [int(c) for c in arrays["labels"].tolist()]
+        lab = arrays["labels"]
+        if lab.size and not (np.issubdtype(lab.dtype, np.integer) and lab.dtype != bool):
+            raise TypeError(f"predictions[{image_id!r}]['labels'] must be integers, got {lab.dtype}")
+        labels = [int(c) for c in lab.tolist()]
         if label_to_category is not None:
             unknown = sorted({c for c in labels if c not in label_to_category})
             if unknown:

@@ -378,10 +378,10 @@ def read_thumos14(annotation_dir, detections=None, *, subset: str = "test"):
         >>> ids, gt["video_test_1"]["segments"].tolist(), list(det)
         ({'BaseballPitch': 7}, [[10.0, 20.0]], ['video_test_1'])
     """
-    def rows(path, columns):
+    def rows(path, columns, why=""):
         """(where, fields) of the non-empty lines; where is "path:line"."""
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such THUMOS14 file: {path}")
+            raise FileNotFoundError(f"no such THUMOS14 file: {path}{why}")
         out = []
         with open(path) as f:
             for line_no, line in enumerate(f, start=1):
@@ -399,12 +399,14 @@ def read_thumos14(annotation_dir, detections=None, *, subset: str = "test"):
         except ValueError:
             raise ValueError(f"{where}: class id {text!r} is not an integer") from None
 
-    index = {}
+    index, listed = {}, {}
     for where, (cid, name) in rows(os.path.join(annotation_dir, "detclasslist.txt"), 2):
         index[name] = integer(cid, where)
+        listed[name] = where
     gt: dict = {}
     for name, cid in index.items():
-        for where, (vid, t1, t2) in rows(os.path.join(annotation_dir, f"{name}_{subset}.txt"), 3):
+        why = f" (the ground truth of class {name!r}, listed at {listed[name]})"
+        for where, (vid, t1, t2) in rows(os.path.join(annotation_dir, f"{name}_{subset}.txt"), 3, why):
             entry = gt.setdefault(vid, {"labels": [], "segments": []})
             entry["labels"].append(cid)
             entry["segments"].append([_number(t1, f"{where}, start"), _number(t2, f"{where}, end")])

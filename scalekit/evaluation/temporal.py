@@ -59,11 +59,18 @@ def average_precision(tp, num_positives: int, method: str = "non_interpolated") 
     """
     if method not in AP_METHODS:
         raise ValueError(f"ap must be one of {AP_METHODS}, got {method!r}")
+    if isinstance(num_positives, bool) or not isinstance(num_positives, (int, np.integer)):
+        raise TypeError(f"num_positives must be an int, got {type(num_positives).__name__} {num_positives!r}")
     if num_positives <= 0:
         raise ValueError(f"num_positives must be > 0, got {num_positives}")
-    tp = np.asarray(tp, dtype=bool)
+    tp = np.asarray(tp)
+    if tp.size and tp.dtype != bool:
+        raise TypeError(f"tp must be bools (whether each detection is a true positive), got {tp.dtype}")
+    tp = tp.astype(bool).reshape(tp.shape)
     if tp.ndim != 1:
         raise ValueError(f"tp must be 1-D (one bool per detection, in decreasing score), got shape {tp.shape}")
+    if tp.sum() > num_positives:
+        raise ValueError(f"tp has {int(tp.sum())} true positives, more than num_positives={num_positives}")
     return float(_ap_rows(tp[None], num_positives, method)[0])
 
 
@@ -186,7 +193,17 @@ def clips_to_detections(clips: Mapping[int, list]) -> dict[str, np.ndarray]:
         >>> d["labels"].tolist(), d["segments"].tolist(), d["scores"].tolist()
         ([3, 5], [[0.0, 12.0], [6.0, 30.0]], [0.9, 0.4])
     """
-    rows = [(c, a, b, sc) for c, items in clips.items() for a, b, sc in items]
+    if not isinstance(clips, Mapping):
+        raise TypeError(f"clips must be a dict {{class_id: [(start, end, score), ...]}}, got {type(clips).__name__}")
+    rows = []
+    for c, items in clips.items():
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise TypeError(f"clips: class ids must be ints, got {c!r}")
+        for i, item in enumerate(items):
+            if (not isinstance(item, (tuple, list)) or len(item) != 3
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in item)):
+                raise ValueError(f"clips[{c}][{i}] must be (start, end, score), 3 numbers, got {item!r}")
+            rows.append((c, *item))
     arr = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
     return {"labels": arr[:, 0].astype(np.int64), "segments": arr[:, 1:3], "scores": arr[:, 3]}
 
@@ -340,8 +357,8 @@ def _check_zero_union(union, d, g, det, gt, c):
     for k in np.flatnonzero(union <= 0)[:1]:
         d, g = d[k], g[k]
         raise ValueError(
-            f"tiou_map: detection {det.index[d]} and ground truth {gt.index[g]} of class {c} in video "
-            f"{det.videos[det.video[d]]!r} both have zero length ({[float(det.start[d]), float(det.end[d])]} and "
+            f"tiou_map: detections[{det.videos[det.video[d]]!r}] segment {det.index[d]} and "
+            f"ground_truth[{gt.videos[gt.video[g]]!r}] segment {gt.index[g]} of class {c} both have zero length ({[float(det.start[d]), float(det.end[d])]} and "
             f"{[float(gt.start[g]), float(gt.end[g])]}): their tIoU is 0/0 (ActivityNet's tool counts that NaN as a match, "
             f"wherever the two are); give segments at least one frame of length, or drop them")
 
@@ -472,8 +489,8 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     if ap is None:
         ap = "non_interpolated" if thumos else "voc_all_point"
     thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if thresholds.size == 0 or not np.isfinite(thresholds).all():
-        raise ValueError("thresholds must be a non-empty sequence of finite numbers")
+    if thresholds.size == 0 or not ((thresholds >= 0) & (thresholds <= 1)).all():
+        raise ValueError(f"thresholds must be a non-empty sequence of tIoUs in [0, 1], got {thresholds.tolist()}")
     if thumos and inclusive_end:
         raise ValueError("inclusive_end=True is for frame ranges; protocol='thumos14' measures seconds")
     if ambiguous is not None and not thumos:
