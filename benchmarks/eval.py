@@ -146,16 +146,24 @@ def _reading_breakdown(gt_file, res_file) -> str:
     return ", ".join(f"{k} {v:.3f} s" for k, v in parts.items())
 
 
-def parse_options(argv):
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--activitynet", help="checkout of github.com/activitynet/ActivityNet")
-    parser.add_argument("--activitynet-deps", help="folder holding pandas and joblib for it")
-    parser.add_argument("--activitynet-videos", type=int, nargs="+", help="sizes (videos) to time")
-    parser.add_argument("--eval-memory", type=int, metavar="N", help="only measure the peak memory of the "
-                        "temporal evaluators for N detections and 2,000 ground truths in one video")
-    args, rest = parser.parse_known_args(argv)
+def add_options(parser) -> None:
+    """The eval suite's options, as a group of ``parser`` (shown by ``python -m benchmarks --help``)."""
+    group = parser.add_argument_group("eval suite")
+    group.add_argument("--activitynet", metavar="PATH",
+                       help="checkout of github.com/activitynet/ActivityNet: time its Evaluation/eval_detection.py "
+                            "beside tiou_map, end to end from JSON")
+    group.add_argument("--activitynet-deps", metavar="DIR", help="folder holding pandas and joblib for the official "
+                       "tool (pip install --target DIR pandas joblib)")
+    group.add_argument("--activitynet-videos", type=int, nargs="+", metavar="V",
+                       help="sizes to time, in videos of 900 predictions (390 videos: about 342k predictions)")
+    group.add_argument("--eval-memory", type=int, metavar="N", help="only measure the peak memory of the temporal "
+                       "evaluators for N detections and 2,000 ground truths in one video")
+
+
+def options_from(args) -> dict:
+    """The keyword arguments of :func:`run` from parsed arguments."""
     return {"activitynet": args.activitynet, "activitynet_deps": args.activitynet_deps,
-            "activitynet_videos": args.activitynet_videos, "eval_memory": args.eval_memory}, rest
+            "activitynet_videos": args.activitynet_videos, "eval_memory": args.eval_memory}
 
 
 def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: str | None = None,
@@ -234,8 +242,6 @@ def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: s
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    args, rest = parser.parse_known_args()
-    options, rest = parse_options(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    run(args.quick, **options)
+    add_options(parser)
+    args = parser.parse_args()
+    run(args.quick, **options_from(args))
