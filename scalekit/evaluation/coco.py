@@ -116,7 +116,10 @@ WRONG_FORMAT_FRACTION = 0.5
 """Warn about the box format when more than this fraction of the predicted boxes look wrong."""
 
 
-def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None) -> None:
+UNKNOWN_CATEGORIES = ("raise", "ignore")
+
+
+def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None, unknown_categories: str = "raise") -> list:
     """Category ids among the ground truth's (else raise); boxes that look like the wrong format (warn).
 
     The box rule (documented in :func:`coco_evaluate`): ``boxes_xyxy`` (the
@@ -134,13 +137,18 @@ def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None) -> None:
     known = set(gt.getCatIds())
     predicted = {r["category_id"] for r in results}
     unknown = sorted(predicted - known, key=str)
-    if unknown:
+    if unknown and unknown_categories == "ignore":
+        keep = [r["category_id"] in known for r in results]
+        results = [r for r, k in zip(results, keep) if k]
+        boxes_xyxy = boxes_xyxy[np.asarray(keep, dtype=bool)] if boxes_xyxy is not None else None
+    elif unknown:
         raise ValueError(
             f"predictions: category ids {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not among the "
             f"ground truth's {len(known)} category ids ({sorted(known)[:10]}{' ...' if len(known) > 10 else ''}); "
             f"pycocotools would count them as nothing and return AP 0. A detector's labels are contiguous 1..C: "
             f"map them back with to_coco_results(predictions, label_to_category) "
-            f"(CocoDetection.label_to_category), then pass the result here")
+            f"(CocoDetection.label_to_category), then pass the result here; to evaluate on a subset of the "
+            f"categories, leaving the others' predictions out, pass unknown_categories='ignore'")
     if boxes_xyxy is not None:
         n = boxes_xyxy.shape[0]
         flipped = int(((boxes_xyxy[:, 2] < boxes_xyxy[:, 0]) | (boxes_xyxy[:, 3] < boxes_xyxy[:, 1])).sum())
@@ -148,10 +156,10 @@ def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None) -> None:
             warnings.warn(f"coco_evaluate: {flipped} of {n} predicted boxes have x2 < x1 or y2 < y1: predictions' "
                           f"'boxes' must be (x1, y1, x2, y2); if they are (x, y, width, height), convert them with "
                           f"torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')", UserWarning, stacklevel=3)
-        return
+        return results
     boxes = [(r["image_id"], r["bbox"]) for r in results if "bbox" in r]
     if not boxes:
-        return
+        return results
     try:
         xywh = np.asarray([b for _, b in boxes], dtype=np.float64).reshape(-1, 4)
     except (TypeError, ValueError):
@@ -169,10 +177,12 @@ def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None) -> None:
         warnings.warn(f"coco_evaluate: of the predicted COCO boxes, {what}: COCO results are [x, y, width, height]; "
                       f"boxes (x1, y1, x2, y2) go through to_coco_results, which converts them", UserWarning,
                       stacklevel=3)
+    return results
 
 
 def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool = False,
-                  backend: str = "pycocotools", progress: bool = False) -> dict:
+                  backend: str = "pycocotools", progress: bool = False,
+                  unknown_categories: str = "raise") -> dict:
     """COCO AP/AR of detections, with per-class AP; a thin layer over pycocotools.
 
     Args:
@@ -187,6 +197,10 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (the C++ ``COCOeval``
             of the ``faster-coco-eval`` package, an optional dependency: same
             numbers, faster on large sets).
+        unknown_categories: ``"raise"`` (default) when a prediction's category
+            id is not among the ground truth's, or ``"ignore"``: leave such
+            predictions out (pycocotools' silent behaviour), to evaluate on a
+            subset of the categories a detector knows.
         progress: show a progress bar over the stages (load, evaluate,
             accumulate, summarize) on stderr (:func:`scalekit.progress.progress`).
 
@@ -243,8 +257,9 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
         predictions = results
     if not isinstance(predictions, Sequence) or isinstance(predictions, (str, bytes)):
         raise TypeError("predictions must be a dict of per-image tensors, a list of COCO results or a path")
-    predictions = list(predictions)
-    _check_results(predictions, gt, boxes_xyxy)
+    if unknown_categories not in UNKNOWN_CATEGORIES:
+        raise ValueError(f"unknown_categories must be one of {UNKNOWN_CATEGORIES}, got {unknown_categories!r}")
+    predictions = _check_results(list(predictions), gt, boxes_xyxy, unknown_categories)
     known = set(gt.getImgIds())
     for r in predictions:
         if r.get("image_id") not in known:

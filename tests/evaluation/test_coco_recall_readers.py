@@ -383,6 +383,12 @@ class TestCocoMistakes:
             coco_evaluate(preds, gt)
         mapped = to_coco_results(preds, to_id)
         assert coco_evaluate(mapped, gt)["AP"] > 0.2
+        # a subset of the categories, on purpose: the others' predictions are left out, as pycocotools does
+        sub = {**gt, "categories": [c for c in gt["categories"] if c["id"] != 90]}
+        with pytest.raises(ValueError, match=r"category ids \[90\] .* unknown_categories='ignore'"):
+            coco_evaluate(mapped, sub)
+        assert coco_evaluate(mapped, sub, unknown_categories="ignore")["AP"] == coco_evaluate(
+            [r for r in mapped if r["category_id"] != 90], sub)["AP"]
 
     def test_xywh_boxes_given_as_xyxy_warn(self):
         gt, _ = _fabricated(seed=3, images=6)
