@@ -245,18 +245,20 @@ def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str 
     return per_class, ignored, matches
 
 
-def _by_score(d_idx, g_idx, rank, det: Segments, gt: Segments):
+def _by_score(d_idx, g_idx, rank, det: Segments, gt: Segments, copies: int = 1):
     """Pieces of one class's detections in decreasing score, with their candidate pairs.
 
     Yields ``(part, pd, pg)``: ``part`` positions in ``d_idx`` (consecutive
     ranks), and the pairs of the piece (``pd`` positions in ``part``, ``pg``
     positions in ``g_idx``) of detection and ground truth in one video.
-    Memory: O(detections + ground truth + the pair budget), see :mod:`._match`.
+    Memory: O(detections + ground truth + the pair budget), see :mod:`._match`;
+    ``copies``: the caller matches each pair this many times at once (one per
+    threshold), so that a piece holds the budget divided by it.
     """
     by_rank = np.argsort(rank)
     index = GroupIndex(gt.video[g_idx])
     dv = det.video[d_idx]
-    for piece in pieces(index.counts(dv[by_rank])):
+    for piece in pieces(index.counts(dv[by_rank]) * copies):
         part = by_rank[piece]
         pd, pg = index.pairs(dv[part])
         yield part, pd, pg
@@ -520,7 +522,7 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
         n_t = thresholds.size
         hit = np.zeros((d_idx.size, n_t), dtype=bool)
         free = np.ones(g_idx.size * n_t, dtype=bool)
-        for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt):
+        for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt, copies=n_t):
             tiou = tiou_of(d_idx[part[pd]], g_idx[pg])
             p, t = np.nonzero(tiou[:, None] >= thresholds[None, :])
             dv = det.video[d_idx[part]]
