@@ -79,6 +79,8 @@ def _ap_rows(tp: np.ndarray, num_positives: int, method: str) -> np.ndarray:
     r, n = tp.shape
     if n == 0:
         return np.zeros(r)
+    if r > 1 and r * n > 1 << 20:  # a row at a time: a few float arrays of one row, not of all
+        return np.concatenate([_ap_rows(tp[i:i + 1], num_positives, method) for i in range(r)])
     tp_cum = np.cumsum(tp, axis=1)
     precision = tp_cum / np.arange(1, n + 1)
     recall = tp_cum / num_positives
