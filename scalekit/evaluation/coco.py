@@ -98,8 +98,13 @@ def to_coco_results(predictions: Mapping, label_to_category: Mapping | None = No
             raise ValueError(f"predictions[{image_id!r}]: boxes and scores must be finite")
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
         lab = arrays["labels"]
-        if lab.size and not (np.issubdtype(lab.dtype, np.integer) and lab.dtype != bool):
+        if lab.size and (lab.dtype == bool or not np.issubdtype(lab.dtype, np.number)):
             raise TypeError(f"predictions[{image_id!r}]['labels'] must be integers, got {lab.dtype}")
+        if lab.size and not np.issubdtype(lab.dtype, np.integer):  # float labels (a .float() on the dict)
+            whole = np.isfinite(lab) & (lab == np.round(lab))
+            if not whole.all():
+                raise ValueError(f"predictions[{image_id!r}]['labels'] must be whole numbers, got "
+                                 f"{lab[~whole][:5].tolist()}")
         labels = [int(c) for c in lab.tolist()]
         if label_to_category is not None:
             unknown = sorted({c for c in labels if c not in label_to_category})
