@@ -72,6 +72,44 @@ def activitynet_files(folder: str, videos: int, classes: int = 200, per_video: i
     return gt_file, res_file, sum(len(p) for p in results.values())
 
 
+def one_video(detections: int, ground_truth: int, classes: int = 1, seed: int = 0):
+    """One long video: ``detections`` and ``ground_truth`` segments spread over ``classes``."""
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0, 1e6, ground_truth)
+    gt = {"v": {"labels": rng.integers(0, classes, ground_truth),
+                "segments": np.stack([s, s + rng.uniform(10, 2000, ground_truth)], 1)}}
+    s = rng.uniform(0, 1e6, detections)
+    det = {"v": {"labels": rng.integers(0, classes, detections),
+                 "segments": np.stack([s, s + rng.uniform(10, 2000, detections)], 1), "scores": rng.random(detections)}}
+    return det, gt
+
+
+def peak_memory(fn) -> tuple[float, float]:
+    """(seconds, peak bytes traced by tracemalloc, numpy's arrays included) of ``fn()``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def run_memory(detections: int, ground_truth: int = 2000) -> None:
+    """Peak memory of the temporal evaluators for one video (issue 27: all pairs at once took 70 bytes a pair)."""
+    print(f"\npeak memory (tracemalloc), one video, {detections:,} detections, {ground_truth:,} ground truths, "
+          f"{detections * ground_truth:,} pairs ({detections * ground_truth * 70 / 2**30:.1f} GiB at 70 bytes a pair)")
+    for classes in (1, 200):
+        det, gt = one_video(detections, ground_truth, classes)
+        for name, fn in (("tiou_map activitynet", lambda: tiou_map(det, gt)),
+                         ("tiou_map thumos14", lambda: tiou_map(det, gt, protocol="thumos14")),
+                         ("midpoint_map", lambda: midpoint_map(det, gt))):
+            seconds, peak = peak_memory(fn)
+            print(f"  {classes:>3} classes  {name:<22} peak {peak / 2**20:8.1f} MiB  {seconds:8.2f} s", flush=True)
+
+
 def _once(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -85,18 +123,54 @@ def _ours_activitynet(gt_file, res_file):
     return tiou_map(det, gt, classes=ids)
 
 
-def parse_options(argv):
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--activitynet", help="checkout of github.com/activitynet/ActivityNet")
-    parser.add_argument("--activitynet-deps", help="folder holding pandas and joblib for it")
-    parser.add_argument("--activitynet-videos", type=int, nargs="+", help="sizes (videos) to time")
-    args, rest = parser.parse_known_args(argv)
+def _reading_breakdown(gt_file, res_file) -> str:
+    """Seconds of read_activitynet with each parser, and of tiou_map, best of 3."""
+    from unittest import mock
+
+    from scalekit import _json
+    from scalekit.evaluation import readers
+
+    def read():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read_activitynet(gt_file, res_file)
+
+    parts = {"numpy reader": min(_once(read) for _ in range(3))}
+    with mock.patch.object(readers, "read_results", lambda data: None):
+        if _json._orjson is not None:
+            parts["orjson"] = min(_once(read) for _ in range(3))
+        with mock.patch.object(_json, "_orjson", None):
+            parts["json"] = min(_once(read) for _ in range(3))
+    gt, det, ids = read()
+    parts["tiou_map"] = min(_once(lambda: tiou_map(det, gt, classes=ids)) for _ in range(3))
+    return ", ".join(f"{k} {v:.3f} s" for k, v in parts.items())
+
+
+def add_options(parser) -> None:
+    """The eval suite's options, as a group of ``parser`` (shown by ``python -m benchmarks --help``)."""
+    group = parser.add_argument_group("eval suite")
+    group.add_argument("--activitynet", metavar="PATH",
+                       help="checkout of github.com/activitynet/ActivityNet: time its Evaluation/eval_detection.py "
+                            "beside tiou_map, end to end from JSON")
+    group.add_argument("--activitynet-deps", metavar="DIR", help="folder holding pandas and joblib for the official "
+                       "tool (pip install --target DIR pandas joblib)")
+    group.add_argument("--activitynet-videos", type=int, nargs="+", metavar="V",
+                       help="sizes to time, in videos of 900 predictions (390 videos: about 342k predictions)")
+    group.add_argument("--eval-memory", type=int, metavar="N", help="only measure the peak memory of the temporal "
+                       "evaluators for N detections and 2,000 ground truths in one video")
+
+
+def options_from(args) -> dict:
+    """The keyword arguments of :func:`run` from parsed arguments."""
     return {"activitynet": args.activitynet, "activitynet_deps": args.activitynet_deps,
-            "activitynet_videos": args.activitynet_videos}, rest
+            "activitynet_videos": args.activitynet_videos, "eval_memory": args.eval_memory}
 
 
 def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: str | None = None,
-        activitynet_videos=None) -> None:
+        activitynet_videos=None, eval_memory: int | None = None) -> None:
+    if eval_memory:
+        run_memory(eval_memory)
+        return
     cpu = torch.device("cpu")
     official = None
     if activitynet:
@@ -121,6 +195,7 @@ def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: s
                 print(f"  average mAP: official {ev.average_mAP:.17g}, scalekit {ours_result['mAP']:.17g}, "
                       f"|difference| {diff:.1e}")
             table.row(f"{videos} videos, 200 classes, {n:,} predictions", cpu, ours, theirs)
+            print(f"  reading (read_activitynet, by parser) and evaluating: {_reading_breakdown(gt_file, res_file)}")
     if official is None:
         print("  (give --activitynet PATH to time the official tool beside ours)")
 
@@ -167,8 +242,6 @@ def run(quick: bool = False, activitynet: str | None = None, activitynet_deps: s
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    args, rest = parser.parse_known_args()
-    options, rest = parse_options(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    run(args.quick, **options)
+    add_options(parser)
+    args = parser.parse_args()
+    run(args.quick, **options_from(args))

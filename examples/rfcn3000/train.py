@@ -499,7 +499,8 @@ def evaluate(model, data, args, label_to_category, objects, *, objectness_sets=N
                     agnostic[t["image_id"]] = {k: v.float().cpu() for k, v in d.items()}
     gt = val.coco.dataset
     results = to_coco_results(predictions, label_to_category)
-    out = {"coco": coco_evaluate(results, ground_truth(gt, set(objects))),
+    # the ground truth keeps only the categories in objects: leave the others' predictions out
+    out = {"coco": coco_evaluate(results, ground_truth(gt, set(objects)), unknown_categories="ignore"),
            "images_per_s": n / seconds, "head_ms_per_image": 1000 * sum(head_time[1:]) / max(n, 1)}
     for name, cats in (objectness_sets or {}).items():
         r = coco_evaluate(agnostic, ground_truth(gt, set(cats), agnostic=True))

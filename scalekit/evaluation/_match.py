@@ -1,44 +1,78 @@
 """Greedy one-to-one matching of detections to ground truth, vectorised over
-videos: each detection, in decreasing score, takes the best still-free ground
-truth among its candidates; a ground truth is taken at most once."""
+videos, in memory bounded by the number of segments.
+
+Candidate pairs share a group (a video). They are never built for a whole
+class at once: :func:`pieces` cuts the side that drives the matching (the
+detections in decreasing score, or the ground truths in their matching order)
+into consecutive pieces of at most :data:`PAIR_BUDGET` pairs, and the state
+that carries the greedy order from one piece to the next (which ground truths,
+or detections, are still free) is one bool per segment. A piece holds at least
+one driving segment, so that memory is O(detections + ground truth + budget)
+whatever the sizes, and the results are those of one piece holding everything.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+PAIR_BUDGET = 1 << 18
+"""Candidate pairs per piece (about 70 bytes each while a piece is matched):
+large enough that numpy's per-call overhead is amortised, small enough that a
+piece stays under about 20 MB."""
 
-def cross_pairs(det_group: np.ndarray, gt_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (detection, ground truth) index pairs that share a group (video), vectorised."""
-    if det_group.size == 0 or gt_group.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    d_order = np.argsort(det_group, kind="stable")
-    g_order = np.argsort(gt_group, kind="stable")
-    groups = np.union1d(det_group, gt_group)
-    d_lo = np.searchsorted(det_group[d_order], groups, "left")
-    d_n = np.searchsorted(det_group[d_order], groups, "right") - d_lo
-    g_lo = np.searchsorted(gt_group[g_order], groups, "left")
-    g_n = np.searchsorted(gt_group[g_order], groups, "right") - g_lo
-    per = d_n * g_n
-    total = int(per.sum())
-    if total == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    which = np.repeat(np.arange(groups.size), per)
-    j = np.arange(total) - np.repeat(np.cumsum(per) - per, per)
-    d = d_order[d_lo[which] + j // g_n[which]]
-    g = g_order[g_lo[which] + j % g_n[which]]
-    return d, g
+
+class GroupIndex:
+    """The members of each group of one side, to pair them with the other side's."""
+
+    def __init__(self, group: np.ndarray) -> None:
+        self.order = np.argsort(group, kind="stable")
+        self.sorted = group[self.order]
+
+    def counts(self, group: np.ndarray) -> np.ndarray:
+        """[N] number of members that share each given group."""
+        return np.searchsorted(self.sorted, group, "right") - np.searchsorted(self.sorted, group, "left")
+
+    def pairs(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All (position in ``group``, member index) pairs of equal group, members in index order."""
+        lo = np.searchsorted(self.sorted, group, "left")
+        n = np.searchsorted(self.sorted, group, "right") - lo
+        total = int(n.sum())
+        if total == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        which = np.repeat(np.arange(group.size), n)
+        j = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+        return which, self.order[lo[which] + j]
+
+
+def pieces(cost: np.ndarray, budget: int | None = None):
+    """Consecutive ``slice``s of ``range(len(cost))``, each of total cost at most
+    ``budget`` (or one element, if that alone costs more)."""
+    budget = PAIR_BUDGET if budget is None else budget
+    n = cost.size
+    if n == 0:
+        return
+    cum = np.cumsum(cost)
+    start = 0
+    while start < n:
+        base = cum[start - 1] if start else 0
+        end = max(int(np.searchsorted(cum, base + budget, "right")), start + 1)
+        yield slice(start, end)
+        start = end
 
 
 def greedy_match(det_rank: np.ndarray, det_group: np.ndarray, pair_det: np.ndarray, pair_gt: np.ndarray,
-                 pair_cost: np.ndarray, n_gt: int) -> np.ndarray:
-    """Matched ground truth of every detection (-1: none).
+                 pair_cost: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Matched ground truth of every detection (-1: none); ``free`` is updated in place.
 
     det_rank: [D] order of the detections (0 = highest score); pairs are the
     candidate (detection, ground truth) pairs of one group each; among its free
     candidates a detection takes the one of lowest cost, ties to the lower
     ground-truth index. Each round matches, in every group at once, the
     earliest detection that still has a free candidate; there are at most
-    (largest number of ground truths in a group) + 1 rounds.
+    (largest number of matches in a group) + 1 rounds, each over the pairs
+    still open (pairs of decided detections and taken ground truths are
+    dropped). ``free``: [G] bool, the ground truths not taken by detections
+    ranked before these.
     """
     matched = np.full(det_rank.shape[0], -1, dtype=np.int64)
     if pair_det.size == 0:
@@ -47,16 +81,14 @@ def greedy_match(det_rank: np.ndarray, det_group: np.ndarray, pair_det: np.ndarr
     order = np.lexsort((pair_gt, pair_cost, det_rank[pair_det], group))
     pd, pg, pgroup = pair_det[order], pair_gt[order], group[order]
     prank = det_rank[pd]
-    free = np.ones(n_gt, dtype=bool)
     groups, pgroup_dense = np.unique(pgroup, return_inverse=True)
-    next_rank = np.zeros(groups.size, dtype=np.int64)  # detections ranked below this are done
+    next_rank = np.full(groups.size, np.iinfo(np.int64).min, dtype=np.int64)  # ranked below: done
     while True:
-        valid = free[pg] & (prank >= next_rank[pgroup_dense])
-        idx = np.flatnonzero(valid)
-        if idx.size == 0:
+        keep = np.flatnonzero(free[pg] & (prank >= next_rank[pgroup_dense]))
+        if keep.size == 0:
             return matched
-        g_of = pgroup_dense[idx]
-        first = idx[np.r_[True, g_of[1:] != g_of[:-1]]]  # earliest valid pair per group
+        pd, pg, prank, pgroup_dense = pd[keep], pg[keep], prank[keep], pgroup_dense[keep]
+        first = np.r_[0, np.flatnonzero(pgroup_dense[1:] != pgroup_dense[:-1]) + 1]  # earliest pair per group
         matched[pd[first]] = pg[first]
         free[pg[first]] = False
         next_rank[pgroup_dense[first]] = prank[first] + 1

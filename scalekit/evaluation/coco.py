@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from scalekit._json import load_json
+from scalekit.progress import progress as progress_bar
 
 __all__ = ["coco_evaluate", "to_coco_results"]
 
@@ -28,14 +30,19 @@ def _load_gt(coco_gt, backend: str = "pycocotools"):
         return coco_gt
     if hasattr(coco_gt, "dataset") and hasattr(coco_gt, "getImgIds"):  # the other backend's COCO
         coco_gt = coco_gt.dataset
-    if isinstance(coco_gt, (str, os.PathLike)):
-        if not os.path.exists(coco_gt):
-            raise FileNotFoundError(f"coco_gt: no such annotation file: {coco_gt}")
-        with open(coco_gt) as f:
-            coco_gt = json.load(f)
+    coco_gt = load_json(coco_gt, "coco_gt")
     if not isinstance(coco_gt, Mapping) or "annotations" not in coco_gt or "images" not in coco_gt:
         raise ValueError("coco_gt must be a pycocotools COCO, a path to a COCO JSON, or a dict with "
                          "'images', 'annotations' and 'categories'")
+    for key, needed in (("images", ("id",)), ("annotations", ("id", "image_id", "category_id", "bbox")),
+                        ("categories", ("id",))):
+        items = coco_gt.get(key, [])
+        if not isinstance(items, list):
+            raise ValueError(f"coco_gt[{key!r}] must be a list, got {type(items).__name__}")
+        for i, item in enumerate(items):
+            missing = [k for k in needed if not isinstance(item, Mapping) or k not in item]
+            if missing:
+                raise ValueError(f"coco_gt[{key!r}][{i}] has no {missing}: each of {key} needs {list(needed)}")
     gt = COCO()
     # COCOeval writes an 'ignore' key into the annotation dicts: copy those
     # (shallowly) so that the caller's dict is left as it was.
@@ -60,22 +67,45 @@ def to_coco_results(predictions: Mapping, label_to_category: Mapping | None = No
         >>> to_coco_results({7: {"boxes": [[10.0, 20.0, 30.0, 60.0]], "scores": [0.9], "labels": [3]}}, {3: 90})
         [{'image_id': 7, 'category_id': 90, 'bbox': [10.0, 20.0, 20.0, 40.0], 'score': 0.9}]
     """
+    if not isinstance(predictions, Mapping):
+        raise TypeError(f"predictions must be a dict {{image_id: {{'boxes', 'scores', 'labels'}}}}, "
+                        f"got {type(predictions).__name__}")
     results = []
     for image_id, pred in predictions.items():
+        if not isinstance(pred, Mapping):
+            raise TypeError(f"predictions[{image_id!r}] must be a dict with 'boxes', 'scores' and 'labels', "
+                            f"got {type(pred).__name__}")
         arrays = {}
         for key in ("boxes", "scores", "labels"):
             if key not in pred:
                 raise ValueError(f"predictions[{image_id!r}] must have 'boxes', 'scores' and 'labels'")
             v = pred[key]
             arrays[key] = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v)
-        boxes = arrays["boxes"].astype(np.float64).reshape(-1, 4)
+        boxes = arrays["boxes"]
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"predictions[{image_id!r}]['boxes'] must have shape [N, 4] (x1, y1, x2, y2), "
+                             f"got {boxes.shape}")
+        boxes = boxes.astype(np.float64)
         n = boxes.shape[0]
+        if arrays["scores"].size and not (np.issubdtype(arrays["scores"].dtype, np.number)
+                                          and arrays["scores"].dtype != bool):
+            raise TypeError(f"predictions[{image_id!r}]['scores'] must be numbers, got {arrays['scores'].dtype}")
         if arrays["scores"].shape != (n,) or arrays["labels"].shape != (n,):
             raise ValueError(f"predictions[{image_id!r}]: boxes [N, 4], scores [N] and labels [N] must agree")
         if not np.isfinite(boxes).all() or np.isnan(arrays["scores"].astype(np.float64)).any():
             raise ValueError(f"predictions[{image_id!r}]: boxes and scores must be finite")
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
-        labels = [int(c) for c in arrays["labels"].tolist()]
+        lab = arrays["labels"]
+        if lab.size and (lab.dtype == bool or not np.issubdtype(lab.dtype, np.number)):
+            raise TypeError(f"predictions[{image_id!r}]['labels'] must be integers, got {lab.dtype}")
+        if lab.size and not np.issubdtype(lab.dtype, np.integer):  # float labels (a .float() on the dict)
+            whole = np.isfinite(lab) & (lab == np.round(lab))
+            if not whole.all():
+                raise ValueError(f"predictions[{image_id!r}]['labels'] must be whole numbers, got "
+                                 f"{lab[~whole][:5].tolist()}")
+        labels = [int(c) for c in lab.tolist()]
         if label_to_category is not None:
             unknown = sorted({c for c in labels if c not in label_to_category})
             if unknown:
@@ -87,8 +117,77 @@ def to_coco_results(predictions: Mapping, label_to_category: Mapping | None = No
     return results
 
 
+WRONG_FORMAT_FRACTION = 0.5
+"""Warn about the box format when more than this fraction of the predicted boxes look wrong."""
+
+
+UNKNOWN_CATEGORIES = ("raise", "ignore")
+
+
+def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None, unknown_categories: str = "raise") -> list:
+    """Category ids among the ground truth's (else raise); boxes that look like the wrong format (warn).
+
+    The box rule (documented in :func:`coco_evaluate`): ``boxes_xyxy`` (the
+    ``[N, 4]`` boxes of dict predictions) look like xywh when more than
+    :data:`WRONG_FORMAT_FRACTION` of them have ``x2 < x1`` or ``y2 < y1``;
+    COCO result boxes (``[x, y, w, h]``) look like xyxy when more than that
+    fraction of those on images with a size end more than 10% beyond the image
+    (``x + w > 1.1 width`` or ``y + h > 1.1 height``), or when any has a
+    negative width or height.
+    """
+    for i, r in enumerate(results):
+        if not isinstance(r, Mapping) or any(k not in r for k in ("image_id", "category_id", "score")):
+            raise ValueError(f"predictions[{i}] must be a COCO result dict with 'image_id', 'category_id', "
+                             f"'score' and 'bbox' (or 'segmentation' / 'keypoints'), got {r!r}")
+    known = set(gt.getCatIds())
+    predicted = {r["category_id"] for r in results}
+    unknown = sorted(predicted - known, key=str)
+    if unknown and unknown_categories == "ignore":
+        keep = [r["category_id"] in known for r in results]
+        results = [r for r, k in zip(results, keep) if k]
+        boxes_xyxy = boxes_xyxy[np.asarray(keep, dtype=bool)] if boxes_xyxy is not None else None
+    elif unknown:
+        raise ValueError(
+            f"predictions: category ids {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not among the "
+            f"ground truth's {len(known)} category ids ({sorted(known)[:10]}{' ...' if len(known) > 10 else ''}); "
+            f"pycocotools would count them as nothing and return AP 0. A detector's labels are contiguous 1..C: "
+            f"map them back with to_coco_results(predictions, label_to_category) "
+            f"(CocoDetection.label_to_category), then pass the result here; to evaluate on a subset of the "
+            f"categories, leaving the others' predictions out, pass unknown_categories='ignore'")
+    if boxes_xyxy is not None:
+        n = boxes_xyxy.shape[0]
+        flipped = int(((boxes_xyxy[:, 2] < boxes_xyxy[:, 0]) | (boxes_xyxy[:, 3] < boxes_xyxy[:, 1])).sum())
+        if n and flipped > WRONG_FORMAT_FRACTION * n:
+            warnings.warn(f"coco_evaluate: {flipped} of {n} predicted boxes have x2 < x1 or y2 < y1: predictions' "
+                          f"'boxes' must be (x1, y1, x2, y2); if they are (x, y, width, height), convert them with "
+                          f"torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')", UserWarning, stacklevel=3)
+        return results
+    boxes = [(r["image_id"], r["bbox"]) for r in results if "bbox" in r]
+    if not boxes:
+        return results
+    try:
+        xywh = np.asarray([b for _, b in boxes], dtype=np.float64).reshape(-1, 4)
+    except (TypeError, ValueError):
+        raise ValueError("predictions: every 'bbox' must be [x, y, width, height] (4 numbers)") from None
+    if xywh.shape[0] != len(boxes):
+        raise ValueError("predictions: every 'bbox' must be [x, y, width, height] (4 numbers)")
+    negative = int(((xywh[:, 2] < 0) | (xywh[:, 3] < 0)).sum())
+    sizes = {i: (img.get("width"), img.get("height")) for i, img in gt.imgs.items()}
+    wh = np.asarray([sizes.get(i, (None, None)) for i, _ in boxes], dtype=np.float64)  # None -> nan
+    has = np.isfinite(wh).all(1)
+    beyond = int(((xywh[has, 0] + xywh[has, 2] > 1.1 * wh[has, 0]) | (xywh[has, 1] + xywh[has, 3] > 1.1 * wh[has, 1])).sum())
+    if negative or (has.any() and beyond > WRONG_FORMAT_FRACTION * int(has.sum())):
+        what = f"{negative} have a negative width or height" if negative else \
+            f"{beyond} of {int(has.sum())} end more than 10% beyond their image"
+        warnings.warn(f"coco_evaluate: of the predicted COCO boxes, {what}: COCO results are [x, y, width, height]; "
+                      f"boxes (x1, y1, x2, y2) go through to_coco_results, which converts them", UserWarning,
+                      stacklevel=3)
+    return results
+
+
 def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool = False,
-                  backend: str = "pycocotools") -> dict:
+                  backend: str = "pycocotools", progress: bool = False,
+                  unknown_categories: str = "raise") -> dict:
     """COCO AP/AR of detections, with per-class AP; a thin layer over pycocotools.
 
     Args:
@@ -103,6 +202,26 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (the C++ ``COCOeval``
             of the ``faster-coco-eval`` package, an optional dependency: same
             numbers, faster on large sets).
+        unknown_categories: ``"raise"`` (default) when a prediction's category
+            id is not among the ground truth's, or ``"ignore"``: leave such
+            predictions out (pycocotools' silent behaviour), to evaluate on a
+            subset of the categories a detector knows.
+        progress: show a progress bar over the stages (load, evaluate,
+            accumulate, summarize) on stderr (:func:`scalekit.progress.progress`).
+
+    Raises:
+        ValueError: a predicted category id the ground truth does not have
+            (contiguous detector labels not mapped back with
+            :func:`to_coco_results`'s ``label_to_category``): pycocotools
+            would silently give AP 0.
+
+    Warns:
+        UserWarning: when the boxes look like the wrong format: more than half
+            of the dict predictions' boxes have ``x2 < x1`` or ``y2 < y1``
+            (xywh given as xyxy), or more than half of the COCO result boxes
+            end more than 10% beyond their image, or any has a negative width
+            (xyxy given as xywh). Correct predictions of a working detector
+            stay far below half.
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
@@ -134,15 +253,18 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
         from pycocotools.cocoeval import COCOeval
 
     gt = _load_gt(coco_gt, backend)
-    if isinstance(predictions, (str, os.PathLike)):
-        if not os.path.exists(predictions):
-            raise FileNotFoundError(f"predictions: no such result file: {predictions}")
-        with open(predictions) as f:
-            predictions = json.load(f)
+    predictions = load_json(predictions, "predictions", "result")
+    boxes_xyxy = None
     if isinstance(predictions, Mapping):
-        predictions = to_coco_results(predictions)
-    if not isinstance(predictions, Sequence):
+        results = to_coco_results(predictions)
+        boxes_xyxy = np.asarray([r["bbox"] for r in results], dtype=np.float64).reshape(-1, 4)
+        boxes_xyxy[:, 2:] += boxes_xyxy[:, :2]
+        predictions = results
+    if not isinstance(predictions, Sequence) or isinstance(predictions, (str, bytes)):
         raise TypeError("predictions must be a dict of per-image tensors, a list of COCO results or a path")
+    if unknown_categories not in UNKNOWN_CATEGORIES:
+        raise ValueError(f"unknown_categories must be one of {UNKNOWN_CATEGORIES}, got {unknown_categories!r}")
+    predictions = _check_results(list(predictions), gt, boxes_xyxy, unknown_categories)
     known = set(gt.getImgIds())
     for r in predictions:
         if r.get("image_id") not in known:
@@ -150,12 +272,18 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
     if len(predictions) == 0:
         return {**{k: 0.0 for k in STAT_NAMES}, "per_class": {c: 0.0 for c in gt.getCatIds()}}
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        dt = gt.loadRes(list(predictions))
-        ev = COCOeval(gt, dt, iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    state = {}
+
+    def stage(name):
+        with contextlib.redirect_stdout(out):
+            if name == "load":
+                state["ev"] = COCOeval(gt, gt.loadRes(predictions), iou_type)
+            else:
+                getattr(state["ev"], name)()
+
+    for name in progress_bar(["load", "evaluate", "accumulate", "summarize"], bool(progress), desc="coco_evaluate"):
+        stage(name)
+    ev = state["ev"]
     if verbose:
         print(out.getvalue(), end="")
     result = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}

@@ -33,6 +33,15 @@ def _best_overlaps(props: torch.Tensor, gts: torch.Tensor) -> np.ndarray:
     return best
 
 
+def _boxes(value, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value.detach() if hasattr(value, "detach") else value, dtype=torch.float64)
+    if t.numel() == 0:
+        return t.reshape(0, 4)
+    if t.ndim != 2 or t.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {tuple(t.shape)}")
+    return t
+
+
 def proposal_recall(proposals: Sequence, gt_boxes: Sequence, top_k: int | None = 1000,
                     size_bins=DEFAULT_SIZE_BINS, iou_thresholds=np.arange(0.5, 0.951, 0.05)) -> dict:
     """Average recall of proposals, and recall at IoU 0.5 per object-size bin.
@@ -42,7 +51,8 @@ def proposal_recall(proposals: Sequence, gt_boxes: Sequence, top_k: int | None =
             ``{"boxes": [N, 4], "scores": [N]}`` (sorted here).
         gt_boxes: per image, ``[M, 4]`` ground-truth boxes, in the same
             (original-image) pixels.
-        top_k: proposals per image considered (``None``: all).
+        top_k: proposals per image considered, ``>= 0`` (``None``: all). A
+            negative count raises (it is not a Python slice that drops the last).
         size_bins: ``(lo, hi)`` bins of object size ``sqrt(area)`` in pixels;
             a box falls in ``lo <= size < hi``. The default are SNIP's.
         iou_thresholds: thresholds averaged into AR (COCO's 0.5:0.05:0.95).
@@ -65,13 +75,32 @@ def proposal_recall(proposals: Sequence, gt_boxes: Sequence, top_k: int | None =
     if len(proposals) != len(gt_boxes):
         raise ValueError(f"proposals and gt_boxes must have one entry per image, got {len(proposals)} "
                          f"and {len(gt_boxes)}")
-    thresholds = np.asarray(iou_thresholds, dtype=np.float64)
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+            raise TypeError(f"top_k must be an int >= 0 or None, got {type(top_k).__name__} {top_k!r}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (proposals per image) or None (all), got {top_k}")
+        top_k = int(top_k)
+    thresholds = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
+    if thresholds.size == 0 or not ((thresholds >= 0) & (thresholds <= 1)).all():
+        raise ValueError(f"iou_thresholds must be a non-empty sequence of IoUs in [0, 1], got {thresholds.tolist()}")
+    bins = []
+    for b in size_bins:
+        b = tuple(b) if isinstance(b, (tuple, list)) else b
+        if not isinstance(b, tuple) or len(b) != 2 or not (b[0] < b[1]):
+            raise ValueError(f"size_bins must be (lo, hi) pairs with lo < hi, got {b!r}")
+        bins.append(b)
     overlaps, sizes = [], []
     for i, (p, g) in enumerate(zip(proposals, gt_boxes)):
         if isinstance(p, dict):
-            boxes, scores = torch.as_tensor(p["boxes"]), torch.as_tensor(p["scores"])
+            if "boxes" not in p or "scores" not in p:
+                raise ValueError(f"proposals[{i}]: a dict of proposals must have 'boxes' and 'scores', got {sorted(p)}")
+            boxes = torch.as_tensor(p["boxes"], dtype=torch.float64).reshape(-1, 4)
+            scores = torch.as_tensor(p["scores"], dtype=torch.float64).reshape(-1)
+            if scores.shape[0] != boxes.shape[0]:
+                raise ValueError(f"proposals[{i}]: {boxes.shape[0]} boxes but {scores.shape[0]} scores")
             p = boxes[torch.argsort(scores, descending=True, stable=True)]
-        p, g = torch.as_tensor(p, dtype=torch.float64).reshape(-1, 4), torch.as_tensor(g, dtype=torch.float64).reshape(-1, 4)
+        p, g = _boxes(p, f"proposals[{i}]"), _boxes(g, f"gt_boxes[{i}]")
         if not (torch.isfinite(p).all() and torch.isfinite(g).all()):
             raise ValueError(f"image {i}: proposals and gt_boxes must be finite")
         if top_k is not None:
@@ -86,7 +115,7 @@ def proposal_recall(proposals: Sequence, gt_boxes: Sequence, top_k: int | None =
         return float((best >= t).mean()) if best.size else 0.0
 
     by_size, count = {}, {}
-    for lo, hi in size_bins:
+    for lo, hi in bins:
         inside = (size >= lo) & (size < hi)
         count[(lo, hi)] = int(inside.sum())
         by_size[(lo, hi)] = float((best[inside] >= 0.5).mean()) if inside.any() else float("nan")

@@ -12,11 +12,13 @@ both sides).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from scalekit.evaluation._match import cross_pairs, greedy_match
+from scalekit.progress import progress as progress_bar
+from scalekit.evaluation._match import GroupIndex, greedy_match, pieces
 from scalekit.evaluation._segments import Segments, check_classes, class_names, read_side
 
 __all__ = [
@@ -56,23 +58,43 @@ def average_precision(tp, num_positives: int, method: str = "non_interpolated") 
     """
     if method not in AP_METHODS:
         raise ValueError(f"ap must be one of {AP_METHODS}, got {method!r}")
+    if isinstance(num_positives, bool) or not isinstance(num_positives, (int, np.integer)):
+        raise TypeError(f"num_positives must be an int, got {type(num_positives).__name__} {num_positives!r}")
     if num_positives <= 0:
         raise ValueError(f"num_positives must be > 0, got {num_positives}")
-    tp = np.asarray(tp, dtype=bool)
-    if tp.size == 0:
-        return 0.0
-    tp_cum = np.cumsum(tp)
-    precision = tp_cum / np.arange(1, tp.size + 1)
+    tp = np.asarray(tp)
+    if tp.size and tp.dtype != bool:
+        raise TypeError(f"tp must be bools (whether each detection is a true positive), got {tp.dtype}")
+    tp = tp.astype(bool).reshape(tp.shape)
+    if tp.ndim != 1:
+        raise ValueError(f"tp must be 1-D (one bool per detection, in decreasing score), got shape {tp.shape}")
+    if tp.sum() > num_positives:
+        raise ValueError(f"tp has {int(tp.sum())} true positives, more than num_positives={num_positives}")
+    return float(_ap_rows(tp[None], num_positives, method)[0])
+
+
+def _ap_rows(tp: np.ndarray, num_positives: int, method: str) -> np.ndarray:
+    """[R] AP of each row of ``tp`` ([R, N] bool), as :func:`average_precision` (checked arguments)."""
+    r, n = tp.shape
+    if n == 0:
+        return np.zeros(r)
+    if r > 1 and r * n > 1 << 20:  # a row at a time: a few float arrays of one row, not of all
+        return np.concatenate([_ap_rows(tp[i:i + 1], num_positives, method) for i in range(r)])
+    tp_cum = np.cumsum(tp, axis=1)
+    precision = tp_cum / np.arange(1, n + 1)
     recall = tp_cum / num_positives
     if method == "non_interpolated":
-        return float(precision[tp].sum() / num_positives)
-    envelope = np.maximum.accumulate(np.concatenate([precision, [0.0]])[::-1])[::-1]
+        return np.where(tp, precision, 0.0).sum(1) / num_positives
+    envelope = np.maximum.accumulate(np.concatenate([precision, np.zeros((r, 1))], 1)[:, ::-1], axis=1)[:, ::-1]
     if method == "voc_all_point":
-        rec = np.concatenate([[0.0], recall])
-        return float(np.sum((rec[1:] - rec[:-1]) * envelope[:-1]))
+        rec = np.concatenate([np.zeros((r, 1)), recall], 1)
+        return np.sum((rec[:, 1:] - rec[:, :-1]) * envelope[:, :-1], axis=1)
     points = np.linspace(0, 1, 11)
-    at = np.searchsorted(recall, points, side="left")  # first rank reaching each recall
-    return float(np.where(at < tp.size, envelope[np.minimum(at, tp.size - 1)], 0.0).mean())
+    out = np.empty(r)
+    for i in range(r):
+        at = np.searchsorted(recall[i], points, side="left")  # first rank reaching each recall
+        out[i] = np.where(at < n, envelope[i, np.minimum(at, n - 1)], 0.0).mean()
+    return out
 
 
 # ----------------------------------------------------------------------------- clips
@@ -87,7 +109,17 @@ def clips_to_detections(clips: Mapping[int, list]) -> dict[str, np.ndarray]:
         >>> d["labels"].tolist(), d["segments"].tolist(), d["scores"].tolist()
         ([3, 5], [[0.0, 12.0], [6.0, 30.0]], [0.9, 0.4])
     """
-    rows = [(c, a, b, sc) for c, items in clips.items() for a, b, sc in items]
+    if not isinstance(clips, Mapping):
+        raise TypeError(f"clips must be a dict {{class_id: [(start, end, score), ...]}}, got {type(clips).__name__}")
+    rows = []
+    for c, items in clips.items():
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise TypeError(f"clips: class ids must be ints, got {c!r}")
+        for i, item in enumerate(items):
+            if (not isinstance(item, (tuple, list)) or len(item) != 3
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in item)):
+                raise ValueError(f"clips[{c}][{i}] must be (start, end, score), 3 numbers, got {item!r}")
+            rows.append((c, *item))
     arr = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
     return {"labels": arr[:, 0].astype(np.int64), "segments": arr[:, 1:3], "scores": arr[:, 3]}
 
@@ -111,18 +143,50 @@ def _prepare(detections, ground_truth, classes, *, unknown_videos="raise", negat
     return det, gt
 
 
-def _per_class(det: Segments, gt: Segments, match_fn):
+def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str = ""):
     """Run match_fn(class detections, class ground truth) per class with ground truth."""
-    classes_gt = np.unique(gt.label)
+    d_order = np.argsort(det.label, kind="stable")  # each class's detections in input order
+    d_label = det.label[d_order]
+    g_order = np.argsort(gt.label, kind="stable")
+    g_label = gt.label[g_order]
+    classes_gt = np.unique(g_label)
     per_class, matches = {}, []
-    for c in classes_gt.tolist():
-        d_idx = np.flatnonzero(det.label == c)
-        g_idx = np.flatnonzero(gt.label == c)
+    for c in progress_bar(classes_gt.tolist(), bool(progress), desc=desc):
+        d_idx = d_order[np.searchsorted(d_label, c, "left"):np.searchsorted(d_label, c, "right")]
+        g_idx = g_order[np.searchsorted(g_label, c, "left"):np.searchsorted(g_label, c, "right")]
         rank = np.empty(d_idx.size, np.int64)  # decreasing score, ties by input order
         rank[np.argsort(-det.score[d_idx], kind="stable")] = np.arange(d_idx.size)
         per_class[c] = match_fn(d_idx, g_idx, rank, c, matches)
-    ignored = sorted(set(np.unique(det.label).tolist()) - set(classes_gt.tolist()))
+    ignored = sorted(set(np.unique(d_label).tolist()) - set(classes_gt.tolist()))
     return per_class, ignored, matches
+
+
+def _by_score(d_idx, g_idx, rank, det: Segments, gt: Segments, copies: int = 1):
+    """Pieces of one class's detections in decreasing score, with their candidate pairs.
+
+    Yields ``(part, pd, pg)``: ``part`` positions in ``d_idx`` (consecutive
+    ranks), and the pairs of the piece (``pd`` positions in ``part``, ``pg``
+    positions in ``g_idx``) of detection and ground truth in one video.
+    Memory: O(detections + ground truth + the pair budget), see :mod:`._match`;
+    ``copies``: the caller matches each pair this many times at once (one per
+    threshold), so that a piece holds the budget divided by it.
+    """
+    by_rank = np.argsort(rank)
+    index = GroupIndex(gt.video[g_idx])
+    dv = det.video[d_idx]
+    for piece in pieces(index.counts(dv[by_rank]) * copies):
+        part = by_rank[piece]
+        pd, pg = index.pairs(dv[part])
+        yield part, pd, pg
+
+
+def _mean_over_classes(name: str, per_class: dict, size: int | None = None):
+    """Mean of the per-class APs (axis 0), NaN with a warning when no class has ground truth."""
+    if per_class:
+        return np.stack(list(per_class.values())).mean(0) if size is not None else float(np.mean(list(per_class.values())))
+    warnings.warn(f"{name}: the ground truth has no segment of any class (an empty subset, or the wrong file?): "
+                  f"the mAP is NaN, as ActivityNet's tool gives", RuntimeWarning, stacklevel=3)
+    return np.full(size, np.nan) if size is not None else float("nan")
 
 
 def _named(result: dict, classes) -> dict:
@@ -135,7 +199,8 @@ def _named(result: dict, classes) -> dict:
 
 
 def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: bool = True,
-                 ap: str = "non_interpolated", classes=None, negative_starts: str = "raise") -> dict:
+                 ap: str = "non_interpolated", classes=None, negative_starts: str = "raise",
+                 progress: bool = False) -> dict:
     """Mean AP with the mid-point hit criterion (MSB-RNN's evaluation, thesis §5.4).
 
     A detection hits a ground-truth interval of its class and video when its
@@ -158,6 +223,8 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
             ``{name: id}`` mapping (as the readers return): then results are
             keyed by name.
         negative_starts: ``"raise"``, ``"clip"`` (clip segments at 0) or ``"keep"``.
+        progress: show a progress bar over the classes on stderr
+            (:func:`scalekit.progress.progress`).
 
     Returns:
         A dict with
@@ -168,6 +235,8 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
           of every hit, indices within the video's arrays;
         * ``"ignored_classes"``: classes with detections but no ground truth,
           left out of the mean. A class with ground truth but no detection has AP 0.
+          Without any ground-truth segment the mAP is NaN, with a warning
+          (as ActivityNet's tool, whose mean over no class is NaN).
 
     Example:
         >>> gt = {"v": {"labels": [0, 0], "segments": [[0, 9], [20, 29]]}}
@@ -182,29 +251,32 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
     mid = (det.start + det.end) / 2
 
     def match(d_idx, g_idx, rank, c, matches):
-        pd, pg = cross_pairs(det.video[d_idx], gt.video[g_idx])
-        m, lo, hi = mid[d_idx][pd], gt.start[g_idx][pg], gt.end[g_idx][pg]
-        hit = (m >= lo) & ((m <= hi) if inclusive_end else (m < hi))
-        cost = np.abs(m - (lo + hi) / 2)
-        matched = greedy_match(rank, det.video[d_idx], pd[hit], pg[hit], cost[hit], g_idx.size)
+        matched = np.full(d_idx.size, -1, dtype=np.int64)
+        free = np.ones(g_idx.size, dtype=bool)
+        for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt):
+            m, lo, hi = mid[d_idx[part[pd]]], gt.start[g_idx[pg]], gt.end[g_idx[pg]]
+            hit = (m >= lo) & ((m <= hi) if inclusive_end else (m < hi))
+            cost = np.abs(m - (lo + hi) / 2)
+            matched[part] = greedy_match(rank[part], det.video[d_idx[part]], pd[hit], pg[hit], cost[hit], free)
         tp = matched[np.argsort(rank)] >= 0
         for j in np.flatnonzero(matched >= 0):
             matches.append((det.videos[det.video[d_idx[j]]], c, int(det.index[d_idx[j]]),
                             int(gt.index[g_idx[matched[j]]])))
         return average_precision(tp, g_idx.size, ap)
 
-    per_class, ignored, matches = _per_class(det, gt, match)
+    per_class, ignored, matches = _per_class(det, gt, match, progress, "midpoint_map")
     matches.sort(key=lambda t: (str(t[0]), t[1], t[2]))
-    mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
+    mean = _mean_over_classes("midpoint_map", per_class)
     return _named({"mAP": mean, "per_class": per_class, "matches": matches, "ignored_classes": ignored}, classes)
 
 
-def _check_zero_union(union, pd, pg, d_idx, g_idx, det, gt, c):
+def _check_zero_union(union, d, g, det, gt, c):
+    """d, g: [P] detection and ground-truth indices of the pairs."""
     for k in np.flatnonzero(union <= 0)[:1]:
-        d, g = d_idx[pd[k]], g_idx[pg[k]]
+        d, g = d[k], g[k]
         raise ValueError(
-            f"tiou_map: detection {det.index[d]} and ground truth {gt.index[g]} of class {c} in video "
-            f"{det.videos[det.video[d]]!r} both have zero length ({[float(det.start[d]), float(det.end[d])]} and "
+            f"tiou_map: detections[{det.videos[det.video[d]]!r}] segment {det.index[d]} and "
+            f"ground_truth[{gt.videos[gt.video[g]]!r}] segment {gt.index[g]} of class {c} both have zero length ({[float(det.start[d]), float(det.end[d])]} and "
             f"{[float(gt.start[g]), float(gt.end[g])]}): their tIoU is 0/0 (ActivityNet's tool counts that NaN as a match, "
             f"wherever the two are); give segments at least one frame of length, or drop them")
 
@@ -216,46 +288,54 @@ def _ambiguous_overlap(ambiguous, det: Segments, negative_starts: str) -> np.nda
         return out
     if not isinstance(ambiguous, Mapping):
         raise TypeError(f"ambiguous must be a dict {{video_id: float[N, 2] segments}}, got {type(ambiguous).__name__}")
-    wrapped = {v: {"labels": np.zeros(len(np.asarray(s).reshape(-1, 2)), np.int64), "segments": s}
-               for v, s in ambiguous.items()}
+    wrapped = {}
+    for v, s in ambiguous.items():
+        s = np.asarray(s.detach().cpu() if hasattr(s, "detach") else s, dtype=np.float64)
+        if s.size == 0:
+            s = s.reshape(0, 2)
+        if s.ndim != 2 or s.shape[1] != 2:
+            raise ValueError(f"ambiguous[{v!r}] must have shape [N, 2], got {s.shape}")
+        wrapped[v] = {"labels": np.zeros(len(s), np.int64), "segments": s}
     amb = read_side("ambiguous", wrapped, with_scores=False, negative_starts=negative_starts)
     index_of = {v: i for i, v in enumerate(det.videos)}
     amb_video = np.asarray([index_of.get(amb.videos[i], -1) for i in amb.video], dtype=np.int64)
-    pd, pa = cross_pairs(det.video, amb_video)
-    inter = np.minimum(det.end[pd], amb.end[pa]) - np.maximum(det.start[pd], amb.start[pa])
-    out[pd[inter > 0]] = True
+    index = GroupIndex(amb_video)
+    for piece in pieces(index.counts(det.video)):
+        part = np.arange(piece.start, piece.stop)
+        pd, pa = index.pairs(det.video[part])
+        d = part[pd]
+        inter = np.minimum(det.end[d], amb.end[pa]) - np.maximum(det.start[d], amb.start[pa])
+        out[d[inter > 0]] = True
     return out
 
 
-def _gt_side_match(rank, det_group, gt_group, pair_det, pair_gt, pair_ov, n_gt, n_det):
+def _gt_side_match(rank, pair_det, pair_gt, pair_ov, round_of_gt, free, matched) -> None:
     """THUMOS14's matching: in each group, ground truths in input order each take
-    the free detection of highest overlap (ties: higher score, then input order)."""
-    matched = np.full(n_det, -1, dtype=np.int64)
+    the free detection of highest overlap (ties: higher score, then input order).
+
+    ``round_of_gt``: [G] position of each ground truth in its group (its round);
+    the pairs are those of whole rounds, after all earlier rounds were played.
+    ``free`` ([D] bool) and ``matched`` ([D] ground truth or -1) are updated in place.
+    """
     if pair_det.size == 0:
-        return matched
-    order = np.lexsort((rank[pair_det], -pair_ov, pair_gt))
+        return
+    order = np.lexsort((rank[pair_det], -pair_ov, pair_gt, round_of_gt[pair_gt]))
     pd, pg = pair_det[order], pair_gt[order]
-    # position of each ground truth within its group (input order), the round it plays in
-    g_order = np.lexsort((np.arange(n_gt), gt_group))
-    pos = np.empty(n_gt, np.int64)
-    starts = np.r_[0, np.flatnonzero(np.diff(gt_group[g_order])) + 1]
-    counts = np.diff(np.r_[starts, n_gt])
-    pos[g_order] = np.arange(n_gt) - np.repeat(starts, counts)
-    free = np.ones(n_det, dtype=bool)
-    round_of = pos[pg]
-    for r in range(int(round_of.max()) + 1):
-        idx = np.flatnonzero((round_of == r) & free[pd])
+    rounds = round_of_gt[pg]
+    bounds = np.r_[0, np.flatnonzero(rounds[1:] != rounds[:-1]) + 1, rounds.size]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        d, g = pd[lo:hi], pg[lo:hi]
+        idx = np.flatnonzero(free[d])
         if idx.size == 0:
             continue
-        first = idx[np.r_[True, pg[idx][1:] != pg[idx][:-1]]]  # best free detection per ground truth
-        matched[pd[first]] = pg[first]
-        free[pd[first]] = False
-    return matched
+        first = idx[np.r_[True, g[idx][1:] != g[idx][:-1]]]  # best free detection per ground truth
+        matched[d[first]] = g[first]
+        free[d[first]] = False
 
 
 def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "activitynet",
              thresholds=None, ap: str | None = None, inclusive_end: bool = False, classes=None,
-             ambiguous: Mapping | None = None, negative_starts: str = "raise") -> dict:
+             ambiguous: Mapping | None = None, negative_starts: str = "raise", progress: bool = False) -> dict:
     """Mean AP at temporal-IoU thresholds, as ActivityNet's or THUMOS14's official tool.
 
     ``protocol="activitynet"`` (``Evaluation/eval_detection.py``): per class and
@@ -292,11 +372,13 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
             segments, as :func:`~scalekit.evaluation.read_thumos14` returns them.
         negative_starts: ``"raise"``, ``"clip"`` (at 0) or ``"keep"`` (the
             official tools keep them).
+        progress: as :func:`midpoint_map` (over the classes).
 
     Returns:
         A dict with
 
-        * ``"mAP"``: mean over classes and thresholds;
+        * ``"mAP"``: mean over classes and thresholds (NaN, with a warning,
+          when the ground truth has no segment: as the official tool);
         * ``"per_class"``: ``{class_id (or name): float64[T] AP per threshold}``;
         * ``"mAP_per_threshold"``: mean over classes, per threshold;
         * ``"thresholds"``, ``"ignored_classes"`` (as :func:`midpoint_map`) and
@@ -325,8 +407,8 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     if ap is None:
         ap = "non_interpolated" if thumos else "voc_all_point"
     thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if thresholds.size == 0 or not np.isfinite(thresholds).all():
-        raise ValueError("thresholds must be a non-empty sequence of finite numbers")
+    if thresholds.size == 0 or not ((thresholds >= 0) & (thresholds <= 1)).all():
+        raise ValueError(f"thresholds must be a non-empty sequence of tIoUs in [0, 1], got {thresholds.tolist()}")
     if thumos and inclusive_end:
         raise ValueError("inclusive_end=True is for frame ranges; protocol='thumos14' measures seconds")
     if ambiguous is not None and not thumos:
@@ -337,37 +419,67 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
     in_amb = _ambiguous_overlap(ambiguous, det, negative_starts) if thumos else None
     one = 1.0 if inclusive_end else 0.0
 
-    def match(d_idx, g_idx, rank, c, matches):
-        pd, pg = cross_pairs(det.video[d_idx], gt.video[g_idx])
-        ds, de = det.start[d_idx][pd], det.end[d_idx][pd]
-        gs, ge = gt.start[g_idx][pg], gt.end[g_idx][pg]
+    def tiou_of(d, g):
+        """tIoU of the pairs of detection and ground-truth indices d, g."""
+        ds, de, gs, ge = det.start[d], det.end[d], gt.start[g], gt.end[g]
         inter = np.minimum(de, ge) - np.maximum(ds, gs) + one
         if thumos:  # the kit divides by the hull, which is the union wherever they overlap
-            tiou = np.where(inter > 0, inter / np.where(inter > 0, np.maximum(de, ge) - np.minimum(ds, gs), 1), 0.0)
-        else:
-            inter = np.clip(inter, 0, None)
-            union = (de - ds + one) + (ge - gs + one) - inter
-            _check_zero_union(union, pd, pg, d_idx, g_idx, det, gt, c)
-            tiou = inter / union
+            return np.where(inter > 0, inter / np.where(inter > 0, np.maximum(de, ge) - np.minimum(ds, gs), 1), 0.0)
+        inter = np.clip(inter, 0, None)
+        union = (de - ds + one) + (ge - gs + one) - inter
+        _check_zero_union(union, d, g, det, gt, c_now[0])
+        return inter / union
+
+    c_now = [None]
+
+    def match_activitynet(d_idx, g_idx, rank):
+        # all thresholds at once: a (video, threshold) is a group of greedy_match,
+        # detection d at threshold t is d * T + t, ground truth g is g * T + t
+        n_t = thresholds.size
+        hit = np.zeros((d_idx.size, n_t), dtype=bool)
+        free = np.ones(g_idx.size * n_t, dtype=bool)
+        for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt, copies=n_t):
+            tiou = tiou_of(d_idx[part[pd]], g_idx[pg])
+            p, t = np.nonzero(tiou[:, None] >= thresholds[None, :])
+            dv = det.video[d_idx[part]]
+            matched = greedy_match(np.repeat(rank[part], n_t), (dv[:, None] * n_t + np.arange(n_t)).reshape(-1),
+                                   pd[p] * n_t + t, pg[p] * n_t + t, -tiou[p], free)
+            hit[part] = (matched >= 0).reshape(-1, n_t)
+        return _ap_rows(hit[np.argsort(rank)].T, g_idx.size, ap)
+
+    def match_thumos(d_idx, g_idx, rank):
+        # ground truths play in rounds: the r-th of every video in round r (input order)
+        gv = gt.video[g_idx]
+        g_sorted = np.lexsort((np.arange(g_idx.size), gv))
+        starts = np.r_[0, np.flatnonzero(np.diff(gv[g_sorted])) + 1]
+        round_of = np.empty(g_idx.size, np.int64)
+        round_of[g_sorted] = np.arange(g_idx.size) - np.repeat(starts, np.diff(np.r_[starts, g_idx.size]))
+        by_round = np.lexsort((np.arange(g_idx.size), round_of))
+        matched = np.full((thresholds.size, d_idx.size), -1, dtype=np.int64)
+        free = np.ones((thresholds.size, d_idx.size), dtype=bool)
+        index = GroupIndex(det.video[d_idx])
+        for piece in pieces(index.counts(gv[by_round])):
+            part = by_round[piece]
+            pgl, pd = index.pairs(gv[part])
+            pg = part[pgl]
+            tiou = tiou_of(d_idx[pd], g_idx[pg])
+            for t, thr in enumerate(thresholds):
+                ok = tiou > thr
+                _gt_side_match(rank, pd[ok], pg[ok], tiou[ok], round_of, free[t], matched[t])
         by_rank = np.argsort(rank)
         aps = []
-        for thr in thresholds:
-            if thumos:
-                ok = tiou > thr
-                matched = _gt_side_match(rank, det.video[d_idx], gt.video[g_idx], pd[ok], pg[ok], tiou[ok],
-                                         g_idx.size, d_idx.size)
-                hit = matched[by_rank] >= 0
-                kept = hit | ~in_amb[d_idx][by_rank]
-                aps.append(average_precision(hit[kept], g_idx.size, ap))
-            else:
-                ok = tiou >= thr
-                matched = greedy_match(rank, det.video[d_idx], pd[ok], pg[ok], -tiou[ok], g_idx.size)
-                aps.append(average_precision(matched[by_rank] >= 0, g_idx.size, ap))
+        for t in range(thresholds.size):
+            hit = matched[t, by_rank] >= 0
+            kept = hit | ~in_amb[d_idx][by_rank]
+            aps.append(_ap_rows(hit[kept][None], g_idx.size, ap)[0])
         return np.asarray(aps)
 
-    per_class, ignored, _ = _per_class(det, gt, match)
-    table = np.stack(list(per_class.values())) if per_class else np.zeros((0, thresholds.size))
-    per_thr = table.mean(0) if per_class else np.zeros(thresholds.size)
+    def match(d_idx, g_idx, rank, c, matches):
+        c_now[0] = c
+        return (match_thumos if thumos else match_activitynet)(d_idx, g_idx, rank)
+
+    per_class, ignored, _ = _per_class(det, gt, match, progress, "tiou_map")
+    per_thr = _mean_over_classes("tiou_map", per_class, thresholds.size)
     return _named({"mAP": float(per_thr.mean()), "per_class": per_class, "mAP_per_threshold": per_thr,
                    "thresholds": thresholds.tolist(), "ignored_classes": ignored,
                    "unknown_videos": list(unknown)}, classes)

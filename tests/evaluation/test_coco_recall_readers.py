@@ -4,19 +4,24 @@ on fabricated fixtures."""
 import contextlib
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from scalekit.evaluation import (
     coco_evaluate,
+    midpoint_map,
     proposal_recall,
     read_activitynet,
     read_class_segments,
     read_segments_csv,
+    read_thumos14,
     tiou_map,
     to_coco_results,
 )
@@ -165,3 +170,269 @@ class TestFasterCocoEval:
         gt, preds = _fabricated()
         with pytest.raises(ValueError, match="backend must be one of"):
             coco_evaluate(preds, gt, backend="detectron2")
+
+
+class TestHostileInputIssue27:
+    """The reader and recall inputs of issue 27: each gives a clear error, none a silent answer."""
+
+    def test_unknown_subset_lists_the_subsets(self):
+        gt_json = {"database": {"v1": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "a"}]},
+                                "v2": {"subset": "training", "annotations": []}}}
+        with pytest.raises(ValueError, match=r"subset='valid': no video .* \['training', 'validation'\]"):
+            read_activitynet(gt_json, subset="valid")
+
+    def test_subset_without_annotations_and_empty_ground_truth_give_nan(self):
+        gt_json = {"database": {"v1": {"subset": "testing", "annotations": []}}}
+        with pytest.warns(UserWarning, match="subset 'testing' have no annotations"):
+            gt, _, ids = read_activitynet(gt_json, subset="testing")
+        det = {"v1": {"labels": [0], "segments": [[0.0, 1.0]], "scores": [0.5]}}
+        with pytest.warns(RuntimeWarning, match="tiou_map: the ground truth has no segment"):
+            r = tiou_map(det, gt)
+        assert np.isnan(r["mAP"]) and np.isnan(r["mAP_per_threshold"]).all()
+        with pytest.warns(RuntimeWarning, match="midpoint_map: the ground truth has no segment"):
+            assert np.isnan(midpoint_map({}, gt)["mAP"])
+
+    def test_class_segments_rows_are_pairs(self):
+        with pytest.raises(ValueError, match=r"source\['v'\]\['cut'\], row 0: a segment must be \[start, end\]"):
+            read_class_segments({"v": {"cut": [[10, 40, 50, 60]]}})
+        with pytest.raises(ValueError, match=r"row 1: a segment must be"):
+            read_class_segments({"v": {"cut": [[10, 40], [50]]}})
+        with pytest.raises(ValueError, match=r"source\['v'\] must map classes"):
+            read_class_segments({"v": [[10, 40]]})
+
+    def test_csv_errors_name_file_and_line(self, tmp_path):
+        path = tmp_path / "gt.csv"
+        path.write_text("video,start_frame,end_frame,class\nv1,0,10,a\nv1,2O,30,b\n")
+        with pytest.raises(ValueError, match=r"gt.csv:3, column 'start_frame': '2O' is not a number"):
+            read_segments_csv(str(path))
+        path.write_text("video,start_frame,end_frame,class\nv1,0,10,a\n\nv1,20,30\n")
+        with pytest.raises(ValueError, match=r"gt.csv:4: 4 fields expected"):
+            read_segments_csv(str(path))
+        path.write_text("video,start,end_frame,class\nv1,0,10,a\n")
+        with pytest.raises(ValueError, match=r"gt.csv:1: columns .* \(missing \['start_frame'\]\)"):
+            read_segments_csv(str(path))
+        path.write_text("")
+        with pytest.raises(ValueError, match="gt.csv: empty file"):
+            read_segments_csv(str(path))
+
+    def test_thumos_errors_name_file_and_line(self, tmp_path):
+        (tmp_path / "detclasslist.txt").write_text("7 BaseballPitch\n")
+        (tmp_path / "BaseballPitch_test.txt").write_text("v1 0 10\nv1 x 12\n")
+        (tmp_path / "Ambiguous_test.txt").write_text("")
+        with pytest.raises(ValueError, match=r"BaseballPitch_test.txt:2, start: 'x' is not a number"):
+            read_thumos14(tmp_path)
+        (tmp_path / "BaseballPitch_test.txt").write_text("v1 0 10\n")
+        (tmp_path / "det.txt").write_text("v1 0 10 7 0.5\nv1 0 10 seven 0.5\n")
+        with pytest.raises(ValueError, match=r"det.txt:2: class id 'seven' is not an integer"):
+            read_thumos14(tmp_path, tmp_path / "det.txt")
+        (tmp_path / "detclasslist.txt").write_text("x BaseballPitch\n")
+        with pytest.raises(ValueError, match=r"detclasslist.txt:1: class id 'x'"):
+            read_thumos14(tmp_path)
+
+    @pytest.mark.parametrize("entry, match", [
+        ({"label": "a", "score": 0.5}, r"\['v1'\]\[1\] must be a dict with 'segment', 'label' and 'score'"),
+        ({"segment": [0, 1, 2], "label": "a", "score": 0.5}, r"\['v1'\]\[1\]\['segment'\]: a segment must be"),
+        ({"segment": [0, 1], "label": "a", "score": "high"}, r"\['v1'\]\[1\]\['score'\] must be a number"),
+        ({"segment": [0, 1], "label": ["a"], "score": 0.5}, r"\['v1'\]\[1\]\['label'\] must be a string"),
+        ("x", r"\['v1'\]\[1\] must be a dict"),
+    ])
+    def test_activitynet_malformed_predictions_are_named(self, entry, match):
+        gt_json = {"database": {"v1": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "a"}]}}}
+        res = {"results": {"v1": [{"segment": [0, 1], "label": "a", "score": 0.9}, entry]}}
+        with pytest.raises(ValueError, match=match):
+            read_activitynet(gt_json, res)
+
+    def test_activitynet_malformed_ground_truth_is_named(self, tmp_path):
+        gt_json = {"database": {"v1": {"subset": "validation", "annotations": [{"label": "a"}]}}}
+        with pytest.raises(ValueError, match=r"\['v1'\]\['annotations'\]\[0\] must be a dict with 'segment'"):
+            read_activitynet(gt_json)
+        (tmp_path / "gt.json").write_text('{"database": {"v1": {"subset": "validation",\n "annotations": [}}}')
+        with pytest.raises(ValueError, match=r"gt.json:2:\d+: not valid JSON"):
+            read_activitynet(str(tmp_path / "gt.json"))
+        with pytest.raises(FileNotFoundError, match="results: no such result file"):
+            read_activitynet({"database": {}}, str(tmp_path / "missing.json"), subset=None)
+
+    def test_activitynet_the_fast_and_the_standard_parser_agree(self, tmp_path, monkeypatch):
+        from benchmarks.eval import activitynet_files
+        from scalekit import _json
+
+        gt_file, res_file, n = activitynet_files(str(tmp_path), videos=6, classes=5, per_video=40)
+        with pytest.warns(UserWarning):
+            fast = read_activitynet(gt_file, res_file)
+        from scalekit.evaluation import readers
+
+        monkeypatch.setattr(readers, "read_results", lambda data: None)  # the JSON parsers, not the numpy reader
+        with pytest.warns(UserWarning):
+            parsed = read_activitynet(gt_file, res_file)
+        monkeypatch.setattr(_json, "_orjson", None)
+        with pytest.warns(UserWarning):
+            slow = read_activitynet(gt_file, res_file)
+        for v in slow[1]:
+            for k in ("labels", "segments", "scores"):
+                np.testing.assert_array_equal(parsed[1][v][k], slow[1][v][k])
+        assert fast[2] == slow[2] and list(fast[1]) == list(slow[1])
+        for v in slow[1]:
+            for k in ("labels", "segments", "scores"):
+                np.testing.assert_array_equal(fast[1][v][k], slow[1][v][k])
+        assert sum(len(d["labels"]) for d in slow[1].values()) == n
+        # against a plain per-prediction loop over the JSON
+        res = json.load(open(res_file))["results"]
+        for v, preds in res.items():
+            assert slow[1][v]["scores"].tolist() == [p["score"] for p in preds]
+            assert slow[1][v]["labels"].tolist() == [slow[2][p["label"]] for p in preds]
+
+    def test_proposal_recall_negative_top_k(self):
+        gt = [torch.tensor([[0.0, 0, 10, 10]])]
+        props = [torch.tensor([[50.0, 50, 60, 60], [0, 0, 10, 10]])]
+        assert proposal_recall(props, gt, top_k=None)["AR"] == 1.0
+        assert proposal_recall(props, gt, top_k=np.int64(2))["AR"] == 1.0
+        assert proposal_recall(props, gt, top_k=0)["AR"] == 0.0
+        with pytest.raises(ValueError, match="top_k must be >= 0"):
+            proposal_recall(props, gt, top_k=-1)
+        with pytest.raises(TypeError, match="top_k must be an int"):
+            proposal_recall(props, gt, top_k=1.5)
+        with pytest.raises(ValueError, match=r"gt_boxes\[0\] must have shape \[N, 4\]"):
+            proposal_recall(props, [torch.zeros(2, 5)])
+        with pytest.raises(ValueError, match="iou_thresholds must be"):
+            proposal_recall(props, gt, iou_thresholds=[])
+
+
+def _generic(res_json):
+    from scalekit.evaluation.readers import _predictions
+
+    return _predictions(res_json["results"])
+
+
+def _same_predictions(fast, generic):
+    videos, counts, names, codes, segments, scores = fast
+    g_videos, g_counts, g_names, g_codes, g_segments, g_scores = generic
+    assert videos == g_videos and counts.tolist() == g_counts.tolist()
+    assert [names[c] for c in codes] == [g_names[c] for c in g_codes]
+    np.testing.assert_array_equal(segments, g_segments)
+    np.testing.assert_array_equal(scores, g_scores)
+
+
+class TestNumpyResultsReader:
+    """The object-free reader of ActivityNet results (issue 27): the numbers of a JSON
+    parser, or None so that the JSON parser reads the file."""
+
+    def test_equals_a_json_parser_on_the_benchmark_files(self, tmp_path):
+        from benchmarks.eval import activitynet_files
+        from scalekit.evaluation._anet_results import read_results
+
+        _, res_file, n = activitynet_files(str(tmp_path), videos=12, classes=7, per_video=30)
+        data = open(res_file, "rb").read()
+        fast = read_results(data)
+        assert fast is not None and int(fast[1].sum()) == n
+        _same_predictions(fast, _generic(json.loads(data)))
+
+    @given(st.data())
+    def test_equals_a_json_parser_or_declines(self, data):
+        from scalekit.evaluation._anet_results import read_results
+
+        number = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=64))
+        pred = st.fixed_dictionaries({"segment": st.lists(number, min_size=2, max_size=2),
+                                      "label": st.text(max_size=6), "score": number})
+        results = data.draw(st.dictionaries(st.text(max_size=5), st.lists(pred, max_size=4), max_size=4))
+        doc = {"version": "1.3", "results": results, "external_data": {"used": True, "n": None}}
+        text = json.dumps(doc, indent=data.draw(st.sampled_from([None, 1])), ensure_ascii=data.draw(st.booleans()))
+        fast = read_results(text.encode("utf-8"))
+        if fast is not None:
+            _same_predictions(fast, _generic(json.loads(text)))
+
+    @pytest.mark.parametrize("text", [
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}, {"label": "a", "segment": [0, 1], "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1, "extra": 2}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a\\u00e9", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}], "v": []}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": tru}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}]}, "x": [1,}',
+        '{"results": {"v": [{"segment": [0, 1, 2], "label": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1e999}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": 3, "score": 1}]}}',
+    ])
+    def test_declines_what_is_not_the_plain_shape(self, text):
+        from scalekit.evaluation._anet_results import read_results
+
+        assert read_results(text.encode()) is None
+
+    def test_a_declined_file_still_reads_or_fails_clearly(self, tmp_path):
+        gt = {"database": {"v": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "a"}]}}}
+        path = tmp_path / "res.json"
+        path.write_text('{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1},\n'
+                        '{"label": "a", "segment": [0, 2], "score": 0.5}]}}')
+        _, det, _ = read_activitynet(gt, str(path))
+        assert det["v"]["segments"].tolist() == [[0.0, 1.0], [0.0, 2.0]]
+        path.write_text('{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1},\n{"segment": [0, 1]]}}')
+        with pytest.raises(ValueError, match=r"res.json:2:\d+: not valid JSON"):
+            read_activitynet(gt, str(path))
+
+
+class TestCocoMistakes:
+    """Issue 21, item 2: the two silent AP-0 mistakes are named."""
+
+    def test_contiguous_labels_instead_of_category_ids_raise(self):
+        gt, preds = _fabricated(images=4, classes=3)
+        to_id = {1: 10, 2: 20, 3: 90}  # the dataset's own, non-contiguous ids
+        for c in gt["categories"]:
+            c["id"] = to_id[c["id"]]
+        for a in gt["annotations"]:
+            a["category_id"] = to_id[a["category_id"]]
+        with pytest.raises(ValueError, match=r"category ids \[1, 2, 3\] are not among .*to_coco_results\(predictions, "
+                                             r"label_to_category\)"):
+            coco_evaluate(preds, gt)
+        mapped = to_coco_results(preds, to_id)
+        assert coco_evaluate(mapped, gt)["AP"] > 0.2
+        # a subset of the categories, on purpose: the others' predictions are left out, as pycocotools does
+        sub = {**gt, "categories": [c for c in gt["categories"] if c["id"] != 90]}
+        with pytest.raises(ValueError, match=r"category ids \[90\] .* unknown_categories='ignore'"):
+            coco_evaluate(mapped, sub)
+        assert coco_evaluate(mapped, sub, unknown_categories="ignore")["AP"] == coco_evaluate(
+            [r for r in mapped if r["category_id"] != 90], sub)["AP"]
+
+    def test_xywh_boxes_given_as_xyxy_warn(self):
+        gt, _ = _fabricated(seed=3, images=6)
+        preds = {}
+        for a in gt["annotations"]:
+            p = preds.setdefault(a["image_id"], {"boxes": [], "scores": [], "labels": []})
+            p["boxes"].append(a["bbox"]), p["scores"].append(0.9), p["labels"].append(a["category_id"])
+        with pytest.warns(UserWarning, match=r"have x2 < x1 or y2 < y1: .*box_convert"):
+            coco_evaluate(preds, gt)
+
+    def test_xyxy_results_given_as_xywh_warn(self):
+        gt, preds = _fabricated(seed=4, images=6)
+        results = to_coco_results(preds)
+        for r in results:  # the user's own dicts, with xyxy where COCO wants xywh
+            x, y, w, h = r["bbox"]
+            r["bbox"] = [x, y, x + w, y + h]
+        with pytest.warns(UserWarning, match=r"end more than 10% beyond their image: COCO results are \[x, y, width"):
+            coco_evaluate(results, gt)
+
+    @pytest.mark.parametrize("seed", range(4))
+    def test_correct_predictions_give_no_warning(self, seed):
+        gt, preds = _fabricated(seed=seed, images=30, classes=5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            coco_evaluate(preds, gt)
+            coco_evaluate(to_coco_results(preds), gt)
+
+    def test_malformed_ground_truth_and_results_are_named(self):
+        gt, preds = _fabricated(images=2)
+        del gt["annotations"][0]["bbox"]
+        with pytest.raises(ValueError, match=r"coco_gt\['annotations'\]\[0\] has no \['bbox'\]"):
+            coco_evaluate(preds, gt)
+        gt, preds = _fabricated(images=2)
+        with pytest.raises(ValueError, match=r"predictions\[0\] must be a COCO result dict"):
+            coco_evaluate([{"image_id": 1, "bbox": [0, 0, 1, 1]}], gt)
+
+    def test_progress(self, capsys):
+        gt, preds = _fabricated(images=3)
+        coco_evaluate(preds, gt)
+        assert capsys.readouterr().err == ""
+        coco_evaluate(preds, gt, progress=True)
+        assert "coco_evaluate [####################] 4/4" in capsys.readouterr().err
+        g = {"v": {"labels": [0, 1], "segments": [[0.0, 1.0], [2.0, 3.0]]}}
+        tiou_map({}, g, progress=True)
+        assert "tiou_map [####################] 2/2" in capsys.readouterr().err
+        midpoint_map({}, g, progress=True)
+        assert "midpoint_map [####################] 2/2" in capsys.readouterr().err

@@ -119,3 +119,30 @@ def test_negative_starts_and_ambiguous_arguments():
         tiou_map(det, gt, ambiguous={"v": [[0.0, 1.0]]}, negative_starts="keep")
     with pytest.raises(ValueError, match="protocol must be one of"):
         tiou_map(det, gt, protocol="thumos")
+
+
+@pytest.mark.parametrize("case", [c for c in ANET if not c.get("refused")], ids=lambda c: c["name"])
+def test_activitynet_official_numbers_when_matched_in_pieces_of_one_pair(case, monkeypatch):
+    # the memory bound (issue 27) matches a few pairs at a time: the smallest pieces give the same numbers
+    from scalekit.evaluation import _match
+
+    monkeypatch.setattr(_match, "PAIR_BUDGET", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt, det, ids = read_activitynet({"database": case["database"]}, {"results": case["results"]})
+    r = tiou_map(det, gt, classes=ids, negative_starts="keep")
+    for name, aps in case["expected"]["per_class"].items():
+        np.testing.assert_allclose(r["per_class"][name], aps, rtol=0, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("case", [c for c in THUMOS if not c.get("refused")], ids=lambda c: c["name"])
+def test_thumos14_official_numbers_when_matched_in_pieces_of_one_pair(case, tmp_path, monkeypatch):
+    from scalekit.evaluation import _match
+
+    monkeypatch.setattr(_match, "PAIR_BUDGET", 1)
+    gt, det, ids, amb = _thumos_files(case, tmp_path)
+    for row in case["expected"].get("updated", []):
+        r = tiou_map(det, gt, protocol="thumos14", thresholds=[row["threshold"]], ambiguous=amb, classes=ids,
+                     negative_starts="keep")
+        for name, expected in row["per_class"].items():
+            assert abs(r["per_class"][name][0] - expected) <= 1e-12, (row["threshold"], name)

@@ -272,3 +272,63 @@ class TestBadInput:
             clips_from_scores(np.zeros(5))
         with pytest.raises(TypeError, match="ground_truth must be a dict"):
             midpoint_map({}, [1, 2])
+
+
+class TestMemory:
+    """Candidate pairs are built a piece at a time (issue 27): memory O(detections
+    + ground truth), never O(detections x ground truth) of a video."""
+
+    @pytest.mark.parametrize("fn", ["activitynet", "thumos14", "midpoint"])
+    def test_peak_memory_is_linear_in_the_segments(self, fn):
+        import tracemalloc
+
+        # one video, one class: 4,000 x 1,000 = 4M pairs, about 280 MB as all pairs at
+        # once (the pairwise version); in pieces the peak stays under 64 MB
+        rng = np.random.default_rng(0)
+        d, g = 4000, 1000
+        s = rng.uniform(0, 1e5, g)
+        gt = {"v": _gt(np.zeros(g, int), np.stack([s, s + rng.uniform(10, 500, g)], 1))}
+        s = rng.uniform(0, 1e5, d)
+        det = {"v": _det(np.zeros(d, int), np.stack([s, s + rng.uniform(10, 500, d)], 1), rng.random(d))}
+        call = {"activitynet": lambda: tiou_map(det, gt, thresholds=(0.5,)),
+                "thumos14": lambda: tiou_map(det, gt, protocol="thumos14", thresholds=(0.5,)),
+                "midpoint": lambda: midpoint_map(det, gt)}[fn]
+        tracemalloc.start()
+        try:
+            r = call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MB"
+        assert 0 < r["mAP"] < 1
+
+    @pytest.mark.parametrize("seed", range(6))
+    @pytest.mark.parametrize("budget", [1, 3, 40])
+    def test_pieces_give_the_results_of_one_piece(self, seed, budget):
+        from scalekit.evaluation import _match
+
+        # dense: many detections compete for few ground truths in each video
+        rng = np.random.default_rng(seed)
+        det, gt = {}, {}
+        for v in ("v0", "v1", "v2"):
+            s = rng.integers(0, 20, 6).astype(float)
+            gt[v] = _gt(rng.integers(0, 3, 6), np.stack([s, s + rng.integers(1, 9, 6)], 1))
+            s = rng.integers(0, 20, 30).astype(float)
+            det[v] = _det(rng.integers(0, 3, 30), np.stack([s, s + rng.integers(1, 9, 30)], 1),
+                          rng.choice([0.2, 0.5, 0.7, 0.9], 30))
+        amb = {"v0": np.array([[3.0, 9.0]]), "v2": np.array([[0.0, 1.0], [30.0, 50.0]])}
+        calls = [lambda: tiou_map(det, gt, thresholds=(0.1, 0.5, 0.75)),
+                 lambda: tiou_map(det, gt, protocol="thumos14", ambiguous=amb),
+                 lambda: midpoint_map(det, gt)]
+        whole = [c() for c in calls]
+        saved = _match.PAIR_BUDGET
+        _match.PAIR_BUDGET = budget
+        try:
+            split = [c() for c in calls]
+        finally:
+            _match.PAIR_BUDGET = saved
+        for a, b in zip(whole, split):
+            assert a["per_class"].keys() == b["per_class"].keys()
+            for c in a["per_class"]:
+                np.testing.assert_array_equal(a["per_class"][c], b["per_class"][c])
+        assert whole[2]["matches"] == split[2]["matches"]
