@@ -244,7 +244,10 @@ class LevelDataset(Dataset):
                                              level=k, scale=f)
                     except ValueError as exc:
                         raise ValueError(f"dataset image {i}: {exc}") from exc
-                    self.items += [(i, c) for c in windows]
+                    index = cover.nonzero().flatten()
+                    for c in windows:  # gt_index into the image's boxes, not into the covered ones
+                        c.gt_index = index[c.gt_index]
+                        self.items.append((i, c))
                 else:
                     self.items.append((i, Chip(k, f, torch.tensor([0.0, 0.0, lw / f, lh / f]))))
 

@@ -26,8 +26,26 @@ class TestLevels:
         assert ScaleSpec.fit_longer(512).factor(1000, 400) == 0.512
         with pytest.raises(ValueError, match="image size must be positive"):
             ScaleSpec.fixed(2.0).factor(0, 10)
-        with pytest.raises(ValueError, match="sizes must be positive"):
+        with pytest.raises(ValueError, match="finite size > 0"):
             ScaleSpec.fixed(-1.0)
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="finite size > 0"):
+                ScaleSpec.shorter_side(bad)
+        with pytest.raises(ValueError, match="max_size"):
+            ScaleSpec.shorter_side(800, float("nan"))
+        assert ScaleSpec.fixed(np.float32(2.0)).factor(10, 10) == 2.0  # numpy scalars are numbers
+
+    def test_scaled_specs_and_ranges_multiply_every_pixel_size(self):
+        assert ScaleSpec.shorter_side(800, 1200).scaled(0.5) == ScaleSpec.shorter_side(400, 600)
+        assert ScaleSpec.fit_longer(512).scaled(0.25) == ScaleSpec.fit_longer(128)
+        assert ScaleSpec.fixed(3.0).scaled(0.5) == ScaleSpec.fixed(3.0)  # a factor has no pixels
+        assert AreaRange(40, 160, rpn=(0, 160)).scaled(0.5) == AreaRange(20, 80, rpn=(0, 80))
+        assert AreaRange(120).scaled(2).hi == math.inf
+        # the same factor on an image of the scaled size: a level sees the same objects
+        spec = ScaleSpec.shorter_side(800, 1200)
+        assert spec.scaled(0.5).factor(240, 320) == pytest.approx(spec.factor(480, 640))
+        with pytest.raises(ValueError, match="s must be finite"):
+            AreaRange(0, 80).scaled(float("nan"))
 
     def test_ranges_are_half_open_and_paired_small_with_large_scales(self):
         boxes = torch.tensor([[0.0, 0, 80, 80], [0, 0, 79.9, 80], [0, 0, 120, 120]])
@@ -209,11 +227,13 @@ class TestCrops:
     def test_chip_targets_crop_and_flag(self):
         chip = Chip(1, 2.0, torch.tensor([100.0, 100, 356, 356]))
         boxes = torch.tensor([[110.0, 120, 150, 160], [300, 300, 500, 500], [0, 0, 50, 50]])
-        t = chip_targets(chip, boxes, torch.tensor([1, 2, 3]), SNIPER_LEVELS)
-        torch.testing.assert_close(t["boxes"], torch.tensor([[20.0, 40, 100, 120], [400, 400, 512, 512]]))
-        assert t["labels"].tolist() == [1, 2] and t["index"].tolist() == [0, 1]
-        assert t["valid"].tolist() == [True, False]  # 40 px is in (32, 150); 200 px is not
-        assert len(chip_targets(chip, boxes, torch.tensor([1, 2, 3]), SNIPER_LEVELS, min_size=150)["boxes"]) == 0
+        target = {"boxes": boxes, "labels": torch.tensor([1, 2, 3])}
+        t = chip_targets(chip, target, SNIPER_LEVELS[1][1])
+        torch.testing.assert_close(t["boxes"], torch.tensor([[20.0, 40, 100, 120]]))
+        torch.testing.assert_close(t["ignore_boxes"], torch.tensor([[400.0, 400, 512, 512]]))
+        assert t["labels"].tolist() == [1] and t["index"].tolist() == [0]  # 40 px is in (32, 150); 200 px is not
+        t = chip_targets(chip, target, SNIPER_LEVELS[1][1], min_size=150)
+        assert len(t["boxes"]) == 0 and len(t["ignore_boxes"]) == 0
 
     def test_crop_maps_pixels_like_boxes(self):
         image = torch.zeros(1, 300, 400)
