@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["box_area", "box_iou", "max_iou", "box_size", "size_in_range", "near_ignore", "inside_window", "match_rois",
+__all__ = ["box_area", "box_iou", "max_iou", "box_size", "size_in_range", "out_of_range", "near_ignore", "inside_window", "match_rois",
            "encode_boxes", "decode_boxes", "BOX_WEIGHTS"]
 
 # Fast R-CNN / R-FCN regression normalisation: deltas divided by (0.1, 0.1, 0.2, 0.2).
@@ -130,6 +130,37 @@ def size_in_range(boxes: Tensor, lo: float, hi: float) -> Tensor:
     """
     size = box_size(boxes)
     return (size >= lo) & (size < hi)
+
+
+def out_of_range(boxes: Tensor, valid_range, *, name: str = "valid_range") -> Tensor:
+    """Which boxes' size lies outside a scale's valid range: the RoIs SNIP and
+    SNIPER ignore (thesis §3.3.4: "proposals which do not fall in R^i are ignored").
+
+    Args:
+        boxes: ``[N, 4]`` proposals.
+        valid_range: ``[2]`` tensor ``(lo, hi)`` of ``sqrt(area)`` in the boxes'
+            pixels, ``0 <= lo < hi`` (``hi`` may be inf), as ``target["valid_range"]``;
+            ``None``: every size is valid.
+        name: how errors call ``valid_range``.
+
+    Returns:
+        ``[N]`` bool, True outside ``[lo, hi)``.
+
+    Example:
+        >>> import math, torch
+        >>> from scalekit.boxes import out_of_range
+        >>> out_of_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 300, 300]]), torch.tensor([0.0, 160.0]))
+        tensor([False,  True])
+    """
+    if valid_range is None:
+        return torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    if not isinstance(valid_range, Tensor) or valid_range.shape != (2,):
+        got = list(valid_range.shape) if isinstance(valid_range, Tensor) else type(valid_range).__name__
+        raise ValueError(f"{name} must be a [2] tensor (lo, hi) of sqrt(area), got {got}")
+    lo, hi = valid_range.tolist()
+    if not (0 <= lo < hi):
+        raise ValueError(f"{name} must satisfy 0 <= lo < hi (hi may be inf), got ({lo}, {hi})")
+    return ~size_in_range(boxes, lo, hi)
 
 
 def near_ignore(boxes: Tensor, ignore_boxes: Tensor, iou_threshold: float, *, inclusive: bool = False,
