@@ -26,3 +26,6 @@ from scalekit.detection.transform import keep_input_size
 
 __all__ = ["keep_input_size", "honour_ignore_boxes", "TorchvisionRoIHeads", "faster_rcnn_with_head",
            "deformable_resnet", "torchvision_level_detector"]
+
+from scalekit.detection.mining import RPNOnly, mine_proposals  # noqa: E402  SNIPER negative-chip mining
+__all__ += ["RPNOnly", "mine_proposals"]
