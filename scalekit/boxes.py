@@ -96,10 +96,10 @@ def box_size(boxes: Tensor) -> Tensor:
     """Each box's size ``sqrt(width * height)`` (0 for a reversed box), the measure of SNIP's ranges.
 
     Args:
-        boxes: ``[N, 4]`` float boxes.
+        boxes: ``[N, 4]`` float boxes, a tensor or a numpy array (chip planning runs on numpy).
 
     Returns:
-        ``[N]`` sizes, dtype of ``boxes``.
+        ``[N]`` sizes, dtype and kind of ``boxes``.
 
     Example:
         >>> import torch
@@ -107,7 +107,8 @@ def box_size(boxes: Tensor) -> Tensor:
         >>> box_size(torch.tensor([[0.0, 0, 20, 80], [5, 5, 1, 9]]))
         tensor([40.,  0.])
     """
-    return ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)).sqrt()
+    # .clip and ** work on torch tensors and numpy arrays alike
+    return ((boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)) ** 0.5
 
 
 def size_in_range(boxes: Tensor, lo: float, hi: float) -> Tensor:

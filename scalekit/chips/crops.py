@@ -48,8 +48,9 @@ def chip_targets(chip: Chip, target: dict, area: AreaRange | None = None, *, min
             below it (SNIPER's released code drops boxes under 10 px).
 
     Returns:
-        ``{"boxes": [M, 4] float32 window pixels, "labels": [M], "ignore_boxes": [J, 4],
-        "index": [M] into target["boxes"]}`` plus ``"valid_range": [2] float32`` with ``area``.
+        a dict: ``"boxes"`` ``[M, 4]`` float32 in window pixels, ``"labels"`` ``[M]``,
+        ``"ignore_boxes"`` ``[J, 4]``, ``"index"`` ``[M]`` into ``target["boxes"]``, and
+        with ``area`` ``"valid_range"`` ``[2]`` float32.
 
     Example:
         >>> import torch

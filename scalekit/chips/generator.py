@@ -290,7 +290,7 @@ class ChipGenerator:
     @staticmethod
     def _valid(b: np.ndarray, area: AreaRange) -> np.ndarray:
         """Valid at the level, judged on the box as given (not clipped): :func:`scalekit.boxes.size_in_range`."""
-        return size_in_range(torch.from_numpy(b), area.lo, area.hi).numpy()
+        return size_in_range(b, area.lo, area.hi)
 
     def _inside(self, s: np.ndarray, x: float, y: float) -> np.ndarray:
         """Boxes (canvas pixels) wholly inside the window at ``(x, y)``."""
