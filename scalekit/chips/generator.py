@@ -333,9 +333,8 @@ class ChipGenerator:
             if missed.any():
                 warnings.warn(f"level {level}: valid boxes {np.flatnonzero(missed).tolist()} do not fit a "
                               f"{self.chip_size} px chip at scale {f:.3f} and are left uncovered", stacklevel=2)
-            for i, j, _ in picks:
-                inside = valid & self._inside(s, xs[i], ys[j])
-                chips.append(self._chip(level, f, xs[i], ys[j], "pos", inside))
+            for i, j, members in picks:  # members: the boxes inside window (i, j), from the cover itself
+                chips.append(self._chip(level, f, xs[i], ys[j], "pos", valid & members))
         return chips
 
     def negative_chips(self, boxes, image_size, proposals, positives: list[Chip] | None = None) -> list[Chip]:
