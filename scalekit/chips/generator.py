@@ -4,7 +4,10 @@ truth of each level, negative chips where proposals fire away from them.
 Chip planning runs on numpy arrays end to end (boxes are converted once, at
 the entry of each public method; :class:`Chip` fields are tensors): the greedy
 cover is a loop of small matrix products, where numpy's per-call cost is lower
-than torch's (``python -m benchmarks chips``)."""
+than torch's (one greedy step on 20 boxes x 40 x 30 windows, one thread:
+about 25 us in numpy, 55 us in torch, measured for issue 20). The rules they
+share with torch code (:func:`~scalekit.boxes.size_in_range`,
+:func:`~scalekit.boxes.inside_window`) take either kind of array."""
 
 from __future__ import annotations
 
