@@ -56,7 +56,7 @@ demo: $(BUILT)
 
 # The reproduction tables of docs/reproductions*.rst (long; never in CI).
 repro-snip-sniper: $(BUILT)
-	$(PY) examples/snip_sniper/reproduce.py --seeds 0 1 --jobs 2 --out runs/repro -- \
+	$(PY) examples/sniper/reproduce.py --seeds 0 1 --jobs 2 --out runs/repro -- \
 	    --epochs 3 --train-limit 90 --rpn-epochs 1 --batch-size 2 --lr 0.01 --threads 1
 
 repro-msb-rnn: $(BUILT)

@@ -1,7 +1,11 @@
 """What every example's training script needs, written once: a progress bar
 with ETA, a JSONL log and a PNG of the loss curves, checkpoints that resume
 (loaded with ``weights_only=True``), ``torchrun`` set-up, seeding and mixed
-precision. Standard library, torch, Pillow and :mod:`scalekit.progress`.
+precision (standard library, torch, Pillow and :mod:`scalekit.progress`); and, for the detection
+examples (``snip/``, ``sniper/``), their shared plumbing: the command-line
+flags, the data (a seeded synthetic COCO set by default), a CPU-sized
+torchvision Faster R-CNN, the SGD loop with resume, pyramid evaluation and
+the results line. The methods themselves are scalekit calls in each driver.
 
 Scripts in ``examples/<system>/`` import it with::
 
@@ -213,3 +217,332 @@ def autocast(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+# ============================================================================ detection examples
+# Shared by examples/snip/train.py and examples/sniper/train.py: plumbing only.
+
+SINGLE_SCALE = (800, 1333)  # the single-scale baseline (thesis Table 3.3, first row)
+
+
+def add_detection_args(p, out: str) -> None:
+    """The flags every detection driver takes."""
+    d = "(default: %(default)s)"
+    p.add_argument("--out", default=out, help=f"output folder {d}")
+    p.add_argument("--data", default=None, help="COCO-format root with train/{images,annotations.json} and "
+                   "val/{images,annotations.json} (default: a synthetic set generated in OUT/data)")
+    p.add_argument("--train-images", help="train image folder, overrides --data's layout (e.g. COCO's train2017/)")
+    p.add_argument("--train-ann", help="train annotation JSON, overrides --data's layout")
+    p.add_argument("--val-images", help="val image folder, overrides --data's layout")
+    p.add_argument("--val-ann", help="val annotation JSON, overrides --data's layout")
+    p.add_argument("--synthetic", type=int, nargs=2, default=(120, 30), metavar=("TRAIN", "VAL"),
+                   help=f"synthetic images to generate when no --data is given {d}")
+    p.add_argument("--synthetic-dir", help="where the synthetic set lives (default: OUT/data; share it between runs)")
+    p.add_argument("--size-scale", type=float, default=None,
+                   help="multiplies every pixel size of the thesis (scales, ranges, chips); also the synthetic "
+                        "set's resolution; boxes are evaluated in 1/SIZE_SCALE pixels so that COCO's small, "
+                        "medium and large keep their meaning (default: 0.5 for synthetic data, 1 with --data)")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images (default: all)")
+    p.add_argument("--val-limit", type=int, help="evaluate on the first N validation images (default: all)")
+    p.add_argument("--backbone", choices=("tiny", "resnet18", "resnet50", "resnet101"), default="tiny",
+                   help=f"tiny: a small conv net + FPN for CPUs; resnet*: torchvision ResNet-FPN {d}")
+    p.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision for resnet* (downloaded "
+                   "by torchvision on first use)")
+    p.add_argument("--epochs", type=int, default=5, help=f"training epochs {d}")
+    p.add_argument("--max-iters", type=int, default=None, help="stop each epoch after N iterations (smoke tests)")
+    p.add_argument("--batch-size", type=int, default=4, help=f"images or chips per iteration per process {d}")
+    p.add_argument("--lr", type=float, default=0.02, help=f"SGD learning rate (momentum 0.9, wd 1e-4) {d}")
+    p.add_argument("--warmup", type=int, default=100, help=f"linear warm-up iterations {d}")
+    p.add_argument("--seed", type=int, default=0, help=f"seeds everything {d}")
+    p.add_argument("--device", default="cpu", help=f"cpu, cuda or cuda:N {d}")
+    p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--workers", type=int, default=0, help=f"DataLoader worker processes {d}")
+    p.add_argument("--log-every", type=int, default=5, help=f"log every N iterations {d}")
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue from a checkpoint (default path: OUT/checkpoint.pt); --epochs is the total")
+    p.add_argument("--draw", type=int, default=4, help=f"validation images drawn with their detections {d}")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def check_detection_args(p, args) -> None:
+    if args.size_scale is None:
+        args.size_scale = 1.0 if args.data or args.train_ann else 0.5
+    if args.size_scale <= 0:
+        p.error("--size-scale must be positive")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def setup_detection(args):
+    """Threads, torchrun, seeds, the output folder and the (train, val) datasets."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.dist = Distributed(args.device)
+    args.main = args.dist.main
+    seed_everything(args.seed + args.dist.rank)
+    os.makedirs(args.out, exist_ok=True)
+    train, val = load_detection_data(args)
+    return limit(train, args.train_limit), limit(val, args.val_limit)
+
+
+class TinyBackbone(torch.nn.Module):
+    """A five-stage conv net with an FPN on strides 8, 16 and 32: small enough for a CPU."""
+
+    def __init__(self, widths=(16, 32, 64, 96, 128), out_channels: int = 64):
+        super().__init__()
+        from torchvision.ops import FeaturePyramidNetwork
+
+        layers, c = [], 3
+        for w in widths:
+            layers.append(torch.nn.Sequential(torch.nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False),
+                                              torch.nn.GroupNorm(8, w), torch.nn.ReLU(inplace=True),
+                                              torch.nn.Conv2d(w, w, 3, padding=1, bias=False),
+                                              torch.nn.GroupNorm(8, w), torch.nn.ReLU(inplace=True)))
+            c = w
+        self.stages = torch.nn.ModuleList(layers)
+        self.fpn = FeaturePyramidNetwork(list(widths[2:]), out_channels)
+        self.out_channels = out_channels
+
+    def forward(self, x):
+        from collections import OrderedDict
+
+        maps = OrderedDict()
+        for n, stage in enumerate(self.stages):
+            x = stage(x)
+            if n >= 2:
+                maps[str(n - 2)] = x
+        return self.fpn(maps)
+
+
+def build_detector(backbone: str, num_classes: int, pretrained: bool):
+    """A torchvision Faster R-CNN that keeps input sizes and honours ignore boxes and valid ranges."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from scalekit.detection import honour_ignore_boxes, keep_input_size
+
+    if backbone == "tiny":
+        if pretrained:
+            fail("--pretrained: the tiny backbone has no pretrained weights; use --backbone resnet50")
+        body = TinyBackbone()
+        anchors = AnchorGenerator(((12, 24), (48, 96), (192, 384)), ((0.5, 1.0, 2.0),) * 3)
+        pool = MultiScaleRoIAlign(["0", "1", "2"], 7, 2)
+        model = FasterRCNN(body, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=pool,
+                           box_head=TwoMLPHead(body.out_channels * 49, 256),
+                           box_predictor=FastRCNNPredictor(256, num_classes + 1),
+                           rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
+                           rpn_pre_nms_top_n_test=600, rpn_post_nms_top_n_test=300,
+                           rpn_batch_size_per_image=128, box_batch_size_per_image=128,
+                           box_detections_per_img=100, box_score_thresh=0.001)
+    else:
+        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+        weights = "DEFAULT" if pretrained else None
+        body = resnet_fpn_backbone(backbone_name=backbone, weights=weights, trainable_layers=3 if pretrained else 5)
+        model = FasterRCNN(body, num_classes=num_classes + 1, box_score_thresh=0.001)
+    return keep_input_size(honour_ignore_boxes(model))
+
+
+def prepare_synthetic(root: str, size_scale: float, counts=(120, 30), verbose: bool = True) -> str:
+    """Generate the default synthetic train and val sets in ``root`` unless they are there."""
+    from scalekit.datasets.synthetic import make_synthetic_coco
+
+    s = size_scale
+    sizes = tuple((round(h * s), round(w * s)) for h, w in ((480, 640), (600, 800), (768, 1024), (1000, 750)))
+    kw = dict(min_size=max(4, round(12 * s)), max_size=round(400 * s), image_sizes=sizes, detail=max(2, round(6 * s)))
+    for split, n, seed in (("train", counts[0], 1000), ("val", counts[1], 2000)):
+        if not os.path.exists(os.path.join(root, split, "annotations.json")):  # written last
+            if verbose:
+                print(f"generating {n} synthetic {split} images into {root}/{split} ...", flush=True)
+            make_synthetic_coco(os.path.join(root, split), num_images=n, seed=seed, **kw)
+    return root
+
+
+def load_detection_data(args):
+    """(train, val) CocoDetection; generates the synthetic set on first use."""
+    from scalekit.datasets import CocoDetection
+
+    if args.data is None:
+        root = args.synthetic_dir or os.path.join(args.out, "data")
+        if args.main:
+            prepare_synthetic(root, args.size_scale, args.synthetic)
+        args.dist.barrier()
+    else:
+        root = args.data
+    paths = [(os.path.join(root, sp, "images"), os.path.join(root, sp, "annotations.json")) for sp in ("train", "val")]
+    paths = [(args.train_images or paths[0][0], args.train_ann or paths[0][1]),
+             (args.val_images or paths[1][0], args.val_ann or paths[1][1])]
+    out = []
+    for name, (images, ann) in zip(("train", "val"), paths):
+        try:
+            out.append(CocoDetection(images, ann))
+        except (FileNotFoundError, ValueError) as exc:
+            fail(f"--data ({name}): {exc}")
+        if len(out[-1]) == 0:
+            fail(f"--data ({name}): {ann} has no images")
+    if out[0].label_to_category != out[1].label_to_category:
+        fail("--data: train and val have different categories")
+    return out
+
+
+class _Subset(torch.utils.data.Subset):
+    def annotations(self, i):
+        return self.dataset.annotations(self.indices[i])
+
+
+def limit(data, n):
+    """The first ``n`` images of a CocoDetection (all for ``None``), keeping what evaluation reads."""
+    if n is None or n >= len(data):
+        return data
+    s = _Subset(data, list(range(n)))
+    s.coco, s.label_to_category, s.ids, s.class_names = data.coco, data.label_to_category, data.ids[:n], data.class_names
+    return s
+
+
+def _optimizer(args, model, iters_per_epoch, epochs):
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    total = max(1, iters_per_epoch * epochs)
+    warmup = min(args.warmup, total // 4)
+
+    def factor(step):  # linear warm-up, then a step down by 10 at 3/4 of training
+        if step < warmup:
+            return 0.1 + 0.9 * step / max(1, warmup)
+        return 0.1 if step >= 0.75 * total else 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoint: bool = True, **ddp_options):
+    """SGD over ``dataset`` (its own ``collate_fn``; ``set_epoch`` each epoch), with resume
+    from ``--resume`` and a checkpoint per epoch when ``checkpoint``. Returns (items, seconds)."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    sampler = DistributedSampler(dataset, shuffle=True, seed=args.seed) if args.dist.world_size > 1 else None
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, collate_fn=dataset.collate_fn,
+                        generator=torch.Generator().manual_seed(args.seed))
+    per_epoch = len(loader) if args.max_iters is None else min(len(loader), args.max_iters)
+    core, model = model, args.dist.wrap(model, **ddp_options)
+    optimizer, scheduler = _optimizer(args, model, per_epoch, epochs)
+    start, done_seconds, done_items = 0, 0.0, 0
+    if checkpoint and args.resume:
+        path = os.path.join(args.out, "checkpoint.pt") if args.resume == "auto" else args.resume
+        state = load_checkpoint(path, model=core, optimizer=optimizer, scheduler=scheduler, map_location=args.dist.device)
+        if state["extra"].get("recipe", args.recipe) != args.recipe:
+            fail(f"--resume: {path} was trained with --recipe {state['extra']['recipe']}, not {args.recipe}")
+        start, done_seconds = state["epoch"], state["extra"].get("train_seconds", 0.0)
+        done_items = state["extra"].get("train_items", 0)
+        if args.main:
+            print(f"resumed from {path} at epoch {start}", flush=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.dist.device.type == "cuda")
+    items, seconds, it = done_items, done_seconds, start * per_epoch
+    for epoch in range(start, epochs):
+        model.train()
+        if hasattr(dataset, "set_epoch") and epoch > 0:
+            dataset.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        bar = Progress(loader, desc=f"{tag} epoch {epoch + 1}/{epochs}", quiet=not args.main)
+        t0 = time.perf_counter()
+        for n, (images, targets) in enumerate(bar):
+            if args.max_iters is not None and n >= args.max_iters:
+                break
+            images = [im.to(args.dist.device) for im in images]
+            keys = ("boxes", "labels", "ignore_boxes", "valid_range")
+            targets = [{k: v.to(args.dist.device) for k, v in t.items() if k in keys} for t in targets]
+            with autocast(args.dist.device, args.amp):
+                losses = model(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                fail(f"{tag}: the loss became {loss.item()} at epoch {epoch + 1}, iteration {n}; lower --lr")
+            optimizer.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            items += len(images)
+            it += 1
+            bar.set(loss=float(loss.detach()))
+            if args.main and it % args.log_every == 0:
+                log.write(phase=tag, epoch=epoch, iter=it, lr=optimizer.param_groups[0]["lr"], loss=float(loss.detach()),
+                          **{k: float(v.detach()) for k, v in losses.items()})
+        seconds += time.perf_counter() - t0
+        if args.main and checkpoint:
+            save_checkpoint(os.path.join(args.out, "checkpoint.pt"), model=core, optimizer=optimizer,
+                            scheduler=scheduler, epoch=epoch + 1, recipe=args.recipe, train_seconds=seconds,
+                            train_items=items)
+            plot_curves(log.path, os.path.join(args.out, "loss.png"))
+        args.dist.barrier()
+    return items, seconds
+
+
+@torch.no_grad()
+def evaluate_detector(args, model, val, levels):
+    """COCO metrics of the pyramid's detections on ``val`` (in 1 / size_scale pixels); (stats, seconds per image)."""
+    from scalekit.evaluation import coco_evaluate, to_coco_results
+    from scalekit.scale import Pyramid
+
+    model.eval()
+    pyramid = Pyramid(levels)
+    predictions, seconds = {}, 0.0
+    for i in Progress(range(len(val)), desc="evaluate", quiet=not args.main):
+        image, target = val[i]
+        start = time.perf_counter()
+        det = pyramid.detect(model, image.to(args.dist.device))
+        seconds += time.perf_counter() - start
+        predictions[int(target["image_id"])] = {k: v.cpu() for k, v in det.items()}
+        if i < args.draw:
+            draw_detections(image, predictions[int(target["image_id"])], target["boxes"], val.class_names,
+                            os.path.join(args.out, f"detections_{i:03d}.png"))
+    # COCO's small / medium / large (32 and 96 pixels) mean the thesis' object sizes
+    f = 1.0 / args.size_scale
+    results = to_coco_results({i: {**d, "boxes": d["boxes"] * f} for i, d in predictions.items()},
+                              val.label_to_category)
+    keep = set(predictions)
+    gt = val.coco.dataset
+    gt = {**gt, "images": [{**im, "width": im["width"] * f, "height": im["height"] * f}
+                           for im in gt["images"] if im["id"] in keep],
+          "annotations": [{**a, "bbox": [v * f for v in a["bbox"]], "area": a["area"] * f * f}
+                          for a in gt["annotations"] if a["image_id"] in keep]}
+    return coco_evaluate(results, gt), seconds / max(1, len(val))
+
+
+def draw_detections(image, det, gt_boxes, names, path, min_score: float = 0.3, top: int = 50) -> None:
+    """A picture of one image: ground truth in white, detections above ``min_score`` in colour."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray((image.clamp(0, 1) * 255).byte().permute(1, 2, 0).cpu().numpy())
+    draw = ImageDraw.Draw(picture)
+    for box in gt_boxes.tolist():
+        draw.rectangle(box, outline="white")
+    colours = ["#ff3030", "#30ff30", "#3080ff", "#ffff30", "#ff30ff", "#30ffff"]
+    for k in (det["scores"] >= min_score).nonzero().flatten()[:top].tolist():
+        label = int(det["labels"][k])
+        box = det["boxes"][k].tolist()
+        draw.rectangle(box, outline=colours[label % len(colours)], width=2)
+        draw.text((box[0] + 2, box[1] + 1), f"{names[label - 1]} {float(det['scores'][k]):.2f}",
+                  fill=colours[label % len(colours)])
+    picture.save(path)
+
+
+def detection_results(args, recipe: str, dataset, train, val, stats, infer, items, seconds, **extra) -> dict:
+    """results.json and the one-line summary every detection driver prints."""
+    result = {"recipe": recipe, "seed": args.seed, "epochs": args.epochs, "backbone": args.backbone,
+              "size_scale": args.size_scale, "train_images": len(train), "val_images": len(val),
+              "inputs_per_epoch": len(dataset), "train_pixels_per_image": dataset.pixels / len(train),
+              "train_inputs_per_s": items / seconds if seconds > 0 else None, "train_seconds": seconds,
+              "inference_s_per_image": infer, "coco": {k: v for k, v in stats.items() if k != "per_class"},
+              "device": str(args.dist.device), "threads": torch.get_num_threads(), **extra}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    c = result["coco"]
+    print(f"{recipe}: AP {c['AP']:.3f} AP50 {c['AP50']:.3f} APs {c['APs']:.3f} APm {c['APm']:.3f} "
+          f"APl {c['APl']:.3f} | ARs {c['ARs']:.3f} ARm {c['ARm']:.3f} ARl {c['ARl']:.3f} | "
+          f"{result['train_pixels_per_image'] / 1e3:.0f}k px/image, {infer * 1e3:.0f} ms/image inference", flush=True)
+    return result

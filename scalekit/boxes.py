@@ -13,7 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["box_area", "box_iou", "max_iou", "match_rois", "encode_boxes", "decode_boxes", "BOX_WEIGHTS"]
+__all__ = ["box_area", "box_iou", "max_iou", "box_size", "size_in_range", "out_of_range", "near_ignore", "inside_window", "match_rois",
+           "encode_boxes", "decode_boxes", "BOX_WEIGHTS"]
 
 # Fast R-CNN / R-FCN regression normalisation: deltas divided by (0.1, 0.1, 0.2, 0.2).
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -101,6 +102,145 @@ def max_iou(boxes: Tensor, others: Tensor) -> Tensor:
     if others.numel() == 0 or boxes.numel() == 0:
         return boxes.new_zeros(boxes.shape[0])
     return box_iou(boxes, others.to(boxes.dtype)).nan_to_num(0.0).max(1).values
+
+
+def box_size(boxes: Tensor) -> Tensor:
+    """Each box's size ``sqrt(width * height)`` (0 for a reversed box), the measure of SNIP's ranges.
+
+    Args:
+        boxes: ``[N, 4]`` float boxes, a tensor or a numpy array (chip planning runs on numpy).
+
+    Returns:
+        ``[N]`` sizes, dtype and kind of ``boxes``.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.boxes import box_size
+        >>> box_size(torch.tensor([[0.0, 0, 20, 80], [5, 5, 1, 9]]))
+        tensor([40.,  0.])
+    """
+    # .clip and ** work on torch tensors and numpy arrays alike
+    return ((boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)) ** 0.5
+
+
+def size_in_range(boxes: Tensor, lo: float, hi: float) -> Tensor:
+    """Whether each box's size (:func:`box_size`) lies in ``[lo, hi)``; the one validity
+    test of a scale's range (SNIP, thesis §2.6.1; SNIPER, §3.3.4).
+
+    Args:
+        boxes: ``[N, 4]`` float boxes.
+        lo: smallest valid size (inclusive).
+        hi: size from which boxes are invalid (exclusive; ``math.inf`` for none).
+
+    Returns:
+        ``[N]`` bool.
+
+    Example:
+        >>> import math, torch
+        >>> from scalekit.boxes import size_in_range
+        >>> size_in_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 80, 80]]), 0, 80)
+        tensor([ True, False])
+    """
+    size = box_size(boxes)
+    return (size >= lo) & (size < hi)
+
+
+def out_of_range(boxes: Tensor, valid_range, *, name: str = "valid_range") -> Tensor:
+    """Which boxes' size lies outside a scale's valid range: the RoIs SNIP and
+    SNIPER ignore (thesis §3.3.4: "proposals which do not fall in R^i are ignored").
+
+    Args:
+        boxes: ``[N, 4]`` proposals.
+        valid_range: ``[2]`` tensor ``(lo, hi)`` of ``sqrt(area)`` in the boxes'
+            pixels, ``0 <= lo < hi`` (``hi`` may be inf), as ``target["valid_range"]``;
+            ``None``: every size is valid.
+        name: how errors call ``valid_range``.
+
+    Returns:
+        ``[N]`` bool, True outside ``[lo, hi)``.
+
+    Example:
+        >>> import math, torch
+        >>> from scalekit.boxes import out_of_range
+        >>> out_of_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 300, 300]]), torch.tensor([0.0, 160.0]))
+        tensor([False,  True])
+    """
+    if valid_range is None:
+        return torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    if not isinstance(valid_range, Tensor) or valid_range.shape != (2,):
+        got = list(valid_range.shape) if isinstance(valid_range, Tensor) else type(valid_range).__name__
+        raise ValueError(f"{name} must be a [2] tensor (lo, hi) of sqrt(area), got {got}")
+    lo, hi = valid_range.tolist()
+    if not (0 <= lo < hi):
+        raise ValueError(f"{name} must satisfy 0 <= lo < hi (hi may be inf), got ({lo}, {hi})")
+    return ~size_in_range(boxes, lo, hi)
+
+
+def near_ignore(boxes: Tensor, ignore_boxes: Tensor, iou_threshold: float, *, inclusive: bool = False,
+                gt_boxes: Tensor | None = None) -> Tensor:
+    """Which boxes overlap an ignore box enough to take part in no loss: the one
+    "near an ignore box" rule of the RPN, the RoI heads and anchor invalidation.
+
+    A box is near an ignore box when its IoU with some ignore box exceeds
+    ``iou_threshold`` (or reaches it, ``inclusive=True``) and, when
+    ``gt_boxes`` is given, is higher than its IoU with every ground-truth box
+    (a proposal that matches an object better stays that object's sample).
+    The RPN uses ``> 0.3`` against invalid ground truth (thesis §2.6.1:
+    anchors "which have an overlap greater than 0.3 with an invalid ground
+    truth box are excluded"); the RoI heads ``>= 0.5`` with ``gt_boxes``.
+
+    Args:
+        boxes: ``[N, 4]`` anchors or proposals.
+        ignore_boxes: ``[I, 4]`` boxes to ignore (cast to the dtype of ``boxes``).
+        iou_threshold: the IoU that makes a box near.
+        inclusive: ``>=`` instead of ``>``.
+        gt_boxes: ``[G, 4]`` ground truth that wins ties of IoU, or ``None``.
+
+    Returns:
+        ``[N]`` bool.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.boxes import near_ignore
+        >>> anchors = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 30], [50, 50, 60, 60]])
+        >>> near_ignore(anchors, torch.tensor([[0.0, 0, 10, 10]]), 0.3)  # IoU 1, 1/3, 0
+        tensor([ True,  True, False])
+    """
+    best = max_iou(boxes, ignore_boxes)
+    near = best >= iou_threshold if inclusive else best > iou_threshold
+    if ignore_boxes.numel() == 0:
+        return torch.zeros_like(near)
+    if gt_boxes is not None:
+        near &= best > max_iou(boxes, gt_boxes)
+    return near
+
+
+def inside_window(boxes: Tensor, windows: Tensor, *, tol: float = 0.0) -> Tensor:
+    """Whether each box lies wholly inside each window (edges included, ``tol`` of slack).
+
+    The one "box inside a window" test of SNIP's and SNIPER's chips; it takes
+    torch tensors or numpy arrays (chip planning runs on numpy) and returns the same kind.
+
+    Args:
+        boxes: ``[N, 4]`` boxes.
+        windows: ``[W, 4]`` windows (or one ``[4]`` window), same coordinates.
+        tol: slack in pixels added around every window.
+
+    Returns:
+        ``[W, N]`` bool (``[N]`` for one ``[4]`` window).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.boxes import inside_window
+        >>> inside_window(torch.tensor([[10.0, 10, 20, 20], [90, 90, 120, 120]]), torch.tensor([0.0, 0, 100, 100]))
+        tensor([ True, False])
+    """
+    one = windows.ndim == 1
+    w, b = windows.reshape(-1, 4), boxes.reshape(-1, 4)
+    out = ((w[:, None, 0] - tol <= b[None, :, 0]) & (w[:, None, 1] - tol <= b[None, :, 1])
+           & (b[None, :, 2] <= w[:, None, 2] + tol) & (b[None, :, 3] <= w[:, None, 3] + tol))
+    return out[0] if one else out
+
 
 def match_rois(rois: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5, *, inclusive: bool = True) -> Tensor:
     """Fast R-CNN label assignment: the ground truth each RoI is positive for.

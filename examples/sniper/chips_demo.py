@@ -36,6 +36,7 @@ def fake_proposals(boxes: torch.Tensor, size, rng: np.random.Generator) -> torch
     """Stand-in for a short-trained RPN: boxes near the objects and on clutter."""
     h, w = size
     near = boxes.repeat(3, 1) + torch.from_numpy(rng.normal(0, 6, (3 * len(boxes), 4))).float()
+    near = torch.cat([torch.minimum(near[:, :2], near[:, 2:]), torch.maximum(near[:, :2], near[:, 2:])], 1)  # jitter may flip a small box
     xy = rng.uniform(0, 1, (120, 2)) * [w, h]
     wh = np.exp(rng.uniform(np.log(12), np.log(200), (120, 2)))
     clutter = torch.from_numpy(np.concatenate([xy, xy + wh], 1)).float()
@@ -87,7 +88,7 @@ def main() -> None:
         crop_path = os.path.join(args.out, f"chip_{i:03d}_0.png")
         Image.fromarray((pixels.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()).save(crop_path)
         print(f"  wrote {path} ({len(chips_per_image[i])} chips) and {crop_path} "
-              f"({int(chip_target['valid'].sum())} valid boxes in the first chip)")
+              f"({len(chip_target['boxes'])} valid and {len(chip_target['ignore_boxes'])} ignore boxes in the first chip)")
 
 
 if __name__ == "__main__":

@@ -12,51 +12,78 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from scalekit.chips.generator import Chip, ChipGenerator
+from scalekit.scale.levels import AreaRange
 
 __all__ = ["chip_targets", "crop_chip", "chip_stats", "draw_chips"]
 
 
-def chip_targets(chip: Chip, boxes: Tensor, labels: Tensor, levels, *, min_size: float = 0.0) -> dict:
-    """All ground truth that overlaps the chip, cropped to it and in chip pixels.
+def chip_targets(chip: Chip, target: dict, area: AreaRange | None = None, *, min_size: float = 0.0) -> dict:
+    """An image's targets inside a window at a level: the one mapping of SNIP and SNIPER.
 
-    Each box carries ``valid``: whether its size (in the original image) lies
-    in the chip's level range. Valid boxes train the detector; invalid ones
-    only mark anchors and proposals to ignore (:func:`~scalekit.scale.invalidate_anchors`),
-    as SNIPER does (thesis §3.3.4).
+    Every box is clipped to the window (``chip.box``, original-image pixels),
+    shifted to its corner and scaled by ``chip.scale`` to the window's pixels.
+    The cut-off rule, one for both systems: a box belongs to the window when
+    its clipped part is at least ``min_size`` wide and tall (and not empty);
+    partly visible boxes are kept cropped (thesis §3.3.2: "Ground-truth
+    instances which have a partial overlap with a chip are cropped. All the
+    cropped ground-truth boxes (valid or invalid) are retained in the chip").
+    It is an object (``"boxes"``/``"labels"``) when its *uncropped* size in
+    original-image pixels lies in the RPN range of ``area``
+    (:attr:`AreaRange.rpn_range`, the classifier's range unless set), else an
+    ``"ignore_boxes"`` entry (anchors near it are ignored, §2.6.1). The
+    image's own ``target["ignore_boxes"]`` (crowd regions) are mapped the
+    same way and stay ignore boxes. With ``area``, ``"valid_range"`` carries
+    the classifier's range in window pixels (``[lo, hi] * chip.scale``): a
+    detector made with :func:`scalekit.detection.honour_ignore_boxes`, or a
+    :mod:`scalekit.heads` head, ignores proposals whose own size falls
+    outside it (§3.3.4: "proposals which do not fall in R^i are ignored").
+    ``area=None`` (multi-scale training): every box is an object.
 
     Args:
-        chip: the chip.
-        boxes: ``[N, 4]`` ground truth in original-image pixels.
-        labels: ``[N]``.
-        levels: the generator's levels.
-        min_size: drop boxes whose cropped width or height, in chip pixels, is
+        chip: the window (a SNIPER chip, a SNIP window, or a whole resized image).
+        target: ``{"boxes": [N, 4], "labels": [N]}`` in original-image pixels,
+            optionally ``"ignore_boxes": [I, 4]``.
+        area: the level's valid range, or ``None``.
+        min_size: drop boxes whose cropped width or height, in window pixels, is
             below it (SNIPER's released code drops boxes under 10 px).
 
     Returns:
-        ``{"boxes": [M, 4] chip pixels, "labels": [M], "valid": [M] bool, "index": [M] into boxes}``.
+        a dict: ``"boxes"`` ``[M, 4]`` float32 in window pixels, ``"labels"`` ``[M]``,
+        ``"ignore_boxes"`` ``[J, 4]``, ``"index"`` ``[M]`` into ``target["boxes"]``, and
+        with ``area`` ``"valid_range"`` ``[2]`` float32.
 
     Example:
         >>> import torch
         >>> from scalekit.chips import Chip, chip_targets
-        >>> from scalekit.scale import SNIPER_LEVELS
+        >>> from scalekit.scale import AreaRange
         >>> chip = Chip(level=0, scale=3.0, box=torch.tensor([0.0, 0, 512 / 3, 512 / 3]))
-        >>> boxes = torch.tensor([[10.0, 10, 40, 40], [150, 150, 300, 300]])
-        >>> t = chip_targets(chip, boxes, torch.tensor([1, 2]), SNIPER_LEVELS)
-        >>> t["boxes"], t["valid"]
-        (tensor([[ 30.,  30., 120., 120.],
-                [450., 450., 512., 512.]]), tensor([ True, False]))
+        >>> target = {"boxes": torch.tensor([[10.0, 10, 40, 40], [150, 150, 300, 300]]), "labels": torch.tensor([1, 2])}
+        >>> t = chip_targets(chip, target, AreaRange(0, 80))
+        >>> t["boxes"], t["ignore_boxes"], t["valid_range"]
+        (tensor([[ 30.,  30., 120., 120.]]), tensor([[450., 450., 512., 512.]]), tensor([  0., 240.]))
     """
-    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    labels = torch.as_tensor(labels).reshape(-1)
+    boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4)
+    labels = torch.as_tensor(target["labels"]).reshape(-1)
+    crowd = target.get("ignore_boxes")
+    crowd = torch.zeros(0, 4) if crowd is None else torch.as_tensor(crowd, dtype=torch.float32).reshape(-1, 4)
+    mapped, keep = _into_window(boxes, chip, min_size)
+    crowd_mapped, crowd_keep = _into_window(crowd, chip, min_size)
+    valid = keep if area is None else keep & area.rpn_range.valid_mask(boxes)
+    idx = valid.nonzero().flatten()
+    out = {"boxes": mapped[idx], "labels": labels[idx],
+           "ignore_boxes": torch.cat([mapped[keep & ~valid], crowd_mapped[crowd_keep]]), "index": idx}
+    if area is not None:
+        out["valid_range"] = torch.tensor([area.lo, area.hi], dtype=torch.float32) * float(chip.scale)
+    return out
+
+
+def _into_window(boxes: Tensor, chip: Chip, min_size: float) -> tuple[Tensor, Tensor]:
+    """Boxes clipped to ``chip.box``, in window pixels, and whether each keeps at least ``min_size`` (and > 0) per side."""
     x1, y1, x2, y2 = chip.box.tolist()
-    cropped = torch.stack([boxes[:, 0].clamp(x1, x2), boxes[:, 1].clamp(y1, y2),
-                           boxes[:, 2].clamp(x1, x2), boxes[:, 3].clamp(y1, y2)], 1)
-    in_chip = (cropped - torch.tensor([x1, y1, x1, y1])) * chip.scale
-    wh = in_chip[:, 2:] - in_chip[:, :2]
-    keep = (wh > 0).all(1) & (wh >= min_size).all(1)
-    valid = levels[chip.level][1].valid_mask(boxes)
-    idx = keep.nonzero().flatten()
-    return {"boxes": in_chip[idx], "labels": labels[idx], "valid": valid[idx], "index": idx}
+    lo, hi = torch.tensor([x1, y1, x1, y1]), torch.tensor([x2, y2, x2, y2])
+    mapped = (boxes.clamp(min=lo, max=hi) - lo) * float(chip.scale)
+    wh = mapped[:, 2:] - mapped[:, :2]
+    return mapped, (wh > 0).all(1) & (wh >= min_size).all(1)
 
 
 def crop_chip(image: Tensor, target: dict, chip: Chip, chip_size: int = 512, levels=None, *,
@@ -75,7 +102,8 @@ def crop_chip(image: Tensor, target: dict, chip: Chip, chip_size: int = 512, lev
         min_size: see :func:`chip_targets`.
 
     Returns:
-        ``(chip_image, chip_target)``; ``chip_target`` as :func:`chip_targets`.
+        ``(chip_image, chip_target)``; ``chip_target`` as :func:`chip_targets`
+        with the range of the chip's level.
 
     Example:
         >>> import torch
@@ -89,6 +117,10 @@ def crop_chip(image: Tensor, target: dict, chip: Chip, chip_size: int = 512, lev
     from scalekit.scale.levels import SNIPER_LEVELS
 
     levels = levels if levels is not None else SNIPER_LEVELS
+    if isinstance(chip_size, bool) or not isinstance(chip_size, (int, np.integer)) or chip_size <= 0:
+        raise ValueError(f"chip_size must be a positive int, got {chip_size!r}")
+    if not 0 <= chip.level < len(levels):
+        raise ValueError(f"chip.level {chip.level} is not a level of levels ({len(levels)} levels)")
     c, h, w = image.shape
     x1, y1, x2, y2 = chip.box.tolist()
     f = chip.scale
@@ -106,7 +138,7 @@ def crop_chip(image: Tensor, target: dict, chip: Chip, chip_size: int = 512, lev
         ww, hh = min(dw - src_x, chip_size - dst_x), min(dh - src_y, chip_size - dst_y)
         if hh > 0 and ww > 0:
             out[:, dst_y : dst_y + hh, dst_x : dst_x + ww] = resized[:, src_y : src_y + hh, src_x : src_x + ww].to(out.dtype)
-    return out, chip_targets(chip, target["boxes"], target["labels"], levels, min_size=min_size)
+    return out, chip_targets(chip, target, levels[chip.level][1], min_size=min_size)
 
 
 def chip_stats(generator: ChipGenerator, annotations: Sequence[tuple], *, single_scale=(800, 1333)) -> dict:

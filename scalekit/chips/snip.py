@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scalekit.chips.generator import as_numpy_rng
+from scalekit.boxes import inside_window
+from scalekit.chips.generator import Chip, _whole, as_numpy_rng, check_boxes
 
 __all__ = ["snip_chips"]
 
@@ -17,7 +18,7 @@ def _snap(start: np.ndarray, extent: float, chip: float) -> np.ndarray:
 
 
 def snip_chips(boxes: Tensor, image_size, chip_size: int = 1000, num_candidates: int = 50, *,
-               generator=None) -> Tensor:
+               generator=None, level: int = 0, scale: float = 1.0) -> list[Chip]:
     """Sub-image chips that cover every given box, picked greedily from random windows.
 
     SNIP trains its finest level (1400x2000) on 1000x1000 crops: draw
@@ -35,7 +36,12 @@ def snip_chips(boxes: Tensor, image_size, chip_size: int = 1000, num_candidates:
     covered and are left out.
 
     Coordinates are those of the level's resized image: pass the boxes the
-    chips must cover (SNIP: the ground truth valid at that level) scaled to it.
+    chips must cover (SNIP: the ground truth valid at that level) scaled to
+    it. The chips are :class:`Chip` s, as SNIPER's: ``chip.window`` is the
+    window in the level's pixels, ``chip.box`` the window divided by
+    ``scale`` (in original-image pixels when ``scale`` is the level's factor),
+    ``gt_index`` the given boxes wholly inside it. Boxes are checked as
+    :class:`ChipGenerator` checks them (``[N, 4]``, finite, not reversed).
 
     Args:
         boxes: ``[N, 4]`` ``(x1, y1, x2, y2)`` in the level's pixels.
@@ -43,42 +49,45 @@ def snip_chips(boxes: Tensor, image_size, chip_size: int = 1000, num_candidates:
         chip_size: side of a chip in pixels (1000, thesis §2.6.2).
         num_candidates: random windows drawn per pick (50, thesis §2.6.2).
         generator: ``None``, an int seed, a ``torch.Generator`` or a numpy ``Generator``.
+        level: the level index the chips carry.
+        scale: the level's resize factor the chips carry.
 
     Returns:
-        ``[K, 4]`` float32 windows ``(x1, y1, x2, y2)`` inside the image, in
-        the order picked (``K = 0`` when there is nothing to cover).
+        the chips in the order picked (none when there is nothing to cover).
 
     Example:
         >>> import torch
         >>> from scalekit.chips import snip_chips
         >>> boxes = torch.tensor([[10.0, 10, 40, 40], [1500, 1200, 1530, 1230], [1600, 1300, 1620, 1330]])
         >>> chips = snip_chips(boxes, (1400, 2000), generator=0)
-        >>> len(chips), chips[:, 2:].sub(chips[:, :2]).unique().tolist()   # one chip per far-apart group
-        (2, [1000.0])
+        >>> [(c.window[2:] - c.window[:2]).tolist() for c in chips]   # one chip per far-apart group
+        [[1000.0, 1000.0], [1000.0, 1000.0]]
+        >>> sorted(i for c in chips for i in c.gt_index.tolist())
+        [0, 1, 2]
     """
-    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must be an [N, 4] tensor, got {list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__}")
-    if len(image_size) != 2 or min(image_size) <= 0:
-        raise ValueError(f"image_size must be (height, width) with both positive, got {tuple(image_size)}")
-    if not (isinstance(chip_size, (int, float)) and chip_size > 0):
+    if not isinstance(boxes, Tensor):
+        raise ValueError(f"boxes must be an [N, 4] tensor, got {type(boxes).__name__}")
+    b, _ = check_boxes(boxes, image_size, "boxes", must_overlap=False)
+    h, w = (float(v) for v in image_size)
+    if isinstance(chip_size, bool) or not (isinstance(chip_size, (int, float, np.integer, np.floating))
+                                           and np.isfinite(chip_size) and chip_size > 0):
         raise ValueError(f"chip_size must be a positive number, got {chip_size!r}")
-    if not (isinstance(num_candidates, int) and num_candidates > 0):
-        raise ValueError(f"num_candidates must be a positive int, got {num_candidates!r}")
+    num_candidates = _whole(num_candidates, "num_candidates")
+    scale = float(scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale}")
     rng = as_numpy_rng(generator) or np.random.default_rng()
-    h, w = float(image_size[0]), float(image_size[1])
     cw, ch = min(float(chip_size), w), min(float(chip_size), h)
-    b = boxes.detach().to(torch.float64).cpu().numpy()
     fits = ((b[:, 2] - b[:, 0]) <= cw) & ((b[:, 3] - b[:, 1]) <= ch)
     left = fits.copy()
-    chips: list[list[float]] = []
+    windows: list[np.ndarray] = []
     while left.any():
         if cw >= w and ch >= h:  # the whole image is one chip
-            chips.append([0.0, 0.0, w, h])
+            windows.append(np.array([0.0, 0.0, w, h]))
             break
         x0 = _snap(rng.uniform(0, w, num_candidates) - cw / 2, w, cw)
         y0 = _snap(rng.uniform(0, h, num_candidates) - ch / 2, h, ch)
-        inside = ((x0[:, None] <= b[None, :, 0]) & (b[None, :, 2] <= x0[:, None] + cw)
-                  & (y0[:, None] <= b[None, :, 1]) & (b[None, :, 3] <= y0[:, None] + ch) & left[None])
+        inside = inside_window(b, np.stack([x0, y0, x0 + cw, y0 + ch], 1)) & left[None]
         counts = inside.sum(1)
         k = int(np.argmax(counts))
         if counts[k] == 0:  # no candidate helps: centre a window on an uncovered box
@@ -86,10 +95,10 @@ def snip_chips(boxes: Tensor, image_size, chip_size: int = 1000, num_candidates:
             x0 = np.clip(np.array([(b[j, 0] + b[j, 2] - cw) / 2]), 0.0, max(w - cw, 0.0))
             y0 = np.clip(np.array([(b[j, 1] + b[j, 3] - ch) / 2]), 0.0, max(h - ch, 0.0))
             k = 0
-            inside = ((x0[:, None] <= b[None, :, 0]) & (b[None, :, 2] <= x0[:, None] + cw)
-                      & (y0[:, None] <= b[None, :, 1]) & (b[None, :, 3] <= y0[:, None] + ch) & left[None])
+            inside = inside_window(b, np.stack([x0, y0, x0 + cw, y0 + ch], 1)) & left[None]
             left[j] = False  # covered now, or a box reaching past the image that no window holds
         if inside[k].any():
-            chips.append([float(x0[k]), float(y0[k]), float(x0[k]) + cw, float(y0[k]) + ch])
+            windows.append(np.array([x0[k], y0[k], x0[k] + cw, y0[k] + ch]))
         left &= ~inside[k]
-    return torch.tensor(chips, dtype=torch.float32).reshape(-1, 4)
+    return [Chip(level, scale, torch.from_numpy(win / scale).float(),
+                 torch.from_numpy(np.flatnonzero(inside_window(b, win))), "pos") for win in windows]

@@ -11,6 +11,8 @@ The only layer that knows torchvision's detection internals:
   R-FCN-3000 heads (:mod:`scalekit.heads`) as a ``FasterRCNN``'s ``roi_heads``;
 * :func:`deformable_resnet` — the 3x3 convolutions of chosen ResNet stages
   made deformable, the same function at initialisation;
+* :class:`RPNOnly` / :func:`mine_proposals` — SNIPER's short RPN-only run
+  and its proposals at every level, the input of negative chips;
 * :func:`export_detector` — the whole detector (scalekit heads, ops and
   deformable stages included) as one ONNX model that ONNX Runtime runs;
 * :func:`torchvision_level_detector` — torchvision detectors run by
@@ -38,10 +40,11 @@ except Exception as exc:  # missing, or built for another torch ("operator torch
 from scalekit.detection.backbones import deformable_resnet
 from scalekit.detection.export import DetectionOutputs, export_detector
 from scalekit.detection.ignore import honour_ignore_boxes
+from scalekit.detection.mining import RPNOnly, mine_proposals
 from scalekit.detection.pyramid import torchvision_adapter, torchvision_level_detector
 from scalekit.detection.roi_heads import TorchvisionRoIHeads, faster_rcnn_with_head
 from scalekit.detection.transform import keep_input_size
 
 __all__ = ["keep_input_size", "honour_ignore_boxes", "TorchvisionRoIHeads", "faster_rcnn_with_head",
            "deformable_resnet", "torchvision_level_detector", "torchvision_adapter",
-           "export_detector", "DetectionOutputs"]
+           "export_detector", "DetectionOutputs", "RPNOnly", "mine_proposals"]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalekit.boxes import encode_boxes, match_rois, max_iou
+from scalekit.boxes import encode_boxes, match_rois, near_ignore, out_of_range
 from scalekit.ops import DeformPSRoIPoolPack, ps_roi_align
 
 IGNORE = -1  # label of a RoI that is neither foreground nor background
@@ -30,25 +30,49 @@ def check_targets(targets, num_images: int, num_classes: int) -> None:
         ignore = t.get("ignore_boxes")
         if ignore is not None and (ignore.dim() != 2 or ignore.shape[1] != 4):
             raise ValueError(f"targets[{i}]: ignore_boxes must be [I, 4], got {list(ignore.shape)}")
+        out_of_range(t["boxes"], t.get("valid_range"), name=f"targets[{i}]['valid_range']")  # checks it
 
 
-def assign(proposals, targets, inclusive: bool, iou_threshold: float = 0.5):
+def assign(proposals, targets, inclusive: bool, iou_threshold: float = 0.5, *, ignore_rule: str = "proposal"):
     """Per-RoI class label and box regression target.
 
     Labels: the matched ground truth's class, 0 for background, ``IGNORE``
-    (-1) for a RoI whose best match is an ignore box with IoU at least
-    ``iou_threshold`` (SNIP, thesis §2.6.1: invalid objects are neither
-    objects nor background).
+    (-1) for a RoI that is neither (SNIP and SNIPER, thesis §2.6.1, §3.3.4):
+
+    * ``ignore_rule="proposal"`` (default, the thesis' rule): a RoI whose own
+      size (``sqrt(area)``) lies outside ``target["valid_range"]`` (``[lo, hi)``
+      in the target's pixels; absent: every size is valid) is ignored — "We do
+      not filter ground-truth boxes based on R^i. Instead, proposals which do
+      not fall in R^i are ignored during training" (§3.3.4). Ground truth
+      appended to the proposals is judged the same way. A RoI in range whose
+      best match is an ignore box (IoU at least ``iou_threshold``, above its
+      IoU with every object) is ignored too: ignore boxes (out-of-range
+      ground truth, crowd regions) carry no class to learn, and are not background.
+    * ``ignore_rule="gt"`` (scalekit before issue 20): only the ignore-box match;
+      ``valid_range`` is not read, so a large background RoI at the finest scale
+      trains as background.
+
+    Args:
+        proposals: per image ``[R_i, 4]``.
+        targets: per image ``{"boxes", "labels"[, "ignore_boxes", "valid_range"]}``.
+        inclusive: foreground at IoU ``>= iou_threshold`` (R-FCN) or ``>`` (R-FCN-3000).
+        iou_threshold: foreground IoU (0.5).
+        ignore_rule: ``"proposal"`` or ``"gt"``.
+
+    Returns:
+        ``([R] int64 labels, [R, 4] box targets)`` over all images.
     """
+    if ignore_rule not in ("proposal", "gt"):
+        raise ValueError(f"ignore_rule must be 'proposal' or 'gt', got {ignore_rule!r}")
     labels, box_targets = [], []
     for p, t in zip(proposals, targets):
         m = match_rois(p, t["boxes"], iou_threshold, inclusive=inclusive)
         lab = torch.where(m >= 0, t["labels"][m.clamp(min=0)] if t["labels"].numel() else m, 0)
         ignore = t.get("ignore_boxes")
         if ignore is not None and ignore.numel():
-            best_ignore = max_iou(p, ignore)
-            ignored = (best_ignore >= iou_threshold) & (best_ignore > max_iou(p, t["boxes"]))
-            lab = torch.where(ignored, IGNORE, lab)
+            lab = torch.where(near_ignore(p, ignore, iou_threshold, inclusive=True, gt_boxes=t["boxes"]), IGNORE, lab)
+        if ignore_rule == "proposal":
+            lab = torch.where(out_of_range(p, t.get("valid_range")), IGNORE, lab)
         labels.append(lab)
         gt = t["boxes"][m.clamp(min=0)] if t["boxes"].numel() else p
         box_targets.append(encode_boxes(p, gt.to(p.dtype)))

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scalekit.boxes import box_iou
+from scalekit.boxes import near_ignore, size_in_range
 
-__all__ = ["ScaleSpec", "AreaRange", "SNIP_LEVELS", "SNIPER_LEVELS", "valid_mask", "invalidate_anchors"]
+__all__ = ["ScaleSpec", "AreaRange", "SNIP_LEVELS", "SNIPER_LEVELS", "invalidate_anchors", "scaled_levels"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,31 @@ class ScaleSpec:
     def __post_init__(self):
         if self.kind not in ("shorter_side", "fixed", "fit_longer"):
             raise ValueError(f"kind must be 'shorter_side', 'fixed' or 'fit_longer', got {self.kind!r}")
-        if not (self.size > 0 and self.max_size > 0):
-            raise ValueError(f"sizes must be positive, got size={self.size}, max_size={self.max_size}")
+        try:
+            size, max_size = float(self.size), float(self.max_size)
+        except (TypeError, ValueError):
+            raise TypeError(f"ScaleSpec sizes must be numbers, got size={self.size!r}, max_size={self.max_size!r}") from None
+        if not (math.isfinite(size) and size > 0 and max_size > 0) or math.isnan(max_size):
+            raise ValueError(f"ScaleSpec needs a finite size > 0 and max_size > 0 (may be inf), got size={self.size}, "
+                             f"max_size={self.max_size}")
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "max_size", max_size)
+
+    def scaled(self, s: float) -> "ScaleSpec":
+        """The same resize with every pixel size multiplied by ``s``; a fixed factor stays.
+
+        For running the thesis' recipes at another resolution (e.g. half-size images: ``s = 0.5``).
+
+        Example:
+            >>> ScaleSpec.shorter_side(800, 1200).scaled(0.5)
+            ScaleSpec(kind='shorter_side', size=400.0, max_size=600.0)
+            >>> ScaleSpec.fixed(3.0).scaled(0.5).size
+            3.0
+        """
+        s = _positive(s, "s")
+        if self.kind == "fixed":
+            return self
+        return ScaleSpec(self.kind, self.size * s, self.max_size * s)
 
     def factor(self, height: float, width: float) -> float:
         if height <= 0 or width <= 0:
@@ -70,6 +93,11 @@ class AreaRange:
     """Valid object sizes of a level: ``lo <= sqrt(area) < hi``, in original-image pixels.
 
     ``hi`` may be ``math.inf`` (the original code writes -1 for unbounded).
+    ``rpn``: the RPN's own ``(lo, hi)`` at this level when it differs from the
+    classifier's (thesis §2.7.1: "Since in RPN even a one pixel feature map can
+    generate a proposal we use a validity range of [0,160] at (800,1200)"); ground
+    truth outside it becomes ``ignore_boxes`` (anchors near it are ignored),
+    inside it trains the RPN. ``None``: the classifier's range.
 
     Example:
         >>> import torch
@@ -78,30 +106,72 @@ class AreaRange:
         tensor([ True, False, False])
         >>> AreaRange(120).valid_mask(boxes)
         tensor([False, False,  True])
+        >>> AreaRange(40, 160, rpn=(0, 160)).rpn_range
+        AreaRange(lo=0.0, hi=160.0, rpn=None)
     """
 
     lo: float = 0.0
     hi: float = math.inf
+    rpn: tuple[float, float] | None = None
 
     def __post_init__(self):
-        if not (0 <= self.lo < self.hi):
+        try:
+            lo, hi = float(self.lo), float(self.hi)
+        except (TypeError, ValueError):
+            raise TypeError(f"AreaRange bounds must be numbers, got ({self.lo!r}, {self.hi!r})") from None
+        if not (0 <= lo < hi):
             raise ValueError(f"AreaRange needs 0 <= lo < hi, got ({self.lo}, {self.hi})")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+        if self.rpn is not None:
+            rpn = self.rpn if isinstance(self.rpn, AreaRange) else AreaRange(*self.rpn)
+            object.__setattr__(self, "rpn", (rpn.lo, rpn.hi))
+
+    @property
+    def rpn_range(self) -> "AreaRange":
+        """The range that decides which ground truth trains the RPN (``rpn``, or this range)."""
+        return self if self.rpn is None else AreaRange(*self.rpn)
 
     def valid_mask(self, boxes: Tensor) -> Tensor:
-        """``[N]`` bool: whether each ``[N, 4]`` box's size lies in the range."""
-        size = ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)).sqrt()
-        return (size >= self.lo) & (size < self.hi)
+        """``[N]`` bool: whether each ``[N, 4]`` box's size lies in the range (:func:`scalekit.boxes.size_in_range`)."""
+        return size_in_range(boxes, self.lo, self.hi)
+
+    def scaled(self, s: float) -> "AreaRange":
+        """The range in pixels of an image resized by ``s`` (the RPN range too).
+
+        Example:
+            >>> AreaRange(40, 160, rpn=(0, 160)).scaled(0.5)
+            AreaRange(lo=20.0, hi=80.0, rpn=(0.0, 80.0))
+        """
+        s = _positive(s, "s")
+        rpn = None if self.rpn is None else (self.rpn[0] * s, self.rpn[1] * s)
+        return AreaRange(self.lo * s, self.hi * s, rpn)
 
 
-def valid_mask(boxes: Tensor, area_range: AreaRange) -> Tensor:
-    """``area_range.valid_mask(boxes)``."""
-    return area_range.valid_mask(boxes)
+def _positive(value, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value}")
+    return v
+
+
+def scaled_levels(levels, s: float) -> tuple:
+    """``levels`` with every pixel size multiplied by ``s`` (:meth:`ScaleSpec.scaled`, :meth:`AreaRange.scaled`).
+
+    Example:
+        >>> scaled_levels(SNIPER_LEVELS, 0.5)[1]
+        (ScaleSpec(kind='fixed', size=1.667, max_size=inf), AreaRange(lo=16.0, hi=75.0, rpn=None))
+    """
+    return tuple((spec.scaled(s), area.scaled(s)) for spec, area in levels)
 
 
 # SNIP (thesis §2.6-2.7): (shorter side, max longer side) with valid ranges.
 SNIP_LEVELS = (
     (ScaleSpec.shorter_side(1400, 2000), AreaRange(0, 80)),
-    (ScaleSpec.shorter_side(800, 1200), AreaRange(40, 160)),
+    (ScaleSpec.shorter_side(800, 1200), AreaRange(40, 160, rpn=(0, 160))),  # RPN range: §2.7.1
     (ScaleSpec.shorter_side(480, 800), AreaRange(120, math.inf)),
 )
 
@@ -136,9 +206,5 @@ def invalidate_anchors(anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor, iou_
         >>> invalidate_anchors(anchors, gt, gt_valid=torch.tensor([False, True]))  # IoU 1, 1/3, 0 with the invalid box
         tensor([ True,  True, False])
     """
-    ignored = torch.zeros(anchors.shape[0], dtype=torch.bool, device=anchors.device)
-    invalid = ~gt_valid.to(torch.bool)
-    if anchors.numel() == 0 or not invalid.any():
-        return ignored
-    iou = box_iou(anchors, gt_boxes[invalid].to(anchors.dtype)).nan_to_num(0.0)
-    return (iou > iou_threshold).any(1)
+    invalid = gt_valid.to(torch.bool).logical_not()
+    return near_ignore(anchors, gt_boxes[invalid], iou_threshold)

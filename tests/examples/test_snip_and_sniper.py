@@ -1,4 +1,5 @@
-"""examples/snip_sniper: every recipe trains, evaluates and resumes end to end on tiny data."""
+"""examples/snip and examples/sniper: every recipe trains, evaluates and resumes end
+to end on tiny data through the drivers' command lines; the reproduction runs both."""
 
 import json
 import os
@@ -8,16 +9,20 @@ import pytest
 import torch
 
 HERE = os.path.dirname(__file__)
-EXAMPLE = os.path.join(HERE, "..", "..", "examples", "snip_sniper")
-sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
+EXAMPLES = os.path.join(HERE, "..", "..", "examples")
+sys.path.insert(0, EXAMPLES)
 import common  # noqa: E402
 
 # unique module names: examples/rfcn3000 has a train.py and a reproduce.py too
-train = common.import_script(os.path.join(EXAMPLE, "train.py"), "snip_sniper_train")
-reproduce = common.import_script(os.path.join(EXAMPLE, "reproduce.py"), "snip_sniper_reproduce")
+snip = common.import_script(os.path.join(EXAMPLES, "snip", "train.py"), "snip_train")
+sniper = common.import_script(os.path.join(EXAMPLES, "sniper", "train.py"), "sniper_train")
+reproduce = common.import_script(os.path.join(EXAMPLES, "sniper", "reproduce.py"), "sniper_reproduce")
 
 TINY = ["--synthetic", "4", "2", "--size-scale", "0.25", "--max-iters", "2", "--batch-size", "2",
-        "--rpn-epochs", "1", "--warmup", "1", "--log-every", "1", "--threads", "1"]
+        "--warmup", "1", "--log-every", "1", "--threads", "1"]
+DRIVERS = {"single": (snip, ["--recipe", "single"]), "multiscale": (snip, ["--recipe", "multiscale"]),
+           "snip": (snip, ["--recipe", "snip"]), "sniper": (sniper, ["--rpn-epochs", "1"]),
+           "sniper_no_neg": (sniper, ["--no-negatives"])}
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +30,13 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("snip_sniper_data"))
 
 
-@pytest.mark.parametrize("recipe", [["single"], ["multiscale"], ["snip"], ["sniper"], ["sniper", "--no-negatives"]])
+@pytest.mark.parametrize("recipe", list(DRIVERS))
 def test_recipe_trains_evaluates_and_resumes(recipe, data_dir, tmp_path, capsys):
     out = str(tmp_path / "run")
-    args = ["--recipe", *recipe, "--out", out, "--synthetic-dir", data_dir, *TINY]
+    train, flags = DRIVERS[recipe]
+    args = [*flags, "--out", out, "--synthetic-dir", data_dir, *TINY]
     first = train.main([*args, "--epochs", "1"])
+    assert first["recipe"] == recipe
     assert set(first["coco"]) >= {"AP", "AP50", "APs", "APm", "APl", "ARs", "ARm", "ARl"}
     assert all(-1 <= v <= 1 for v in first["coco"].values())
     assert json.load(open(os.path.join(out, "results.json")))["recipe"] == first["recipe"]
@@ -50,45 +57,43 @@ def test_recipe_trains_evaluates_and_resumes(recipe, data_dir, tmp_path, capsys)
     assert second["train_inputs_per_s"] > 0
 
 
-def test_snip_trains_out_of_range_objects_as_ignore_boxes(data_dir):
-    args = train.parse_args(["--synthetic-dir", data_dir, "--size-scale", "0.25", "--synthetic", "4", "2"])
-    args.out, args.dist = data_dir, type("D", (), {"main": True, "barrier": lambda self: None})()
-    args.main = True
-    data, _ = train.load_data(args)
-    levels = train.scaled_levels(train.SNIP_LEVELS, 0.25)
-    snip = train.LevelImages(data, levels, ranges=True)
-    mst = train.LevelImages(data, levels, ranges=False)
-    for n in range(len(snip)):
-        (_, s), (_, m) = snip[n], mst[n]
-        i, k, _ = snip.items[n]
-        boxes, _, (h, w) = data.annotations(i)
-        f = levels[k][0].factor(h, w)
-        assert len(s["boxes"]) + len(s["ignore_boxes"]) == len(m["boxes"]) + len(m["ignore_boxes"])
-        # every target of SNIP is in the level's range (in original pixels); MST keeps them all
-        size = ((s["boxes"][:, 2:] - s["boxes"][:, :2]).prod(1) / f**2).sqrt()
-        assert ((size >= levels[k][1].lo * 0.9) & (size < levels[k][1].hi * 1.1)).all()
-    assert sum(len(mst[n][1]["boxes"]) for n in range(len(mst))) > sum(len(snip[n][1]["boxes"]) for n in range(len(snip)))
+def test_sniper_mines_proposals_once_and_trains_on_negative_chips(data_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    result = sniper.main(["--rpn-epochs", "1", "--out", out, "--synthetic-dir", data_dir, *TINY, "--epochs", "1"])
+    proposals = torch.load(os.path.join(out, "proposals.pt"), weights_only=True)
+    assert len(proposals) == 4 and all(p.shape[1] == 4 for p in proposals)
+    log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert {r["phase"] for r in log} == {"rpn", "train"}
+    assert "loss_objectness" in log[0] and "loss_classifier" not in log[0]  # the RPN-only run
+    assert result["rpn_seconds"] > 0
+
+
+def test_sniper_without_negatives_says_there_is_nothing_to_resample(data_dir, tmp_path):
+    with pytest.warns(UserWarning, match="no negative chips to resample"):
+        sniper.main(["--no-negatives", "--out", str(tmp_path / "r"), "--synthetic-dir", data_dir, *TINY, "--epochs", "2"])
 
 
 def test_missing_or_malformed_dataset_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+        snip.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert "--data (train)" in capsys.readouterr().err
     (tmp_path / "bad" / "train" / "images").mkdir(parents=True)
     (tmp_path / "bad" / "train" / "annotations.json").write_text("{\"images\": 3}")
     with pytest.raises(SystemExit):
-        train.main(["--data", str(tmp_path / "bad"), "--out", str(tmp_path / "o")])
+        sniper.main(["--data", str(tmp_path / "bad"), "--out", str(tmp_path / "o")])
     assert "not a valid COCO annotation file" in capsys.readouterr().err
 
 
-def test_help_documents_every_flag_with_its_default(capsys):
+@pytest.mark.parametrize("driver, own, default", [(snip, ("--recipe",), "default: snip"),
+                                                   (sniper, ("--no-negatives", "--rpn-epochs"), "default: 2")])
+def test_help_documents_every_flag_with_its_default(driver, own, default, capsys):
     with pytest.raises(SystemExit):
-        train.main(["--help"])
+        driver.main(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--recipe", "--no-negatives", "--data", "--backbone", "--pretrained", "--device", "--amp",
-                 "--resume", "--epochs", "--rpn-epochs", "--size-scale", "--seed"):
+    for flag in (*own, "--data", "--backbone", "--pretrained", "--device", "--amp",
+                 "--resume", "--epochs", "--size-scale", "--seed"):
         assert flag in text
-    assert "default: sniper" in text and "default: 5" in text
+    assert default in text and "default: 5" in text
 
 
 def test_reproduction_table_summarises_seeds():
@@ -106,7 +111,7 @@ def test_reproduce_runs_seeds_side_by_side_and_writes_the_table(data_dir, tmp_pa
     os.makedirs(out)
     os.symlink(data_dir, os.path.join(out, "data"))  # the data the other tests generated
     report = reproduce.main(["--seeds", "0", "1", "--jobs", "2", "--recipes", "single", "--out", out, "--",
-                             *TINY, "--epochs", "1", "--draw", "0"])
+                             *TINY, "--rpn-epochs", "1", "--epochs", "1", "--draw", "0"])
     assert sorted(r["seed"] for r in report["runs"]) == [0, 1]
     assert report["summary"]["single"]["pixels_vs_single"] == 1.0
     assert "| single |" in open(os.path.join(out, "results.md")).read()

@@ -6,7 +6,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scalekit.chips import snip_chips
+from scalekit.chips import snip_chips as _snip_chips
+
+
+def snip_chips(*args, **kwargs):
+    """The windows (level pixels) of the chips, ``[K, 4]``."""
+    chips = _snip_chips(*args, **kwargs)
+    return torch.stack([c.window for c in chips]) if chips else torch.zeros(0, 4)
 
 
 def _inside(boxes, chips):
@@ -84,6 +90,26 @@ def test_many_candidates_snap_to_the_borders():
     assert chips[0, :2].tolist() == [0.0, 0.0]
 
 
+def test_chips_are_chips_in_original_pixels_with_the_boxes_inside():
+    boxes = torch.tensor([[20.0, 20, 60, 60], [1500, 1200, 1530, 1230]])
+    chips = _snip_chips(boxes, (1400, 2000), 1000, generator=0, level=0, scale=2.0)
+    assert all(c.level == 0 and c.scale == 2.0 and c.kind == "pos" for c in chips)
+    for c in chips:
+        torch.testing.assert_close(c.box * 2.0, c.window)
+        assert (c.box[2:] - c.box[:2]).tolist() == [500.0, 500.0]
+        assert c.gt_index.tolist() == _inside(boxes, c.window[None])[:, 0].nonzero().flatten().tolist()
+    assert sorted(i for c in chips for i in c.gt_index.tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("boxes, match", [
+    (torch.tensor([[0.0, 0, float("nan"), 10]]), "finite"),
+    (torch.tensor([[50.0, 0, 10, 10]]), "x2 >= x1"),  # reversed: refused, as ChipGenerator refuses it
+])
+def test_nan_and_reversed_boxes_are_refused(boxes, match):
+    with pytest.raises(ValueError, match=match):
+        _snip_chips(boxes, (100, 100), 50, generator=0)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(boxes=torch.zeros(3)), "boxes"),
     (dict(image_size=(0, 10)), "image_size"),
@@ -94,7 +120,13 @@ def test_bad_input_names_the_argument(kwargs, match):
     args = dict(boxes=torch.zeros(1, 4), image_size=(100, 100), chip_size=50, num_candidates=5)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        snip_chips(**args)
+        _snip_chips(**args)
+
+
+def test_numpy_scalars_are_numbers():
+    chips = _snip_chips(torch.tensor([[10.0, 10, 20, 20]]), (np.int64(300), np.int64(400)), np.int64(100),
+                        np.int64(5), generator=0, scale=np.float32(2.0))
+    assert len(chips) == 1
 
 
 def test_a_box_reaching_past_the_image_is_left_out_and_sampling_ends():

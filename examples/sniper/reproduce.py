@@ -1,17 +1,18 @@
-"""The reproduction table: every recipe of ``train.py`` on the same data, several seeds.
+"""The SNIP/SNIPER reproduction table: every recipe on the same data, several seeds.
 
-Runs ``single``, ``multiscale``, ``snip``, ``sniper`` and ``sniper --no-negatives``
+Runs ``examples/snip/train.py`` (``single``, ``multiscale``, ``snip``) and
+``examples/sniper/train.py`` (``sniper``, ``sniper --no-negatives``)
 once per seed (each in its own process, in ``OUT/<recipe>_s<seed>``; a run
 whose ``results.json`` exists is not run again, so an interrupted reproduction
 continues where it stopped), then writes ``OUT/results.json`` (every run, and
 mean and spread per recipe) and ``OUT/results.md`` (the Markdown table).
-Arguments after ``--`` go to every ``train.py`` run. ``--jobs N`` runs N seeds
+Arguments after ``--`` go to every driver run. ``--jobs N`` runs N seeds
 side by side (each seed's runs one after another); give each run one thread
 (``-- --threads 1``) on a small machine.
 
-    python examples/snip_sniper/reproduce.py --seeds 0 1 --out runs/repro
-    python examples/snip_sniper/reproduce.py --seeds 0 1 --jobs 2 --out runs/repro -- --threads 1
-    python examples/snip_sniper/reproduce.py --seeds 0 1 --out runs/repro -- --epochs 4 --synthetic 120 40
+    python examples/sniper/reproduce.py --seeds 0 1 --out runs/repro
+    python examples/sniper/reproduce.py --seeds 0 1 --jobs 2 --out runs/repro -- --threads 1
+    python examples/sniper/reproduce.py --seeds 0 1 --out runs/repro -- --epochs 4 --synthetic 120 40
 """
 
 from __future__ import annotations
@@ -28,14 +29,36 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
-RUNS = (("single", []), ("multiscale", []), ("snip", []), ("sniper", []), ("sniper_no_neg", ["--no-negatives"]))
+EXAMPLES = os.path.dirname(HERE)
+SNIP, SNIPER = os.path.join(EXAMPLES, "snip", "train.py"), os.path.join(HERE, "train.py")
+# (name, driver, flags)
+RUNS = (("single", SNIP, ["--recipe", "single"]), ("multiscale", SNIP, ["--recipe", "multiscale"]),
+        ("snip", SNIP, ["--recipe", "snip"]), ("sniper", SNIPER, []), ("sniper_no_neg", SNIPER, ["--no-negatives"]))
+SNIPER_ONLY = ("--rpn-epochs", "--proposals-per-scale")  # flags (with one value) the SNIP driver does not take
+
+
+def driver_args(driver: str, extra: list[str]) -> list[str]:
+    """The arguments after ``--`` that ``driver`` takes: SNIPER's own flags go to SNIPER only."""
+    if driver == SNIPER:
+        return list(extra)
+    out, skip = [], False
+    for a in extra:
+        if skip:
+            skip = False
+        elif a in SNIPER_ONLY:
+            skip = True
+        elif not a.startswith(tuple(f + "=" for f in SNIPER_ONLY)):
+            out.append(a)
+    return out
+
+
 METRICS = ("AP", "AP50", "APs", "APm", "APl", "ARs", "ARm", "ARl")
 
 
 def summarise(runs: list[dict]) -> dict:
     """Per recipe: mean and half the range (max - min) / 2 over seeds of every figure."""
     out = {}
-    for name, _ in RUNS:
+    for name, _, _ in RUNS:
         rs = [r for r in runs if r["recipe"] == name]
         if not rs:
             continue
@@ -77,28 +100,29 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: %(default)s)")
     p.add_argument("--out", default="runs/repro", help="output folder (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default: %(default)s)")
-    p.add_argument("--recipes", nargs="+", default=[n for n, _ in RUNS], choices=[n for n, _ in RUNS],
+    p.add_argument("--recipes", nargs="+", default=[n for n, _, _ in RUNS], choices=[n for n, _, _ in RUNS],
                    help="recipes to run (default: all)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     data = os.path.join(args.out, "data")
-    train = common.import_script(os.path.join(HERE, "train.py"), "snip_sniper_train")
-
-    targs = train.parse_args(["--synthetic-dir", data, "--out", args.out, *extra])
+    q = argparse.ArgumentParser()
+    common.add_detection_args(q, out=args.out)
+    targs = q.parse_args(["--synthetic-dir", data, *driver_args(SNIP, extra)])
+    common.check_detection_args(q, targs)
     if targs.data is None and targs.train_ann is None:  # generate once, before runs start side by side
-        train.prepare_synthetic(data, targs.size_scale, targs.synthetic)
+        common.prepare_synthetic(data, targs.size_scale, targs.synthetic)
 
     def run_seed(seed):
         results = []
-        for name, flags in RUNS:
+        for name, driver, flags in RUNS:
             if name not in args.recipes:
                 continue
             out = os.path.join(args.out, f"{name}_s{seed}")
             result = os.path.join(out, "results.json")
             if not os.path.exists(result):
-                cmd = [sys.executable, os.path.join(HERE, "train.py"), "--recipe", name.split("_")[0], *flags,
-                       "--seed", str(seed), "--out", out, "--synthetic-dir", data, *extra]
+                cmd = [sys.executable, driver, *flags,
+                       "--seed", str(seed), "--out", out, "--synthetic-dir", data, *driver_args(driver, extra)]
                 print(f"== {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
                 t = time.perf_counter()
                 with open(os.path.join(args.out, f"{name}_s{seed}.log"), "w") as log:
