@@ -322,7 +322,7 @@ example() {
 # one epoch of a few tens of iterations: long enough to amortise the first
 # iteration, short enough for a minute each.
 step_example_snip_sniper() {
-  example snip_sniper "$1" examples/snip_sniper/train.py --recipe sniper --synthetic 16 4 \
+  example snip_sniper "$1" examples/sniper/train.py --synthetic 16 4 \
     --synthetic-dir "$WORK/snip_sniper_data" --epochs 1 --rpn-epochs 1 --max-iters 30 --batch-size 4 \
     --warmup 1 --log-every 10 --draw 0
 }

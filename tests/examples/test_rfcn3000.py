@@ -12,7 +12,7 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rfcn3
 sys.path.insert(0, os.path.join(EXAMPLE, ".."))
 import common  # noqa: E402
 
-# unique module names: examples/snip_sniper has a train.py and a reproduce.py too
+# unique module names: examples/snip/, sniper/ and msb_rnn/ have a train.py or reproduce.py too
 train = common.import_script(os.path.join(EXAMPLE, "train.py"), "rfcn3000_train")
 reproduce = common.import_script(os.path.join(EXAMPLE, "reproduce.py"), "rfcn3000_reproduce")
 
