@@ -9,6 +9,8 @@ The only layer that knows torchvision's detection internals:
   transform resizes them with the boxes;
 * :class:`TorchvisionRoIHeads` / :func:`faster_rcnn_with_head` — R-FCN and
   R-FCN-3000 heads (:mod:`scalekit.heads`) as a ``FasterRCNN``'s ``roi_heads``;
+* :func:`objectness_detections` / :func:`add_class` — R-FCN-3000's class-agnostic
+  detections and new classes from classification images, for such a model;
 * :func:`deformable_resnet` — the 3x3 convolutions of chosen ResNet stages
   made deformable, the same function at initialisation;
 * torchvision detectors run by :class:`scalekit.scale.Pyramid` with every
@@ -19,10 +21,11 @@ Targets everywhere are torchvision's dicts plus one key:
 """
 
 from scalekit.detection.backbones import deformable_resnet
+from scalekit.detection.decoupled import add_class, image_features, objectness_detections
 from scalekit.detection.ignore import honour_ignore_boxes
 from scalekit.detection.pyramid import torchvision_level_detector
 from scalekit.detection.roi_heads import TorchvisionRoIHeads, faster_rcnn_with_head
 from scalekit.detection.transform import keep_input_size
 
 __all__ = ["keep_input_size", "honour_ignore_boxes", "TorchvisionRoIHeads", "faster_rcnn_with_head",
-           "deformable_resnet", "torchvision_level_detector"]
+           "deformable_resnet", "torchvision_level_detector", "objectness_detections", "add_class", "image_features"]
