@@ -184,7 +184,7 @@ BATCH_PADDING = 32
 
 
 def _scale_fits(scale: float, feature_hw, image_hw, padding: int) -> bool:
-    return all(math.floor(s * scale) - 1 <= f <= math.ceil((s + padding) * scale) + 1
+    return all(math.floor(s * scale) <= f <= math.ceil((s + padding) * scale) + 1
                for f, s in zip(feature_hw, image_hw))
 
 
@@ -193,9 +193,9 @@ def resolve_spatial_scale(spatial_scale: float | None, features: Tensor, image_s
     """The scale of ``features`` ``[N, C, H, W]`` over images of ``image_sizes`` (``(height, width)`` each).
 
     ``spatial_scale`` given and ``image_sizes`` known: checked, and a value
-    the map cannot have (``H`` must lie between ``height * scale`` and
-    ``(height + padding) * scale``, one cell of rounding either way, for the
-    largest height and width of the batch) is a ``ValueError`` that names the
+    the map cannot have (``H`` must lie between ``floor(height * scale)`` and
+    ``ceil((height + padding) * scale) + 1``, for the largest height of the
+    batch, and ``W`` likewise) is a ``ValueError`` that names the
     scale the map has. ``spatial_scale=None``: inferred, as torchvision's
     ``MultiScaleRoIAlign`` does, as the power of two ``2**-n`` that fits;
     several fitting (tiny images): the nearest to ``H / height``.
@@ -213,10 +213,12 @@ def resolve_spatial_scale(spatial_scale: float | None, features: Tensor, image_s
     image_hw = sizes.max(0).values.tolist()
     feature_hw = tuple(features.shape[-2:])
     fits = [2.0 ** -n for n in range(12) if _scale_fits(2.0 ** -n, feature_hw, image_hw, padding)]
+    ratio = math.log2(max(feature_hw[0], 1) / image_hw[0]) + math.log2(max(feature_hw[1], 1) / image_hw[1])
+    nearest = min(fits, key=lambda s: abs(2 * math.log2(s) - ratio)) if fits else None
     if spatial_scale is not None:
         if _scale_fits(spatial_scale, feature_hw, image_hw, padding):
             return spatial_scale
-        hint = f"1/{round(1 / fits[-1])}" if fits else "its feature-map size over the image size"
+        hint = f"1/{round(1 / nearest)}" if fits else "its feature-map size over the image size"
         raise ValueError(f"spatial_scale={spatial_scale:g} (1/{1 / spatial_scale:g}) does not fit a "
                          f"{feature_hw[0]}x{feature_hw[1]} feature map of images up to "
                          f"{image_hw[0]:g}x{image_hw[1]:g}: that map is at about {hint}; pass "
@@ -224,8 +226,7 @@ def resolve_spatial_scale(spatial_scale: float | None, features: Tensor, image_s
     if not fits:
         raise ValueError(f"cannot infer spatial_scale: a {feature_hw[0]}x{feature_hw[1]} feature map of images "
                          f"up to {image_hw[0]:g}x{image_hw[1]:g} is at no power of two; pass spatial_scale")
-    ratio = math.log2(max(feature_hw[0], 1) / image_hw[0]) + math.log2(max(feature_hw[1], 1) / image_hw[1])
-    return min(fits, key=lambda s: abs(2 * math.log2(s) - ratio))
+    return nearest
 
 
 # ----------------------------------------------------------------------------- the heads' shared contract
