@@ -26,9 +26,10 @@ The heads' contract (every head here, and what
 * ``head.loss(outputs, targets)`` -> dict of scalar losses; ``targets`` one
   torchvision dict per image (``"boxes"``, ``"labels"`` in ``1..C``, optional
   ``"ignore_boxes"``).
-* ``head.postprocess(outputs, image_sizes=None)`` -> one ``{"boxes",
-  "scores", "labels"}`` per image; ``head.postprocess_objectness(outputs,
-  image_sizes=None)`` the same, class-agnostic (label 1).
+* ``head.postprocess(outputs, image_sizes)`` -> one ``{"boxes", "scores",
+  "labels"}`` per image of ``image_sizes`` (boxes clipped to it);
+  ``head.postprocess_objectness(outputs, image_sizes)`` the same,
+  class-agnostic (label 1).
 * ``head.class_scores(outputs)`` ``[R, C]`` and ``head.objectness(outputs)``
   ``[R]``.
 """

@@ -207,10 +207,7 @@ def resolve_spatial_scale(spatial_scale: float | None, features: Tensor, image_s
             raise ValueError("spatial_scale=None infers the scale from the images' sizes: pass image_sizes "
                              "([(height, width)] per image) to forward, or give the head a spatial_scale")
         return spatial_scale
-    sizes = torch.as_tensor(image_sizes, dtype=torch.float64).reshape(-1, 2)
-    if sizes.numel() == 0 or not torch.isfinite(sizes).all() or (sizes <= 0).any():
-        raise ValueError(f"image_sizes must be positive (height, width) pairs, got {image_sizes}")
-    image_hw = sizes.max(0).values.tolist()
+    image_hw = check_image_sizes(image_sizes).max(0).values.tolist()
     feature_hw = tuple(features.shape[-2:])
     fits = [2.0 ** -n for n in range(12) if _scale_fits(2.0 ** -n, feature_hw, image_hw, padding)]
     ratio = math.log2(max(feature_hw[0], 1) / image_hw[0]) + math.log2(max(feature_hw[1], 1) / image_hw[1])
@@ -230,6 +227,19 @@ def resolve_spatial_scale(spatial_scale: float | None, features: Tensor, image_s
 
 
 # ----------------------------------------------------------------------------- the heads' shared contract
+
+
+def check_image_sizes(image_sizes) -> Tensor:
+    """``[N, 2]`` float64 ``(height, width)`` of each image; a clear error unless positive and finite."""
+    try:
+        sizes = torch.as_tensor(image_sizes, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"image_sizes must be (height, width) pairs, one per image, got {image_sizes!r}") from exc
+    if sizes.dim() != 2 or sizes.shape[1] != 2 or sizes.shape[0] == 0:
+        raise ValueError(f"image_sizes must be (height, width) pairs, one per image, got {image_sizes!r}")
+    if not torch.isfinite(sizes).all() or (sizes <= 0).any():
+        raise ValueError(f"image_sizes must be positive and finite, got {image_sizes!r}")
+    return sizes
 
 
 def split_rois(rois: Tensor, num_images: int) -> tuple[list[Tensor], Tensor]:
@@ -277,28 +287,24 @@ class RoIHead(nn.Module):
         """``[R]``: ``1 - p(background)`` of each RoI, class-agnostic (thesis §4.6.3)."""
         return 1 - outputs["det_logits"].float().softmax(1)[:, 0]
 
-    def boxes(self, outputs: dict, image_sizes=None) -> tuple[Tensor, Tensor]:
-        """``[R, 4]`` decoded boxes (class-agnostic), clipped to ``image_sizes``, and the ``[R]`` image index."""
+    def boxes(self, outputs: dict, image_sizes) -> tuple[Tensor, Tensor]:
+        """``[R, 4]`` decoded boxes (class-agnostic) clipped to their image, and the ``[R]`` image index."""
         rois = outputs["rois"]
         index = rois[:, 0].long()
-        if image_sizes is not None and index.numel() and index.max() >= len(image_sizes):
+        sizes = check_image_sizes(image_sizes)
+        if index.numel() and index.max() >= len(sizes):
             raise ValueError(f"image_sizes holds {len(image_sizes)} images, outputs['rois'] name {int(index.max()) + 1}")
         boxes = decode_boxes(rois[:, 1:], outputs["box_deltas"].to(rois.dtype), BOX_WEIGHTS)
-        return clip_to_images(boxes, index, image_sizes), index
-
-    @staticmethod
-    def num_images(outputs: dict, image_sizes) -> int:
-        if image_sizes is not None:
-            return len(image_sizes)
-        return int(outputs["rois"][:, 0].max()) + 1 if outputs["rois"].numel() else 0
+        return clip_to_images(boxes, index, sizes), index
 
     @torch.no_grad()
-    def postprocess_objectness(self, outputs: dict, image_sizes=None, *, score_threshold: float = 0.0,
+    def postprocess_objectness(self, outputs: dict, image_sizes, *, score_threshold: float = 0.0,
                                nms_threshold: float = 0.3, detections_per_image: int = 100) -> list[dict]:
         """Class-agnostic detections per image: each RoI's decoded box scored by
         :meth:`objectness`, NMS at ``nms_threshold`` (R-FCN's 0.3), the best
-        ``detections_per_image``; every label is 1 ("object"). Thesis §4.6.3
+        ``detections_per_image``; every label is 1 ("object"). ``image_sizes``:
+        ``(height, width)`` of each image of the forward pass (boxes are clipped to it). Thesis §4.6.3
         measures objectness on classes the detector never saw this way."""
         boxes, index = self.boxes(outputs, image_sizes)
-        return detections(boxes, self.objectness(outputs)[:, None], index, self.num_images(outputs, image_sizes),
+        return detections(boxes, self.objectness(outputs)[:, None], index, len(image_sizes),
                           lambda b, s, lab: nms(b, s, nms_threshold), score_threshold, detections_per_image)

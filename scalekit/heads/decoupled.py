@@ -162,7 +162,7 @@ class DecoupledHead(RoIHead):
         return {"loss_det": det, "loss_box": box, "loss_cls": self.class_loss_weight * cls}
 
     @torch.no_grad()
-    def postprocess(self, outputs: dict, image_sizes=None, *, score_threshold: float = 0.01,
+    def postprocess(self, outputs: dict, image_sizes, *, score_threshold: float = 0.01,
                     nms_threshold: float = 0.3, detections_per_image: int = 100) -> list[dict]:
         """Boxes, scores and labels per image, with NMS within each group of
         ``nms_group_of`` (:func:`~scalekit.ops.grouped_nms`, thesis §4.5.4):
@@ -173,7 +173,7 @@ class DecoupledHead(RoIHead):
         def nms(b, s, lab):
             return grouped_nms(b, s, lab - 1, groups, nms_threshold)
 
-        return detections(boxes, self.class_scores(outputs), index, self.num_images(outputs, image_sizes), nms,
+        return detections(boxes, self.class_scores(outputs), index, len(image_sizes), nms,
                           score_threshold, detections_per_image)
 
     @torch.no_grad()

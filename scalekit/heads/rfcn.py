@@ -118,12 +118,12 @@ class RFCNHead(RoIHead):
         return {"loss_cls": cls, "loss_box": box}
 
     @torch.no_grad()
-    def postprocess(self, outputs: dict, image_sizes=None, *, score_threshold: float = 0.05,
+    def postprocess(self, outputs: dict, image_sizes, *, score_threshold: float = 0.05,
                     nms_threshold: float = 0.3, detections_per_image: int = 100) -> list[dict]:
         """Boxes, scores and labels per image: softmax scores, decoded boxes
         (clipped to ``image_sizes``, ``(height, width)`` per image), per-class NMS
-        (R-FCN: 0.3), the best ``detections_per_image``. Without ``image_sizes``
-        boxes are not clipped and the images are those ``outputs["rois"]`` name."""
+        (R-FCN: 0.3), the best ``detections_per_image``; one dict per image of
+        ``image_sizes``."""
         boxes, index = self.boxes(outputs, image_sizes)
-        return detections(boxes, self.class_scores(outputs), index, self.num_images(outputs, image_sizes),
+        return detections(boxes, self.class_scores(outputs), index, len(image_sizes),
                           lambda b, s, lab: batched_nms(b, s, lab, nms_threshold), score_threshold, detections_per_image)

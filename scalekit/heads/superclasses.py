@@ -126,6 +126,7 @@ def class_mean_features(model, loader, num_classes: int, *, device=None, progres
         tensor([[2., 0.],
                 [0., 2.]])
     """
+    num_classes = check_int(num_classes, "num_classes", 1)
     if device is None:
         params = list(getattr(model, "parameters", lambda: [])())
         device = params[0].device if params else torch.device("cpu")
