@@ -135,8 +135,11 @@ def rois_with_index(proposals: list[Tensor]) -> tuple[Tensor, Tensor]:
     if len(proposals) == 0:
         raise ValueError("proposals must hold one [L, 4] tensor per image")
     for i, p in enumerate(proposals):
-        if p.dim() != 2 or p.shape[1] != 4:
-            raise ValueError(f"proposals[{i}] must be [L, 4] boxes (x1, y1, x2, y2), got {list(p.shape)}")
+        if not isinstance(p, Tensor) or p.dim() != 2 or p.shape[1] != 4:
+            raise ValueError(f"proposals[{i}] must be [L, 4] boxes (x1, y1, x2, y2), got "
+                             f"{list(p.shape) if isinstance(p, Tensor) else type(p).__name__}")
+        if not p.is_floating_point():
+            raise TypeError(f"proposals[{i}] must be float boxes, got {p.dtype}")
     idx = torch.cat([torch.full((p.shape[0],), i, dtype=torch.int64, device=p.device) for i, p in enumerate(proposals)])
     boxes = torch.cat(list(proposals))
     return torch.cat([idx[:, None].to(boxes.dtype), boxes], 1), idx
