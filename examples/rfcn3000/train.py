@@ -55,7 +55,7 @@ sys.path[:0] = [HERE, os.path.join(HERE, "..")]
 import common  # noqa: E402
 import rfcn3000_data as data_lib  # noqa: E402
 
-from scalekit.detection import add_class, faster_rcnn_with_head, honour_ignore_boxes  # noqa: E402
+from scalekit.detection import add_class, faster_rcnn_with_head, honour_ignore_boxes, image_features  # noqa: E402
 from scalekit.heads import DecoupledHead, RFCNHead, class_mean_features, discover_superclasses  # noqa: E402
 
 # Thesis values (§4.5.2 unless said otherwise)
@@ -115,13 +115,14 @@ def add_held_out_classes(model, data, args, label_to_category: dict) -> list[int
     """Step 4: one classifier row per held-out class from its crops alone (no box), §4.6.3."""
     negatives = data_lib.crops_of(data, data["known"])
     negatives = negatives[torch.randperm(len(negatives), generator=torch.Generator().manual_seed(args.seed))[:2000]]
+    negatives = image_features(model, negatives)  # once for every new class
     added = []
     for cat in data["held_out"]:
         positives = data_lib.crops_of(data, [cat])
         if len(positives) == 0:
             print(f"held-out category {cat}: no classification crops, not added", flush=True)
             continue
-        label_to_category[add_class(model, positives, negatives)] = cat
+        label_to_category[add_class(model, positives, negative_features=negatives)] = cat
         added.append(cat)
     return added
 

@@ -132,8 +132,8 @@ def image_features(model: nn.Module, images, *, batch_size: int = 128) -> Tensor
             i = j
     return torch.cat(out)
 
-def add_class(model: nn.Module, positive_images, negative_images, superclass: int | None = None, *,
-              batch_size: int = 128, **kwargs) -> int:
+def add_class(model: nn.Module, positive_images, negative_images=None, superclass: int | None = None, *,
+              negative_features: Tensor | None = None, batch_size: int = 128, **kwargs) -> int:
     """Add a class to a decoupled detector from classification images alone (thesis §4.6.3).
 
     Objectness generalises to unseen classes, so a new class needs only a new
@@ -148,13 +148,15 @@ def add_class(model: nn.Module, positive_images, negative_images, superclass: in
             with a :class:`~scalekit.heads.DecoupledHead`.
         positive_images: ``[3, H, W]`` float images of the new class (a list or an ``[N, 3, H, W]`` batch).
         negative_images: images of known classes, the same way.
+        negative_features: instead of ``negative_images``, their ``[m, D]``
+            :func:`image_features`, computed once for many new classes.
 
     Returns:
         The new class's label, ``C + 1`` for a detector of ``C`` classes.
 
     Example:
         >>> import torch
-        >>> from scalekit.detection import add_class, faster_rcnn_with_head
+        >>> from scalekit.detection import add_class, faster_rcnn_with_head, image_features
         >>> from scalekit.heads import DecoupledHead
         >>> backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=8, padding=1), torch.nn.ReLU())
         >>> backbone.out_channels = 16
@@ -163,9 +165,13 @@ def add_class(model: nn.Module, positive_images, negative_images, superclass: in
         >>> model = faster_rcnn_with_head(backbone, head, min_size=128, max_size=128)
         >>> add_class(model, torch.rand(4, 3, 40, 40), torch.rand(8, 3, 40, 40))
         6
-        >>> model.roi_heads.head.num_classes
-        6
+        >>> known = image_features(model, torch.rand(8, 3, 40, 40))  # once, for several new classes
+        >>> add_class(model, torch.rand(4, 3, 40, 40), negative_features=known)
+        7
     """
+    if (negative_images is None) == (negative_features is None):
+        raise ValueError("add_class needs exactly one of negative_images and negative_features")
     positives = image_features(model, positive_images, batch_size=batch_size)
-    negatives = image_features(model, negative_images, batch_size=batch_size)
+    negatives = (image_features(model, negative_images, batch_size=batch_size) if negative_features is None
+                 else negative_features)
     return _roi_heads(model).head.add_class(positives, negatives, superclass, **kwargs)

@@ -79,6 +79,16 @@ class TestAddClass:
         assert (logits(image_features(model, new_red)).argmax(1) == 4).all()  # unseen images of the class
         assert model.eval()([torch.rand(3, 128, 128)])[0]["labels"].max() <= 5
 
+    def test_negative_features_computed_once_give_the_same_class(self):
+        g = torch.Generator().manual_seed(1)
+        pos, neg = torch.rand(3, 3, 40, 40, generator=g), torch.rand(8, 3, 40, 40, generator=g)
+        a, b = _model(), _model()
+        add_class(a, pos, neg, steps=20)
+        add_class(b, pos, negative_features=image_features(b, neg), steps=20)
+        torch.testing.assert_close(a.roi_heads.head.fine_cls.weight, b.roi_heads.head.fine_cls.weight)
+        with pytest.raises(ValueError, match="exactly one of negative_images and negative_features"):
+            add_class(a, pos, neg, negative_features=image_features(a, neg))
+
     def test_features_are_those_of_the_head_on_normalised_images(self):
         model = _model().eval()
         x = torch.rand(2, 3, 40, 48)
