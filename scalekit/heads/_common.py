@@ -296,7 +296,7 @@ class RoIHead(nn.Module):
         index = rois[:, 0].long()
         sizes = check_image_sizes(image_sizes)
         if index.numel() and index.max() >= len(sizes):
-            raise ValueError(f"image_sizes holds {len(image_sizes)} images, outputs['rois'] name {int(index.max()) + 1}")
+            raise ValueError(f"image_sizes holds {len(sizes)} images, outputs['rois'] name {int(index.max()) + 1}")
         boxes = decode_boxes(rois[:, 1:], outputs["box_deltas"].to(rois.dtype), BOX_WEIGHTS)
         return clip_to_images(boxes, index, sizes), index
 

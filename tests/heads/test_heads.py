@@ -214,7 +214,8 @@ def test_bad_targets():
     head = RFCNHead(16, 5, pool_size=3, spatial_scale=1 / 8, mid_channels=8)
     features, proposals, targets = _batch()
     out = head(features, proposals)
-    with pytest.raises(ValueError, match=r"targets\[1\]\['labels'\] holds \[0\] outside \[1, num_classes=5\]: 0 is the background"):
+    with pytest.raises(ValueError, match=r"targets\[1\]\['labels'\] holds \[0\] outside \[1, num_classes=5\]: "
+                                         r"0 is the background"):
         head.loss(out, [targets[0], {"boxes": torch.zeros(1, 4), "labels": torch.tensor([0])}])
     with pytest.raises(ValueError, match="one dict per image"):
         head.loss(out, targets[:1])
@@ -232,7 +233,8 @@ def test_rois_on_ignore_boxes_are_neither_foreground_nor_background(which):
     if which == "rfcn":
         head, key = RFCNHead(16, 5, pool_size=3, spatial_scale=1 / 8, mid_channels=8), "det_logits"
     else:
-        head, key = DecoupledHead(16, 5, None, pool_size=3, spatial_scale=1 / 8, mid_channels=8, fine_channels=8), "det_logits"
+        head = DecoupledHead(16, 5, None, pool_size=3, spatial_scale=1 / 8, mid_channels=8, fine_channels=8)
+        key = "det_logits"
     r = len(proposals[0]) - 1  # a background proposal of image 0
     ignored = [dict(targets[0], ignore_boxes=proposals[0][r:] + 1.0), targets[1]]  # IoU ~0.86 with it
     grads = []
