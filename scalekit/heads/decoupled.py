@@ -94,6 +94,7 @@ class DecoupledHead(RoIHead):
                   {"class": torch.arange(num_classes), "superclass": superclass_of,
                    "agnostic": torch.zeros(num_classes, dtype=torch.int64)}[self.nms_grouping].clone())
         self.register_buffer("nms_group_of", groups)
+        self._register_load_state_dict_pre_hook(_nms_groups_of_older_checkpoints, with_module=True)
         self.num_superclasses = k = int(superclass_of.max()) + 1
         self.pool_size = pool_size = check_int(pool_size, "pool_size", 1)
         self.spatial_scale = None if spatial_scale is None else check_real(spatial_scale, "spatial_scale", 0,
@@ -268,3 +269,14 @@ def _group_ids(groups, name: str, num_classes: int) -> Tensor:
     if ids.numel() and ids.min() < 0:
         raise ValueError(f"{name} must be non-negative ids, got {int(ids.min())}")
     return ids.to(torch.int64).cpu().clone()
+
+
+def _nms_groups_of_older_checkpoints(module, state_dict, prefix, *args) -> None:
+    """Checkpoints from before ``nms_group_of`` existed load strictly: their NMS groups
+    are the constructor's ``nms_groups`` (per class when the checkpoint has another
+    number of classes, e.g. after ``add_class``)."""
+    key = prefix + "nms_group_of"
+    classes = state_dict.get(prefix + "superclass_of")
+    if key not in state_dict and classes is not None:
+        same = len(classes) == len(module.nms_group_of)
+        state_dict[key] = module.nms_group_of.clone() if same else torch.arange(len(classes))

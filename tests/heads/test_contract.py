@@ -104,6 +104,14 @@ class TestNMSGroups:
         assert head.nms_group_of.tolist()[-1] == expected and len(head.nms_group_of) == 4
 
 
+    def test_checkpoints_without_nms_groups_load_with_the_constructors(self):
+        old = DecoupledHead(16, 3, torch.tensor([0, 1, 1]), fine_channels=8, **SMALL).state_dict()
+        del old["nms_group_of"]  # saved before NMS groups existed
+        head = DecoupledHead(16, 3, torch.tensor([0, 1, 1]), fine_channels=8, nms_groups="agnostic", **SMALL)
+        head.load_state_dict(old)  # strict
+        assert head.nms_group_of.tolist() == [0, 0, 0]
+
+
 class TestSpatialScale:
     def test_a_wrong_scale_is_an_error_that_names_the_right_one(self):
         head = RFCNHead(16, 2, pool_size=3, spatial_scale=1 / 16, mid_channels=8)
