@@ -240,6 +240,10 @@ class DecoupledHead(RoIHead):
             return loss
 
         opt.step(closure)
+        if not (torch.isfinite(w).all() and torch.isfinite(b)):
+            raise ValueError(f"add_class: fitting the new row diverged (positive_features and negative_features "
+                             f"reach {float(x.abs().max()):.3g}; image features of a trained head are of order 1); "
+                             "the head is unchanged")
         if superclass is None:
             superclass = int(self.superclass_of[old_logits[: pos.shape[0]].argmax(1)].mode().values)
         conv = nn.Conv2d(w_old.shape[1], self.num_classes + 1, 1).to(w_old)

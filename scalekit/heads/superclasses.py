@@ -79,8 +79,8 @@ def discover_superclasses(class_features: Tensor, k: int, seed: int = 0, *, n_in
         tensor([0, 0, 1, 1, 0])
     """
     x = torch.as_tensor(class_features).detach().to(torch.float64).cpu()
-    if x.dim() != 2 or x.shape[0] == 0:
-        raise ValueError(f"class_features must have shape [C, D] with C >= 1, got {list(x.shape)}")
+    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"class_features must have shape [C, D] with C, D >= 1, got {list(x.shape)}")
     k = check_int(k, "k", 1)
     if k > x.shape[0]:
         raise ValueError(f"k must lie in [1, C] = [1, {x.shape[0]}], got {k}")
