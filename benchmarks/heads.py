@@ -18,6 +18,9 @@ from benchmarks._common import Table, measure
 from scalekit.heads import DecoupledHead, RFCNHead
 
 
+SIZES = [(375, 500)]  # the image the [24, 32] map comes from
+
+
 def inputs(seed=0, proposals=300):
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(1, 512, 24, 32, generator=g)
@@ -37,11 +40,11 @@ def run(quick: bool = False) -> None:
         if c <= 1000:
             rfcn = RFCNHead(512, c, pool_size=7, mid_channels=512).eval()
             with torch.no_grad():
-                rfcn_time = measure(lambda: rfcn.postprocess(rfcn(features, proposals), proposals), cpu)
+                rfcn_time = measure(lambda: rfcn.postprocess(rfcn(features, proposals), SIZES), cpu)
         for k in (1, 5) if quick else (1, 5, 25, 100):
             head = DecoupledHead(512, c, torch.arange(c) % k, pool_size=7, mid_channels=512, fine_channels=512).eval()
             with torch.no_grad():
-                ours = measure(lambda: head.postprocess(head(features, proposals), proposals), cpu)
+                ours = measure(lambda: head.postprocess(head(features, proposals), SIZES), cpu)
             table.row(f"C={c:<5} K={k:<3}", cpu, ours, rfcn_time)
 
 

@@ -21,6 +21,7 @@ import math
 import os
 import random
 import sys
+import time
 from collections.abc import Iterable
 
 import numpy as np

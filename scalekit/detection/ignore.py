@@ -4,7 +4,6 @@ objects nor background, and so are RoIs outside a scale's valid range (§3.3.4).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads

@@ -3,7 +3,7 @@ and scores, checked with errors that name the video and the class."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np

@@ -6,7 +6,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from scalekit.heads._common import check_int
+
 __all__ = ["discover_superclasses", "class_mean_features"]
+
+
+def _fill_empty(x: Tensor, assign: Tensor, centres: Tensor, k: int) -> Tensor:
+    """Every cluster non-empty: an empty one takes the point farthest from its centre
+    among clusters of two or more points (``k <= C`` makes that always possible)."""
+    assign = assign.clone()
+    counts = torch.bincount(assign, minlength=k)
+    for j in (counts == 0).nonzero().flatten().tolist():
+        distance = (x - centres[assign]).norm(dim=1)
+        distance[counts[assign] < 2] = -1.0  # never empty another cluster
+        far = int(distance.argmax())
+        counts[assign[far]] -= 1
+        assign[far], counts[j] = j, 1
+        centres[j] = x[far]
+    return assign
 
 
 def _kmeans(x: Tensor, k: int, generator: torch.Generator, iters: int) -> tuple[Tensor, float]:
@@ -19,20 +36,16 @@ def _kmeans(x: Tensor, k: int, generator: torch.Generator, iters: int) -> tuple[
         pick = torch.multinomial(d / total, 1, generator=generator) if total > 0 else torch.randint(c, (1,), generator=generator)
         centres.append(x[pick].squeeze(0))
     centres = torch.stack(centres)
-    assign = torch.full((c,), -1, dtype=torch.int64)
+    # the seeding's own assignment, then Lloyd iterations; duplicate points (or seeds) can leave a
+    # cluster empty, and an empty cluster is re-seeded, so the result always has k clusters
+    assign = _fill_empty(x, torch.cdist(x, centres).argmin(1), centres, k)
     for _ in range(iters):
-        new = torch.cdist(x, centres).argmin(1)
+        for j in range(k):
+            centres[j] = x[assign == j].mean(0)
+        new = _fill_empty(x, torch.cdist(x, centres).argmin(1), centres, k)
         if torch.equal(new, assign):
             break
         assign = new
-        for j in range(k):
-            members = assign == j
-            if members.any():
-                centres[j] = x[members].mean(0)
-            else:  # an empty cluster takes the point farthest from its centre
-                far = (x - centres[assign]).norm(dim=1).argmax()
-                centres[j] = x[far]
-                assign[far] = j
     inertia = (x - centres[assign]).square().sum().item()
     return assign, inertia
 
@@ -46,10 +59,13 @@ def discover_superclasses(class_features: Tensor, k: int, seed: int = 0, *, n_in
 
     Args:
         class_features: ``[C, D]`` one feature vector per class.
-        k: number of super-classes, ``1 <= k <= C``.
+        k: number of super-classes, ``1 <= k <= C``; the result always has
+            exactly ``k`` non-empty super-classes (an emptied cluster takes the
+            class farthest from its centre, even among identical features).
         seed: seeds k-means++ initialisation; the result is deterministic.
-        n_init: restarts; the clustering of lowest inertia wins.
-        iters: Lloyd iterations at most.
+        n_init: restarts (``>= 1``); the clustering of lowest inertia wins.
+        iters: Lloyd iterations at most (``>= 0``); 0 keeps the k-means++
+            seeding's assignment (each class to its nearest seed).
 
     Returns:
         ``[C]`` int64 super-class of each class, numbered in order of first
@@ -63,17 +79,22 @@ def discover_superclasses(class_features: Tensor, k: int, seed: int = 0, *, n_in
         tensor([0, 0, 1, 1, 0])
     """
     x = torch.as_tensor(class_features).detach().to(torch.float64).cpu()
-    if x.dim() != 2:
-        raise ValueError(f"class_features must have shape [C, D], got {list(x.shape)}")
-    if not 1 <= k <= x.shape[0]:
+    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"class_features must have shape [C, D] with C, D >= 1, got {list(x.shape)}")
+    k = check_int(k, "k", 1)
+    if k > x.shape[0]:
         raise ValueError(f"k must lie in [1, C] = [1, {x.shape[0]}], got {k}")
+    seed, n_init, iters = check_int(seed, "seed", 0), check_int(n_init, "n_init", 1), check_int(iters, "iters", 0)
     if not torch.isfinite(x).all():
         raise ValueError("class_features must be finite (a class without samples gives NaN means)")
+    scale = x.abs().max()
+    if scale > 0:  # k-means is scale-free; this keeps squared distances of huge or tiny features finite
+        x = x / scale
     generator = torch.Generator().manual_seed(seed)
     best, best_inertia = None, float("inf")
     for _ in range(n_init):
         assign, inertia = _kmeans(x, k, generator, iters)
-        if inertia < best_inertia - 1e-12:
+        if best is None or inertia < best_inertia - 1e-12:
             best, best_inertia = assign, inertia
     # canonical numbering: by first appearance
     order = {}
@@ -105,6 +126,7 @@ def class_mean_features(model, loader, num_classes: int, *, device=None, progres
         tensor([[2., 0.],
                 [0., 2.]])
     """
+    num_classes = check_int(num_classes, "num_classes", 1)
     if device is None:
         params = list(getattr(model, "parameters", lambda: [])())
         device = params[0].device if params else torch.device("cpu")

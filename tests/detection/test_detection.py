@@ -23,7 +23,6 @@ from scalekit.detection import (
     faster_rcnn_with_head,
     honour_ignore_boxes,
     keep_input_size,
-    torchvision_level_detector,
 )
 from scalekit.heads import DecoupledHead, RFCNHead
 from scalekit.scale import AreaRange, Pyramid, ScaleSpec

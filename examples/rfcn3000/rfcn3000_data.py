@@ -1,0 +1,416 @@
+"""The plumbing of examples/rfcn3000/train.py that is not a method step: data
+(the synthetic or COCO-format splits, classification crops), the small
+classification network of step 1, the backbones, and COCO evaluation with
+objects of chosen classes only. Every method step is a scalekit call in
+train.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import common  # noqa: E402
+
+from scalekit.datasets import CocoDetection  # noqa: E402
+from scalekit.datasets.synthetic import make_synthetic_fine_classification, make_synthetic_fine_coco  # noqa: E402
+from scalekit.detection import deformable_resnet, objectness_detections  # noqa: E402
+from scalekit.evaluation import coco_evaluate, to_coco_results  # noqa: E402
+
+IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's detector normalisation
+
+# ----------------------------------------------------------------------------- data
+
+
+class Crops(Dataset):
+    """Classification data: ``(image [3, S, S] float, label)`` in memory (uint8)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i].float() / 255, self.labels[i]
+
+
+def read_crops(image_dir: str, labels_json: str, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All crops of a classification split, resized to ``crop`` x ``crop``: uint8 images and category ids."""
+    from PIL import Image
+
+    with open(labels_json) as f:
+        records = json.load(f).get("images", [])
+    images, cats = [], []
+    for r in records:
+        path = os.path.join(image_dir, r["file_name"])
+        if not os.path.isfile(path):
+            common.fail(f"classification split: no such image {path} (named in {labels_json})")
+        with Image.open(path) as im:
+            im = im.convert("RGB").resize((crop, crop))
+            images.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
+        cats.append(int(r["category_id"]))
+    if not images:
+        common.fail(f"classification split {labels_json} has no images")
+    return torch.stack(images), torch.tensor(cats)
+
+
+def crops_from_boxes(data: CocoDetection, crop: int, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth boxes of a detection set cut out as classification crops (``--data`` without a split)."""
+    rng = np.random.default_rng(seed)
+    images, cats, count = [], [], {}
+    for i in rng.permutation(len(data)).tolist():
+        image, target = data[i]
+        for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
+            cat = data.label_to_category[label]
+            if count.get(cat, 0) >= per_class or box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                continue
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            patch = F.interpolate(image[None, :, y1:y2, x1:x2], size=(crop, crop), mode="bilinear", align_corners=False)
+            images.append((patch[0] * 255).round().clamp(0, 255).to(torch.uint8))
+            cats.append(cat)
+            count[cat] = count.get(cat, 0) + 1
+    if not images:
+        common.fail("--data: the training split has no boxes to cut classification crops from")
+    return torch.stack(images), torch.tensor(cats)
+
+
+class DetectionSplit(Dataset):
+    """A CocoDetection whose labels are the detector's (known classes ``1..C``);
+    objects of other classes become ignore boxes (neither object nor background)."""
+
+    def __init__(self, data: CocoDetection, category_to_label: dict):
+        self.data = data
+        lookup = torch.zeros(max(data.label_to_category) + 1, dtype=torch.int64)
+        for label, cat in data.label_to_category.items():
+            lookup[label] = category_to_label.get(cat, 0)
+        self.lookup = lookup
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        image, t = self.data[i]
+        labels = self.lookup[t["labels"]]
+        known = labels > 0
+        ignore = torch.cat([t["ignore_boxes"].reshape(-1, 4), t["boxes"][~known]])
+        return image, {"boxes": t["boxes"][known], "labels": labels[known], "ignore_boxes": ignore,
+                       "image_id": t["image_id"]}
+
+
+def collate(batch):
+    return tuple(zip(*batch))
+
+
+def train_loader(args, data, category_to_label: dict):
+    """The detection training loader (known classes only; others are ignore boxes) and its
+    distributed sampler (``None`` in one process)."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    train = DetectionSplit(data["train"], category_to_label)
+    sampler = DistributedSampler(train, seed=args.seed) if args.dist.world_size > 1 else None
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        collate_fn=collate, num_workers=args.workers, drop_last=True,
+                        generator=torch.Generator().manual_seed(args.seed))
+    if len(loader) == 0:
+        common.fail(f"--batch-size {args.batch_size} is larger than the training split ({len(train)} images)")
+    return loader, sampler
+
+
+def synthetic_paths(args) -> dict:
+    """Generate (on first use) and name the synthetic splits."""
+    root = args.synthetic_dir or os.path.join(args.out, "data")
+    tax = dict(num_families=args.families, classes_per_family=args.classes_per_family, taxonomy_seed=0)
+    c = args.families * args.classes_per_family
+    held = [f * args.classes_per_family + j + 1 for f in range(args.families)
+            for j in range(args.classes_per_family - args.held_out_per_family, args.classes_per_family)]
+    known = [k for k in range(1, c + 1) if k not in held]
+    if args.train_classes:
+        if not 1 <= args.train_classes <= len(known):
+            common.fail(f"--train-classes must lie in [1, {len(known)}], got {args.train_classes}")
+        # spread over the families: every len(known)/n-th known class
+        known = [known[int(i * len(known) / args.train_classes)] for i in range(args.train_classes)]
+    size = (args.image_size, args.image_size)
+    n_train, n_val = args.synthetic
+    splits = {
+        "train": (f"train_{n_train}_c{len(known)}", lambda d: make_synthetic_fine_coco(
+            d, n_train, 1000, classes=known, image_size=size, **tax)),
+        "val": (f"val_{n_val}", lambda d: make_synthetic_fine_coco(d, n_val, 2000, image_size=size, **tax)),
+        "classification": (f"cls_{args.per_class}", lambda d: make_synthetic_fine_classification(
+            d, args.per_class, 3000, crop_size=args.crop_size, **tax)),
+    }
+    paths = {}
+    for name, (folder, make) in splits.items():
+        d = os.path.join(root, f"{args.families}x{args.classes_per_family}", folder)
+        ann = os.path.join(d, "labels.json" if name == "classification" else "annotations.json")
+        if not os.path.exists(ann) and args.dist.main:
+            print(f"generating the synthetic {name} split into {d} ...", flush=True)
+            make(d)
+        paths[name] = (os.path.join(d, "images"), ann)
+    args.dist.barrier()
+    return {"paths": paths, "held_out": held, "known": known}
+
+
+def load_data(args) -> dict:
+    """Detection splits, classification crops, known and held-out category ids."""
+    if args.data is None:
+        spec = synthetic_paths(args)
+        paths, held, known = spec["paths"], spec["held_out"], spec["known"]
+    else:
+        paths = {sp: (os.path.join(args.data, sp, "images"), os.path.join(args.data, sp, "annotations.json"))
+                 for sp in ("train", "val")}
+        cls = os.path.join(args.data, "classification", "labels.json")
+        if os.path.exists(cls):
+            paths["classification"] = (os.path.join(args.data, "classification", "images"), cls)
+        held, known = list(args.held_out or []), None
+    out = {}
+    for name in ("train", "val"):
+        try:
+            out[name] = CocoDetection(*paths[name])
+        except (FileNotFoundError, ValueError) as exc:
+            common.fail(f"--data ({name}): {exc}")
+        if len(out[name]) == 0:
+            common.fail(f"--data ({name}): {paths[name][1]} has no images")
+    cats = sorted(out["val"].label_to_category.values())
+    if sorted(out["train"].label_to_category.values()) != cats:
+        common.fail("--data: train and val list different categories")
+    unknown = [c for c in held if c not in cats]
+    if unknown:
+        common.fail(f"--held-out: category ids {unknown} are not in the data's categories")
+    if known is None:
+        known = [c for c in cats if c not in held]
+        if args.train_classes:
+            known = known[: args.train_classes]
+    if not known:
+        common.fail("--held-out leaves no class to train with boxes")
+    out["known"], out["held_out"], out["categories"] = known, held, cats
+    if "classification" in paths:
+        out["crops"] = read_crops(*paths["classification"], args.crop_size)
+    else:
+        out["crops"] = crops_from_boxes(out["train"], args.crop_size, args.per_class, args.seed)
+    gt = out["val"].coco.dataset
+    out["families"] = {c["id"]: c.get("supercategory", "") for c in gt["categories"]}
+    return out
+
+
+# ----------------------------------------------------------------------------- step 1: the classification network
+
+
+class ClassifierNet(torch.nn.Module):
+    """The classification network of step 1: the detector's backbone, global average pooling, a linear layer.
+
+    Trained on the classification split, it plays ImageNet's two parts in the
+    thesis: its class-mean features are clustered into super-classes, and its
+    backbone initialises the detector's (``--no-init-from-classifier`` to
+    start the detector from scratch). Inputs are normalised as the detector's.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGE_STD).view(3, 1, 1))
+        self.fc = torch.nn.Linear(backbone.out_channels, num_classes)
+
+    def features(self, x):
+        f = self.backbone((x - self.mean) / self.std)
+        f = next(iter(f.values())) if isinstance(f, dict) else f
+        return f.mean((2, 3))
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+def adjusted_rand_index(a, b) -> float:
+    """Agreement of two clusterings, 1 = identical, ~0 = chance (Hubert & Arabie 1985)."""
+    a, b = np.unique(np.asarray(a), return_inverse=True)[1], np.unique(np.asarray(b), return_inverse=True)[1]
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1)
+
+    def pairs(x):
+        return (x * (x - 1) / 2).sum()
+
+    n = len(a)
+    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = rows * cols / (n * (n - 1) / 2)
+    top = (rows + cols) / 2
+    return float((index - expected) / (top - expected)) if top != expected else 1.0
+
+
+def purity(clusters, families) -> float:
+    """Fraction of classes in their cluster's most common family."""
+    clusters, families = np.asarray(clusters), np.asarray(families)
+    hits = sum(np.unique(families[clusters == k], return_counts=True)[1].max() for k in np.unique(clusters))
+    return float(hits / len(clusters))
+
+def train_classifier(args, data, device) -> tuple[ClassifierNet, DataLoader, float]:
+    """The classification network of step 1, trained on the crops of the known classes
+    (or loaded from ``--classifier-cache``): the net, a loader of its crops, its train accuracy."""
+    images, cats = data["crops"]
+    known = data["known"]
+    index = {c: i for i, c in enumerate(known)}
+    keep = torch.tensor([int(c) in index for c in cats.tolist()])
+    if not keep.any():
+        common.fail("the classification split has no crops of the classes trained with boxes")
+    labels = torch.tensor([index[int(c)] for c in cats[keep].tolist()])
+    missing = sorted(set(range(len(known))) - set(labels.tolist()))
+    if missing:
+        common.fail(f"the classification split has no crops of categories {[known[m] for m in missing[:10]]}")
+    net = ClassifierNet(make_backbone(args.backbone, args.deformable, args.pretrained), len(known)).to(device)
+    cache = None
+    if args.classifier_cache:
+        tag = f"{args.backbone}{'_deform' if args.deformable else ''}_{len(known)}c{sum(known) % 9973}"
+        cache = os.path.join(args.classifier_cache, f"classifier_{tag}_s{args.seed}_e{args.cls_epochs}.pt")
+    if cache and os.path.exists(cache):
+        net.load_state_dict(torch.load(cache, map_location=device, weights_only=True))
+    else:
+        loader = DataLoader(Crops(images[keep], labels), batch_size=64, shuffle=True,
+                            generator=torch.Generator().manual_seed(args.seed))
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        net.train()
+        for epoch in range(args.cls_epochs):
+            bar = common.Progress(loader, desc=f"classifier {epoch + 1}/{args.cls_epochs}", quiet=not args.dist.main)
+            for x, y in bar:
+                loss = F.cross_entropy(net(x.to(device)), y.to(device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bar.set(loss=loss.item())
+        if cache and args.dist.main:
+            os.makedirs(args.classifier_cache, exist_ok=True)
+            torch.save(net.state_dict(), cache + ".tmp")
+            os.replace(cache + ".tmp", cache)
+    net.eval()
+    crops = DataLoader(Crops(images[keep], labels), batch_size=256)
+    with torch.no_grad():
+        correct = sum((net(x.to(device)).argmax(1).cpu() == y).sum().item() for x, y in crops)
+    return net, crops, correct / int(keep.sum())
+
+
+def crops_of(data, categories) -> torch.Tensor:
+    """``[n, 3, S, S]`` float classification crops (in ``[0, 1]``) of the given category ids."""
+    images, cats = data["crops"]
+    wanted = torch.tensor([int(c) in set(categories) for c in cats.tolist()], dtype=torch.bool)
+    return images[wanted].float() / 255
+
+
+# ----------------------------------------------------------------------------- backbones
+
+
+class TinyBackbone(torch.nn.Module):
+    """Three conv stages to stride 8 and 96 channels: a detector that trains in minutes on a CPU.
+
+    BatchNorm, not GroupNorm: GroupNorm normalises each image's channel groups
+    on their own and so removes the absolute colour that tells many of the
+    synthetic classes apart (with it, neither the classifier nor the
+    fine-grained branch learned anything in a few epochs).
+    """
+
+    def __init__(self, widths=(24, 48, 96), out_channels: int = 96):
+        super().__init__()
+        layers, c = [], 3
+        for w in widths:
+            layers += [torch.nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(w),
+                       torch.nn.ReLU(inplace=True), torch.nn.Conv2d(w, w, 3, padding=1, bias=False),
+                       torch.nn.BatchNorm2d(w), torch.nn.ReLU(inplace=True)]
+            c = w
+        layers += [torch.nn.Conv2d(c, out_channels, 3, padding=1), torch.nn.ReLU(inplace=True)]
+        self.body = torch.nn.Sequential(*layers)
+        self.out_channels, self.stride = out_channels, 8
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def make_backbone(name: str, deformable: bool, pretrained: bool):
+    if name == "tiny":
+        if pretrained:
+            common.fail("--pretrained: the tiny backbone has no pretrained weights; use --backbone resnet18")
+        return TinyBackbone()
+    import torchvision
+
+    try:
+        resnet = getattr(torchvision.models, name)(weights="DEFAULT" if pretrained else None)
+    except Exception as exc:  # no network: weights cannot be downloaded
+        common.fail(f"--pretrained: could not load {name}'s ImageNet weights ({exc.__class__.__name__}: {exc})")
+    if deformable:
+        deformable_resnet(resnet, ("layer3",))  # the last stage kept (conv4): deformable, as D-R-FCN's conv5
+    body = torch.nn.Sequential(*list(resnet.children())[:-3])  # conv4: stride 16
+    last = resnet.layer3[-1]
+    body.out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+    body.stride = 16
+    return body
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def ground_truth(coco: dict, objects: set | None, *, agnostic: bool = False) -> dict:
+    """The validation GT with only the categories in ``objects`` as objects; every
+    other object becomes a crowd region (detections on it count neither way).
+    ``agnostic``: one category, "object"."""
+    anns = []
+    for a in coco["annotations"]:
+        a = dict(a)
+        if objects is not None and a["category_id"] not in objects:
+            a["iscrowd"] = 1
+        if agnostic:
+            a["category_id"] = 1
+        anns.append(a)
+    cats = ([{"id": 1, "name": "object"}] if agnostic else
+            [c for c in coco["categories"] if objects is None or c["id"] in objects])
+    return {"images": coco["images"], "annotations": anns, "categories": cats}
+
+
+def evaluate(model, data, args, label_to_category, objects, *, objectness_sets=None) -> dict:
+    """COCO AP of the detector on the classes in ``objects`` (others: crowd), speed, and
+    class-agnostic objectness AP on each set of ``objectness_sets`` ({name: categories})."""
+    model.eval()
+    val = data["val"]
+    loader = DataLoader(val, batch_size=1, collate_fn=collate, num_workers=args.workers)
+    predictions, agnostic = {}, {}
+    head_time = [0.0]
+
+    def pre(module, inputs):
+        head_time.append(-time.perf_counter())
+
+    def post(module, inputs, output):
+        head_time[-1] += time.perf_counter()
+
+    hooks = [model.roi_heads.register_forward_pre_hook(pre), model.roi_heads.register_forward_hook(post)]
+    device = args.dist.device
+    start, n = time.perf_counter(), 0
+    with torch.no_grad():
+        for images, targets in common.Progress(loader, desc="inference", quiet=not args.dist.main):
+            images = [im.to(device) for im in images]
+            with common.autocast(device, args.amp):
+                dets = model(images)
+            for t, d in zip(targets, dets):
+                predictions[t["image_id"]] = {k: v.float().cpu() for k, v in d.items()}
+            n += len(images)
+    seconds = time.perf_counter() - start
+    for h in hooks:
+        h.remove()
+    if objectness_sets:
+        with torch.no_grad():
+            for images, targets in loader:
+                with common.autocast(device, args.amp):
+                    dets = objectness_detections(model, [im.to(device) for im in images])
+                for t, d in zip(targets, dets):
+                    agnostic[t["image_id"]] = {k: v.float().cpu() for k, v in d.items()}
+    gt = val.coco.dataset
+    results = to_coco_results(predictions, label_to_category)
+    # the ground truth keeps only the categories in objects: leave the others' predictions out
+    out = {"coco": coco_evaluate(results, ground_truth(gt, set(objects)), unknown_categories="ignore"),
+           "images_per_s": n / seconds, "head_ms_per_image": 1000 * sum(head_time[1:]) / max(n, 1)}
+    for name, cats in (objectness_sets or {}).items():
+        r = coco_evaluate(agnostic, ground_truth(gt, set(cats), agnostic=True))
+        out[f"objectness_{name}"] = {k: r[k] for k in ("AP", "AP50", "AR100")}
+    return out

@@ -1,0 +1,139 @@
+"""R-FCN-3000 at the detector level (objectness detections, add_class) and what
+faster_rcnn_with_head checks at construction: anchors per feature map (FPN),
+the head's spatial scale, labels against num_classes."""
+
+import pytest
+import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+from scalekit.detection import add_class, faster_rcnn_with_head, image_features, objectness_detections
+from scalekit.heads import DecoupledHead, RFCNHead
+
+
+def _backbone(channels=16, stride=8):
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, channels, 3, stride=stride, padding=1), torch.nn.ReLU(),
+                                   torch.nn.Conv2d(channels, channels, 3, padding=1), torch.nn.ReLU())
+    backbone.out_channels = channels
+    return backbone
+
+
+def _model(head_kind="decoupled", **head_kwargs):
+    torch.manual_seed(0)
+    kwargs = dict(pool_size=3, spatial_scale=1 / 8, mid_channels=16, **head_kwargs)
+    head = (DecoupledHead(16, 4, torch.tensor([0, 0, 1, 1]), fine_channels=16, **kwargs) if head_kind == "decoupled"
+            else RFCNHead(16, 4, **kwargs))
+    return faster_rcnn_with_head(_backbone(), head, min_size=128, max_size=128,
+                                 rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
+                                 rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=40)
+
+
+class TestObjectnessDetections:
+    @pytest.mark.parametrize("head_kind", ["decoupled", "rfcn"])
+    def test_the_detectors_own_proposals_scored_by_objectness_in_input_pixels(self, head_kind):
+        model = _model(head_kind).train()
+        images = [torch.rand(3, 96, 64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+        seen = {}
+        model.rpn.register_forward_hook(lambda m, i, out: seen.setdefault("proposals", []).append(out[0]))
+        model.roi_heads.head.register_forward_hook(lambda m, i, out: seen.setdefault("outputs", []).append(out))
+        dets = objectness_detections(model, images)
+        assert model.training  # the caller's mode is restored
+        model.eval()(images)  # the detector's own inference: the same proposals
+        for a, b in zip(*seen["proposals"]):
+            assert torch.equal(a, b)
+        out = seen["outputs"][0]
+        objectness = 1 - out["det_logits"].softmax(1)[:, 0]
+        per_image = objectness.split([len(p) for p in seen["proposals"][0]])
+        for d, obj in zip(dets, per_image):
+            assert d["labels"].tolist() == [1] * len(d["labels"]) and len(d["labels"]) > 0
+            assert d["scores"][0] == obj.max()  # the best RoI's objectness, whatever its class
+            assert all(any(torch.isclose(s, obj).tolist()) for s in d["scores"])
+            assert (d["boxes"][:, 2] <= 64 + 1e-4).all() and (d["boxes"][:, 3] <= 96 + 1e-4).all()  # input pixels
+
+    def test_a_model_without_a_scalekit_head_is_named(self):
+        import torchvision
+
+        model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None,
+                                                                             num_classes=3)
+        with pytest.raises(TypeError, match="faster_rcnn_with_head"):
+            objectness_detections(model, [torch.rand(3, 64, 64)])
+        with pytest.raises(TypeError, match=r"images\[0\] must be a float image .* got torch.uint8"):
+            objectness_detections(_model(), [torch.zeros(3, 64, 64, dtype=torch.uint8)])
+
+
+class TestAddClass:
+    def test_the_new_class_is_detected_from_classification_images_alone(self):
+        model = _model().train()
+        g = torch.Generator().manual_seed(0)
+        red = torch.zeros(6, 3, 40, 40)
+        red[:, 0] = 0.8 + 0.2 * torch.rand(6, 40, 40, generator=g)
+        others = torch.rand(24, 3, 40, 40, generator=g)
+        label = add_class(model, red, list(others))
+        head = model.roi_heads.head
+        assert label == 5 and head.num_classes == 5 and len(head.nms_group_of) == 5 and model.training
+        logits = lambda f: f @ head.fine_cls.weight.flatten(1).T + head.fine_cls.bias  # noqa: E731
+        assert (logits(image_features(model, red)).argmax(1) == 4).all()
+        new_red = torch.zeros(3, 3, 40, 40)
+        new_red[:, 0] = 0.9
+        assert (logits(image_features(model, new_red)).argmax(1) == 4).all()  # unseen images of the class
+        assert model.eval()([torch.rand(3, 128, 128)])[0]["labels"].max() <= 5
+
+    def test_negative_features_computed_once_give_the_same_class(self):
+        g = torch.Generator().manual_seed(1)
+        pos, neg = torch.rand(3, 3, 40, 40, generator=g), torch.rand(8, 3, 40, 40, generator=g)
+        a, b = _model(), _model()
+        add_class(a, pos, neg, steps=20)
+        add_class(b, pos, negative_features=image_features(b, neg), steps=20)
+        torch.testing.assert_close(a.roi_heads.head.fine_cls.weight, b.roi_heads.head.fine_cls.weight)
+        with pytest.raises(ValueError, match="exactly one of negative_images and negative_features"):
+            add_class(a, pos, neg, negative_features=image_features(a, neg))
+
+    def test_features_are_those_of_the_head_on_normalised_images(self):
+        model = _model().eval()
+        x = torch.rand(2, 3, 40, 48)
+        expected = model.roi_heads.head.image_features(model.backbone(model.transform.normalize(x)))
+        torch.testing.assert_close(image_features(model, x), expected)
+        with pytest.raises(TypeError, match="add_class needs a DecoupledHead"):
+            add_class(_model("rfcn"), x, x)
+
+
+class TestFasterRCNNWithHead:
+    def test_fpn_backbone_gets_anchors_per_map_and_trains(self):
+        backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
+        head = DecoupledHead(256, 3, pool_size=3, spatial_scale=None, mid_channels=16, fine_channels=16)
+        model = faster_rcnn_with_head(backbone, head, feature="0", min_size=128, max_size=128,
+                                      rpn_post_nms_top_n_train=50, rpn_post_nms_top_n_test=50)
+        assert model.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (256,), (512,))
+        target = {"boxes": torch.tensor([[10.0, 20, 70, 90]]), "labels": torch.tensor([3])}
+        losses = model([torch.rand(3, 128, 128)], [target])
+        assert set(losses) >= {"loss_det", "loss_objectness"} and all(torch.isfinite(v) for v in losses.values())
+        assert len(model.eval()([torch.rand(3, 128, 128)])) == 1
+
+    def test_fpn_errors_say_what_to_pass(self):
+        backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=0)
+        head = RFCNHead(256, 3, pool_size=3, spatial_scale=1 / 16, mid_channels=16)
+        with pytest.raises(ValueError, match=r"gives 5 feature maps \['0', '1', '2', '3', 'pool'\]: pass feature="):
+            faster_rcnn_with_head(backbone, head)
+        with pytest.raises(ValueError, match=r"rpn_anchor_generator has 1 entries of sizes, but the backbone gives 5 "
+                                             r"feature maps .* one entry per map"):
+            faster_rcnn_with_head(backbone, RFCNHead(256, 3, spatial_scale=1 / 4), feature="0",
+                                  rpn_anchor_generator=AnchorGenerator(((32, 64),), ((1.0,),)))
+        # map '0' of a ResNet FPN is at 1/4, not the 1/16 of a ResNet's conv4: said at construction
+        with pytest.raises(ValueError, match=r"spatial_scale=0.0625 \(1/16\) does not fit .* pass spatial_scale=1/4"):
+            faster_rcnn_with_head(backbone, head, feature="0")
+
+    def test_wrong_spatial_scale_fails_at_construction_and_none_infers(self):
+        head = DecoupledHead(16, 3, pool_size=3, spatial_scale=1 / 16, mid_channels=16, fine_channels=16)
+        with pytest.raises(ValueError, match=r"pass spatial_scale=1/8"):
+            faster_rcnn_with_head(_backbone(stride=8), head)
+        head = DecoupledHead(16, 3, pool_size=3, spatial_scale=None, mid_channels=16, fine_channels=16)
+        model = faster_rcnn_with_head(_backbone(stride=8), head, min_size=128, max_size=128)
+        assert model.rpn.anchor_generator.sizes == ((32, 64, 128, 256, 512),)
+        assert len(objectness_detections(model, [torch.rand(3, 100, 128)])) == 1
+
+    def test_labels_beyond_num_classes_fail_at_the_first_batch_naming_the_convention(self):
+        model = _model()
+        target = {"boxes": torch.tensor([[10.0, 20, 70, 90]]), "labels": torch.tensor([5])}  # 4 classes
+        with pytest.raises(ValueError, match=r"holds \[5\] outside \[1, num_classes=4\]: .*0 is the background"):
+            model([torch.rand(3, 128, 128)], [target])
