@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_float, check_pair, check_tensor, fx_leaf
+from scalekit.ops._checks import check_float, check_int, check_pair, check_tensor, fx_leaf
 
 __all__ = ["deform_conv2d", "DeformConv2d", "DeformConv2dPack"]
 
@@ -33,6 +33,13 @@ def deform_conv2d(
     also scaled by a learned modulation. Weight groups and offset groups are
     inferred from the shapes, as torchvision does.
 
+    Non-finite offsets and masks: a NaN offset, or a NaN or infinite mask value,
+    makes its sample NaN (as a dense convolution propagates a NaN input or
+    weight), so every output channel at that pixel is NaN, and so are the
+    offset and mask gradients of that tap; nothing is read for it. An infinite
+    offset moves the sample infinitely far off the map, where it reads the
+    zero padding: 0, with zero gradient.
+
     The CPU backward is deterministic (no atomics); the CUDA backward of the
     input gradient uses atomic adds and raises PyTorch's non-determinism alert.
 
@@ -44,7 +51,8 @@ def deform_conv2d(
             of offset group ``g``, the next one its x offset.
         weight: ``[C_out, C_in / groups, kH, kW]``.
         bias: ``[C_out]`` or ``None``.
-        stride, padding, dilation: ints or pairs.
+        stride, padding, dilation: ints or pairs of ints (Python or numpy; a
+            float such as ``1.0`` is a TypeError, as for :func:`torch.nn.functional.conv2d`).
         mask: ``[N, offset_groups * kH * kW, H_out, W_out]`` or ``None`` (v1).
 
     Returns:
@@ -71,9 +79,9 @@ def deform_conv2d(
             f"[N, 2 * offset_groups * kH * kW, H_out, W_out] must be 4-D, got {list(input.shape)}, "
             f"{list(weight.shape)} and {list(offset.shape)}"
         )
-    sh, sw = check_pair(stride, "stride")
-    ph, pw = check_pair(padding, "padding")
-    dh, dw = check_pair(dilation, "dilation")
+    sh, sw = check_pair(stride, "stride", minimum=1)
+    ph, pw = check_pair(padding, "padding", minimum=0)
+    dh, dw = check_pair(dilation, "dilation", minimum=1)
     kh, kw = weight.shape[-2:]
     if weight.shape[1] == 0 or input.shape[1] % weight.shape[1] != 0:
         raise ValueError(f"input channels ({input.shape[1]}) must be a multiple of weight.shape[1] "
@@ -107,6 +115,9 @@ class DeformConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True) -> None:
         super().__init__()
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        groups = check_int(groups, "groups", minimum=1)
         if in_channels % groups != 0:
             raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
         if out_channels % groups != 0:
@@ -169,7 +180,8 @@ class DeformConv2dPack(DeformConv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, *, offset_groups: int = 1, modulated: bool = False) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
-        if offset_groups <= 0 or in_channels % offset_groups != 0:
+        offset_groups = check_int(offset_groups, "offset_groups", minimum=1)
+        if in_channels % offset_groups != 0:
             raise ValueError(f"offset_groups ({offset_groups}) must be positive and divide in_channels ({in_channels})")
         self.offset_groups, self.modulated = offset_groups, modulated
         kh, kw = self.kernel_size
