@@ -20,6 +20,16 @@ BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 _MAX_LOG = math.log(1000.0 / 16)
 
 
+def _check_boxes(boxes, name: str) -> None:
+    """``boxes`` must be an ``[N, 4]`` real-valued tensor; the error names ``name``."""
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [N, 4], got {type(boxes).__name__}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {list(boxes.shape)}")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got {boxes.dtype}")
+
+
 def box_area(boxes: Tensor, *, pixel_offset: float = 0.0) -> Tensor:
     """Area of each box.
 
@@ -38,6 +48,7 @@ def box_area(boxes: Tensor, *, pixel_offset: float = 0.0) -> Tensor:
         >>> box_area(torch.tensor([[0.0, 0.0, 2.0, 3.0]]), pixel_offset=1)
         tensor([12.])
     """
+    _check_boxes(boxes, "boxes")
     return (boxes[:, 2] - boxes[:, 0] + pixel_offset) * (boxes[:, 3] - boxes[:, 1] + pixel_offset)
 
 
@@ -60,6 +71,8 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, pixel_offset: float = 0.0) -> Ten
         >>> box_iou(a, b)
         tensor([[0.3333, 0.0000]])
     """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
     area1 = box_area(boxes1, pixel_offset=pixel_offset)
     area2 = box_area(boxes2, pixel_offset=pixel_offset)
     lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
@@ -67,7 +80,6 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, pixel_offset: float = 0.0) -> Ten
     wh = (rb - lt + pixel_offset).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     return inter / (area1[:, None] + area2[None, :] - inter)
-
 
 
 def max_iou(boxes: Tensor, others: Tensor) -> Tensor:

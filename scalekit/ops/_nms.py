@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from scalekit import _ext
 from scalekit.ops._checks import check_boxes, check_number, check_per_box, check_tensor, fx_leaf
@@ -115,8 +116,9 @@ def batched_nms(
         >>> batched_nms(boxes, scores, torch.tensor([0, 0, 1]), iou_threshold=0.5)
         tensor([0, 2])
     """
-    if isinstance(boxes, Tensor) and boxes.numel() == 0:
-        # torchvision returns here too, whatever the other arguments: nothing to suppress.
+    if isinstance(boxes, Tensor) and guard_or_false(boxes.numel() == 0):
+        # torchvision returns here too, whatever the other arguments: nothing to suppress. (A count
+        # unknown while tracing, inside an exported detector, goes to the op, which handles empty input.)
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     boxes, scores, idxs, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs)
     return torch.ops.scalekit.nms(boxes, scores, idxs, iou_threshold, pixel_offset)
