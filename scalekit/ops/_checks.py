@@ -128,8 +128,8 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
     return value
 
 
-def check_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
-    """An int or a pair of ints as a pair, each ``>= minimum`` if given.
+def check_pair(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints as a pair, each in ``[minimum, maximum]`` where given.
 
     Ints are Python or numpy integers; a float (even ``3.0``) is a TypeError,
     as for :func:`torch.nn.functional.conv2d`'s ``stride``.
@@ -143,4 +143,6 @@ def check_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, in
     pair = tuple(v if isinstance(v, torch.SymInt) else int(v) for v in pair)
     if minimum is not None and not all(v >= minimum for v in pair):
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and not all(v <= maximum for v in pair):
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return pair

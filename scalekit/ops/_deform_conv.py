@@ -15,6 +15,28 @@ from scalekit.ops._checks import check_float, check_int, check_pair, check_tenso
 __all__ = ["deform_conv2d", "DeformConv2d", "DeformConv2dPack"]
 
 
+# The largest stride, padding and dilation (csrc/deform_conv/driver.h checks the same):
+# far beyond any real convolution, small enough that no size computed from them
+# overflows int64 (2**31 - 1 did, and torch.nn.Conv2d overflows int32 there).
+MAX_CONV_ARGUMENT = 2 ** 16
+
+
+def _conv_pairs(stride, padding, dilation):
+    return (check_pair(stride, "stride", minimum=1, maximum=MAX_CONV_ARGUMENT),
+            check_pair(padding, "padding", minimum=0, maximum=MAX_CONV_ARGUMENT),
+            check_pair(dilation, "dilation", minimum=1, maximum=MAX_CONV_ARGUMENT))
+
+
+def _check_output_size(input: Tensor, kernel, stride, padding, dilation) -> None:
+    """The output of a convolution of ``input`` [N, C, H, W] is not empty (the kernel's check, in Python)."""
+    h, w = input.shape[-2:]
+    ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"the output would be empty: input {h}x{w}, kernel {kernel[0]}x{kernel[1]}, "
+                         f"padding ({padding[0]}, {padding[1]}), dilation ({dilation[0]}, {dilation[1]})")
+
+
 @fx_leaf
 def deform_conv2d(
     input: Tensor,
@@ -52,7 +74,8 @@ def deform_conv2d(
         weight: ``[C_out, C_in / groups, kH, kW]``.
         bias: ``[C_out]`` or ``None``.
         stride, padding, dilation: ints or pairs of ints (Python or numpy; a
-            float such as ``1.0`` is a TypeError, as for :func:`torch.nn.functional.conv2d`).
+            float such as ``1.0`` is a TypeError, as for :func:`torch.nn.functional.conv2d`),
+            at most 65536.
         mask: ``[N, offset_groups * kH * kW, H_out, W_out]`` or ``None`` (v1).
 
     Returns:
@@ -79,9 +102,7 @@ def deform_conv2d(
             f"[N, 2 * offset_groups * kH * kW, H_out, W_out] must be 4-D, got {list(input.shape)}, "
             f"{list(weight.shape)} and {list(offset.shape)}"
         )
-    sh, sw = check_pair(stride, "stride", minimum=1)
-    ph, pw = check_pair(padding, "padding", minimum=0)
-    dh, dw = check_pair(dilation, "dilation", minimum=1)
+    (sh, sw), (ph, pw), (dh, dw) = _conv_pairs(stride, padding, dilation)
     kh, kw = weight.shape[-2:]
     if weight.shape[1] == 0 or input.shape[1] % weight.shape[1] != 0:
         raise ValueError(f"input channels ({input.shape[1]}) must be a multiple of weight.shape[1] "
@@ -124,9 +145,7 @@ class DeformConv2d(nn.Module):
             raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = check_pair(kernel_size, "kernel_size", minimum=1)
-        self.stride = check_pair(stride, "stride", minimum=1)
-        self.padding = check_pair(padding, "padding", minimum=0)
-        self.dilation = check_pair(dilation, "dilation", minimum=1)
+        self.stride, self.padding, self.dilation = _conv_pairs(stride, padding, dilation)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels))
@@ -191,6 +210,12 @@ class DeformConv2dPack(DeformConv2d):
         nn.init.zeros_(self.offset_conv.bias)
 
     def forward(self, input: Tensor) -> Tensor:
+        # Checked before offset_conv, whose errors would not name the argument.
+        check_float(input, "input")
+        if input.dim() != 4 or input.shape[2] == 0 or input.shape[3] == 0:
+            raise ValueError(f"input must have shape [N, C_in, H, W] with H, W > 0 (the offset predictor is a "
+                             f"torch.nn.Conv2d), got {list(input.shape)}")
+        _check_output_size(input, self.kernel_size, self.stride, self.padding, self.dilation)
         predicted = self.offset_conv(input)
         n_off = 2 * self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
         offset, mask = predicted[:, :n_off], None
