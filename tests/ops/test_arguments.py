@@ -128,6 +128,18 @@ class TestBoundedWork:
         with pytest.raises(ValueError, match=r"sample_per_part must be in \[1, 1024\], got 1025"):
             torch.ops.scalekit.deform_ps_roi_pool(X, rois, None, 1.0, 2, 2, 2, 2, 2, 2, 1025, 0.1)
 
+    @pytest.mark.parametrize("name", ["stride", "padding", "dilation"])
+    def test_conv_arguments_that_would_overflow_sizes(self, name):
+        # padding 2**31 - 1 made H_out * W_out overflow int64 (undefined behaviour)
+        with pytest.raises(ValueError, match=rf"{name} must be <= 65536, got 2147483647"):
+            ops.deform_conv2d(X, OFFSET, W, **{name: 2 ** 31 - 1})
+        with pytest.raises(ValueError, match=rf"{name} must be <= 65536, got 2147483647"):
+            ops.DeformConv2d(16, 2, 3, **{name: 2 ** 31 - 1})
+        args = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1)) | {name: (2 ** 31 - 1, 1)}
+        with pytest.raises(ValueError, match=rf"{name} must be <= 65536, got \(2147483647, 1\)"):
+            torch.ops.scalekit.deform_conv2d(X, W, OFFSET, None, None, *args["stride"], *args["padding"],
+                                             *args["dilation"], 1, 1)
+
     def test_the_bound_itself_is_accepted(self):
         out = ops.ps_roi_align(X, ROIS, 2, 1.0, 1024)
         torch.testing.assert_close(out, ops.ps_roi_align(X, ROIS, 2, 1.0, 512), rtol=1e-4, atol=1e-5)
