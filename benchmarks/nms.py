@@ -7,12 +7,31 @@ Two seeded box distributions:
   kernel is quadratic in the number of kept boxes here).
 * ``clustered``: detector-like, jittered copies of 100 objects per 1,000 boxes
   (an RPN or a detection head before NMS); most boxes are suppressed.
+
+Soft-NMS is also compared with the original Cython ``cpu_soft_nms`` (Bodla et
+al.'s code, github.com/bharatsingh430/soft-nms) when given a checkout of it::
+
+    python -m benchmarks nms --soft-nms-original PATH [--soft-nms-deps DIR]
+
+The function is compiled from the checkout's ``lib/nms/cpu_nms.pyx`` (the part
+before its greedy ``cpu_nms``, which uses numpy aliases that numpy 1.24
+removed) with Cython, importable or installed in ``DIR``
+(``pip install --target DIR cython``), into a temporary folder. scalekit runs
+with ``pixel_offset=1``, the original's convention, and both must keep the same
+boxes with the same scores (up to float32 rounding, which can swap two
+near-tied boxes). The identical-boxes rows (``score_threshold=0``: every
+box overlaps every other, nothing is discarded) are the worst case for both.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import sys
+import tempfile
 
+import numpy as np
 import torch
 import torchvision
 
@@ -61,7 +80,72 @@ def torch_soft_nms(boxes, scores, iou_threshold=0.3, sigma=0.5, score_threshold=
     return torch.tensor(keep, dtype=torch.int64)
 
 
-def run(quick: bool = False) -> None:
+def load_original_soft_nms(checkout: str, deps: str | None = None):
+    """``cpu_soft_nms`` compiled from a checkout of bharatsingh430/soft-nms (see the module docstring)."""
+    if deps:
+        sys.path.insert(0, deps)
+    try:
+        import pyximport
+    except ImportError:
+        raise SystemExit("--soft-nms-original needs Cython: pip install --target DIR cython, then --soft-nms-deps DIR")
+    with open(os.path.join(checkout, "lib", "nms", "cpu_nms.pyx")) as f:
+        source = f.read()
+    cut = source.find("\ndef cpu_nms(")
+    if "def cpu_soft_nms(" not in source or cut < 0:
+        raise SystemExit(f"{checkout}/lib/nms/cpu_nms.pyx has no cpu_soft_nms followed by cpu_nms")
+    build = tempfile.mkdtemp(prefix="original_soft_nms_")
+    with open(os.path.join(build, "original_soft_nms.pyx"), "w") as f:
+        f.write(source[:cut])
+    sys.path.insert(0, build)
+    pyximport.install(build_dir=os.path.join(build, "build"), setup_args={"include_dirs": np.get_include()},
+                      language_level=2)
+    return importlib.import_module("original_soft_nms").cpu_soft_nms
+
+
+_ORIGINAL_METHOD = {"hard": 0, "linear": 1, "gaussian": 2}
+
+
+def original_soft_nms(cpu_soft_nms, boxes, scores, method, score_threshold=0.001):
+    """The original on an ``[N, 5]`` float32 copy: ``[K, 5]`` kept boxes and decayed scores, in order.
+
+    It reorders its input in place and returns ``range(K)``, so the kept boxes
+    are compared by their coordinates and scores, not by index.
+    """
+    dets = np.ascontiguousarray(np.hstack([boxes.numpy(), scores.numpy()[:, None]]).astype(np.float32))
+    kept = cpu_soft_nms(dets, 0.5, 0.3, score_threshold, _ORIGINAL_METHOD[method])
+    return torch.from_numpy(dets[kept])
+
+
+def _sorted_rows(rows: torch.Tensor) -> torch.Tensor:
+    for col in reversed(range(rows.shape[1])):
+        rows = rows[rows[:, col].argsort(stable=True)]
+    return rows
+
+
+def same_as_original(boxes, keep, kept_scores, original) -> bool:
+    """The same boxes kept, with the same scores up to float32 rounding. The order of two
+    boxes whose decayed scores differ in the last bits may differ: the original rounds its
+    IoU (``ua`` via a Python float) differently."""
+    if len(keep) != len(original):
+        return False
+    same_boxes = torch.equal(_sorted_rows(boxes[keep]), _sorted_rows(original[:, :4]))
+    return same_boxes and torch.allclose(kept_scores.sort().values, original[:, 4].sort().values,
+                                         rtol=1e-5, atol=1e-7)
+
+
+def identical_boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([[0.0, 0, 10, 10]]).repeat(n, 1), torch.rand(n, generator=torch.Generator().manual_seed(seed))
+
+
+def parse_options(argv):
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--soft-nms-original", help="checkout of github.com/bharatsingh430/soft-nms")
+    parser.add_argument("--soft-nms-deps", help="folder holding Cython for it")
+    args, rest = parser.parse_known_args(argv)
+    return {"soft_nms_original": args.soft_nms_original, "soft_nms_deps": args.soft_nms_deps}, rest
+
+
+def run(quick: bool = False, soft_nms_original: str | None = None, soft_nms_deps: str | None = None) -> None:
     sizes = [1000, 6000] if quick else [1000, 6000, 30000]
     table = Table("nms(iou_threshold=0.5) and batched_nms vs torchvision.ops", "torchvision")
     for device in devices():
@@ -132,8 +216,29 @@ def cuda_rows(quick: bool = False) -> None:
                 except Exception as exc:
                     table.error(case, device, exc)
 
+    if soft_nms_original:
+        original = load_original_soft_nms(soft_nms_original, soft_nms_deps)
+        cpu = torch.device("cpu")
+        table = Table("soft_nms(pixel_offset=1) vs the original Cython cpu_soft_nms", "original")
+        cases = [("clustered", clustered_boxes, n, 0.001) for n in ((6000,) if quick else (6000, 30000))]
+        cases += [("identical", identical_boxes, n, 0.0) for n in ((2000,) if quick else (2000, 8000))]
+        for method in ("linear", "gaussian"):
+            for dist, make, n, floor in cases:
+                boxes, scores = make(n)
+                args = dict(method=method, score_threshold=floor, pixel_offset=1.0)
+                keep, kept_scores = ops.soft_nms(boxes, scores, **args)
+                expected = original_soft_nms(original, boxes, scores, method, floor)
+                assert same_as_original(boxes, keep, kept_scores, expected), "results differ"
+                ours = measure(lambda: ops.soft_nms(boxes, scores, **args), cpu)
+                theirs = measure(lambda: original_soft_nms(original, boxes, scores, method, floor), cpu, min_time=0)
+                table.row(f"soft_nms {method} {dist} n={n}, floor {floor}", cpu, ours, theirs)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes only")
-    run(parser.parse_args().quick)
+    args, rest = parser.parse_known_args()
+    options, rest = parse_options(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    run(args.quick, **options)

@@ -35,6 +35,15 @@ inline Geometry check_args(const at::Tensor& input, const at::Tensor& weight, co
   TORCH_CHECK_VALUE(stride_h > 0 && stride_w > 0, "stride must be positive, got (", stride_h, ", ", stride_w, ")");
   TORCH_CHECK_VALUE(pad_h >= 0 && pad_w >= 0, "padding must be >= 0, got (", pad_h, ", ", pad_w, ")");
   TORCH_CHECK_VALUE(dil_h > 0 && dil_w > 0, "dilation must be positive, got (", dil_h, ", ", dil_w, ")");
+  // Far beyond any real convolution; small enough that no size below overflows int64
+  // (scalekit/ops/_deform_conv.py checks the same bound).
+  constexpr int64_t kMaxArgument = int64_t(1) << 16;
+  TORCH_CHECK_VALUE(stride_h <= kMaxArgument && stride_w <= kMaxArgument, "stride must be <= ", kMaxArgument,
+                    ", got (", stride_h, ", ", stride_w, ")");
+  TORCH_CHECK_VALUE(pad_h <= kMaxArgument && pad_w <= kMaxArgument, "padding must be <= ", kMaxArgument,
+                    ", got (", pad_h, ", ", pad_w, ")");
+  TORCH_CHECK_VALUE(dil_h <= kMaxArgument && dil_w <= kMaxArgument, "dilation must be <= ", kMaxArgument,
+                    ", got (", dil_h, ", ", dil_w, ")");
   Geometry g;
   g.channels = input.size(1), g.height = input.size(2), g.width = input.size(3);
   g.kernel_h = weight.size(2), g.kernel_w = weight.size(3);

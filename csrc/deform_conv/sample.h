@@ -6,6 +6,7 @@
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
+#include <limits>
 
 namespace scalekit {
 namespace deform_conv {
@@ -33,6 +34,11 @@ struct Sample {
   // at a sample exactly one pixel off the map is the one-sided slope from the
   // corner that is on it.
   bool inside;
+  // The position is NaN (a NaN offset): nothing is read, and the sample's
+  // value and gradients are NaN, as a dense convolution propagates NaN input.
+  // (An infinite offset is a position far off the map: it reads the zero
+  // padding, value 0, gradient 0.)
+  bool nan;
 
   C10_HOST_DEVICE T weight(int j) const {
     const T wy = (j < 2) ? T(1) - ly : ly;
@@ -49,6 +55,7 @@ C10_HOST_DEVICE inline Sample<T> make_sample(const Geometry& g, int64_t k, int64
   const T h = static_cast<T>(y * g.stride_h - g.pad_h + i * g.dil_h) + dy;
   const T w = static_cast<T>(x * g.stride_w - g.pad_w + j * g.dil_w) + dx;
   Sample<T> s;
+  s.nan = !(h == h) || !(w == w);
   // Comparisons are false for NaN, so NaN positions read nothing.
   s.inside = h > T(-1) && h < static_cast<T>(g.height) && w > T(-1) && w < static_cast<T>(g.width);
   const bool near = h > T(-2) && h < static_cast<T>(g.height + 1) && w > T(-2) && w < static_cast<T>(g.width + 1);
@@ -79,6 +86,15 @@ C10_HOST_DEVICE inline void sample_value(const Sample<T>& s, const scalar_t* pla
   v = hy * hx * c[0] + hy * s.lx * c[1] + s.ly * hx * c[2] + s.ly * s.lx * c[3];
   dvdy = hx * (c[2] - c[0]) + s.lx * (c[3] - c[1]);
   dvdx = hy * (c[1] - c[0]) + s.ly * (c[3] - c[2]);
+}
+
+// NaN where the sample of a tap, scaled by its mask m, is NaN whatever the
+// map holds: a NaN position, or a NaN or infinite mask (infinity times the
+// zero padding); 0 otherwise. Added to the tap's value and used for its
+// gradients, it turns them NaN without reading anything.
+template <typename T>
+C10_HOST_DEVICE inline T poison(const Sample<T>& s, T m) {
+  return (s.nan || !(m - m == T(0))) ? std::numeric_limits<T>::quiet_NaN() : T(0);
 }
 
 // Offsets (dy, dx) and mask of tap k, pixel p, offset group og of one image.

@@ -79,6 +79,19 @@ C10_HOST_DEVICE inline T soft_nms_weight(SoftNMSMethod method, T iou, T threshol
   return method == SoftNMSMethod::kLinear ? T(1) - iou : T(0);
 }
 
+// The score of a box after a decay by `weight` in [0, 1]: the paper's
+// `score * weight` for score >= 0. A negative score moves away from zero by
+// the same fraction of its magnitude, `score * (2 - weight)`, so that a decay
+// never raises a score (the paper's product would, and Soft-NMS would then
+// return scores out of order); it stops at the lowest finite value.
+template <typename T>
+C10_HOST_DEVICE inline T soft_nms_decay(T score, T weight) {
+  if (!(score < T(0))) return mul_rn(score, weight);
+  const T decayed = mul_rn(score, T(2) - weight);
+  const T lowest = -std::numeric_limits<T>::max();
+  return decayed < lowest ? lowest : decayed;
+}
+
 // The threshold as the box precision sees it: for every value x of type T,
 // `x > threshold_as<T>(t)` iff `double(x) > t`. (torchvision's CPU kernel
 // compares a float IoU against a double threshold; a float compare against the

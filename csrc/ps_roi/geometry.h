@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace scalekit {
 namespace ps_roi {
@@ -119,7 +120,7 @@ struct Axis {
 template <typename T>
 struct Bin {
   Axis<T> y, x;
-  T count;             // divisor of the sum (0: the bin is empty, its value is 0)
+  T count;             // divisor of the sum (0: the bin is empty, its value is 0; NaN: NaN offset)
   int64_t channel;     // input channel offset of group (gh, gw) within output channel 0
   int64_t part;        // deform: offset cell of the bin, part_row * part_w + part_col
   T shift_scale_y, shift_scale_x;  // deform: d bin shift / d offset
@@ -136,6 +137,13 @@ C10_HOST_DEVICE inline int64_t round_half_away(T v) {
 C10_HOST_DEVICE inline int64_t clamp_i(int64_t v, int64_t lo, int64_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
+
+// The largest sampling_ratio (ps_roi_align) and sample_per_part
+// (deform_ps_roi_pool): samples per bin side, so up to 2^20 per bin. Work is
+// linear in it (the samples of a bin on the map are all visited), and more
+// samples than that only slow a call down: 2^31 took about ten minutes.
+// scalekit/ops/_ps_roi.py checks the same bound.
+constexpr int64_t kMaxSamplesPerSide = 1024;
 
 // The largest adaptive sample count per bin side: ny * nx stays within int64.
 constexpr int64_t kMaxAdaptiveSamples = int64_t(1) << 31;
@@ -253,12 +261,27 @@ C10_HOST_DEVICE inline Bin<T> make_bin(const Params<T>& p, const Frame<T>& f, co
   // Deformable: the bin shifted by offset * trans_std * RoI size.
   b.shift_scale_y = p.trans_std * f.rh;
   b.shift_scale_x = p.trans_std * f.rw;
+  // A shift scale of 0 (trans_std = 0) ignores the offset, even an infinite one.
+  T ox = T(0), oy = T(0);
   if (offset != nullptr) {
-    b.x.start = b.x.start + offset[part] * b.shift_scale_x;
-    b.y.start = b.y.start + offset[p.part_h * p.part_w + part] * b.shift_scale_y;
+    ox = offset[part], oy = offset[p.part_h * p.part_w + part];
+    if (b.shift_scale_x != T(0)) b.x.start = b.x.start + ox * b.shift_scale_x;
+    if (b.shift_scale_y != T(0)) b.y.start = b.y.start + oy * b.shift_scale_y;
   }
   b.count = static_cast<T>(b.y.count() * b.x.count());
+  // A NaN offset puts every sample at NaN, where nothing is read: the bin is
+  // NaN (as a NaN input would make it), not an empty 0. An infinite offset
+  // moves the bin off the map: it samples nothing and is 0, like any bin off
+  // the map (so is a bin of a box whose size overflows T).
+  if (!(ox == ox) || !(oy == oy)) b.count = std::numeric_limits<T>::quiet_NaN();
   return b;
+}
+
+// The value of a bin from the sum of its weighted samples: 0 for a bin that
+// samples nothing (count 0), NaN for a NaN bin (count NaN).
+template <typename T>
+C10_HOST_DEVICE inline T bin_average(T sum, T count) {
+  return count == T(0) ? T(0) : sum / count;
 }
 
 }  // namespace ps_roi

@@ -52,6 +52,20 @@ inline OpArgs deform_args(double spatial_scale, int64_t pooled_h, int64_t pooled
   return a;
 }
 
+// Sample counts within kMaxSamplesPerSide (forward and backward alike).
+inline void check_samples(const OpArgs& a) {
+  if (a.mode == Mode::kAlign) {
+    TORCH_CHECK_VALUE(a.sampling_ratio <= kMaxSamplesPerSide, "sampling_ratio must be <= ",
+                      kMaxSamplesPerSide, " (samples per bin side; <= 0 for adaptive), got ",
+                      a.sampling_ratio);
+  }
+  if (a.mode == Mode::kDeform) {
+    TORCH_CHECK_VALUE(a.sample_per_part > 0 && a.sample_per_part <= kMaxSamplesPerSide,
+                      "sample_per_part must be in [1, ", kMaxSamplesPerSide, "], got ",
+                      a.sample_per_part);
+  }
+}
+
 // Checks for a forward call; returns the number of output channels.
 inline int64_t check_forward(const at::Tensor& input, const at::Tensor& rois,
                              const std::optional<at::Tensor>& offset, const OpArgs& a) {
@@ -62,17 +76,17 @@ inline int64_t check_forward(const at::Tensor& input, const at::Tensor& rois,
   if (a.mode == Mode::kDeform) {
     TORCH_CHECK_VALUE(a.part_h > 0 && a.part_w > 0, "part_size must be positive, got (",
                       a.part_h, ", ", a.part_w, ")");
-    TORCH_CHECK_VALUE(a.sample_per_part > 0, "sample_per_part must be positive, got ",
-                      a.sample_per_part);
     TORCH_CHECK_VALUE(std::isfinite(a.trans_std), "trans_std must be finite, got ", a.trans_std);
     check_offset(offset, input, rois.size(0), a.part_h, a.part_w);
   }
+  check_samples(a);
   check_roi_values(rois, input.size(0));
   return input.size(1) / a.groups();
 }
 
 inline void check_backward(const at::Tensor& grad, const at::Tensor& rois, const OpArgs& a,
                            int64_t channels) {
+  check_samples(a);
   TORCH_CHECK_VALUE(
       grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(2) == a.pooled_h &&
           grad.size(3) == a.pooled_w && grad.size(1) * a.groups() == channels,

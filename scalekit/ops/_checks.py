@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -80,25 +81,68 @@ def check_same_device(boxes: Tensor, x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be on the device of boxes ({boxes.device}), got {x.device}")
 
 
+def _is_real(value) -> bool:
+    """A real number: Python's and numpy's (numpy registers its scalars with
+    :mod:`numbers`), and the symbolic ints and floats of ``torch.compile``; never a bool."""
+    if isinstance(value, bool):  # numpy.bool_ is no numbers.Real either
+        return False
+    return isinstance(value, (numbers.Real, torch.SymInt, torch.SymFloat))
+
+
+def _is_integral(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (numbers.Integral, torch.SymInt))
+
+
 def check_number(value, name: str, *, minimum: float | None = None, strict: bool = False,
                  allow_inf: bool = True) -> float:
+    """``value`` as a float, or a TypeError / ValueError naming ``name``.
+
+    Accepts Python and numpy numbers and one-element tensors (as torchvision
+    does for thresholds). The comparisons are plain ``!=`` / ``==`` / ``<``,
+    never :func:`math.isnan`, so that the check traces under ``torch.compile``
+    when the number is symbolic (``dynamic=True``).
+    """
     if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool:
         value = value.item()  # a 0-d tensor threshold, as torchvision accepts
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value) or (not allow_inf and math.isinf(value)):
+    value = value if isinstance(value, (torch.SymInt, torch.SymFloat)) else float(value)
+    if value != value or (not allow_inf and (value == math.inf or value == -math.inf)):
         raise ValueError(f"{name} must be a {'finite ' if not allow_inf else ''}number, got {value}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
     return value
 
 
-def check_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
-    """An int or a pair of ints as a pair, each ``>= minimum`` if given."""
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int (Python or numpy integer; not a bool, not a float), else a clear error."""
+    if not _is_integral(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = value if isinstance(value, torch.SymInt) else int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_pair(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints as a pair, each in ``[minimum, maximum]`` where given.
+
+    Ints are Python or numpy integers; a float (even ``3.0``) is a TypeError,
+    as for :func:`torch.nn.functional.conv2d`'s ``stride``.
+    """
+    if _is_integral(value):
+        pair = (value, value)
+    elif isinstance(value, (tuple, list, torch.Size)) and len(value) == 2 and all(_is_integral(v) for v in value):
+        pair = tuple(value)
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__} {value!r}")
+    pair = tuple(v if isinstance(v, torch.SymInt) else int(v) for v in pair)
     if minimum is not None and not all(v >= minimum for v in pair):
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and not all(v <= maximum for v in pair):
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return pair

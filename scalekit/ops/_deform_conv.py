@@ -10,9 +10,31 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_float, check_pair, check_tensor, fx_leaf
+from scalekit.ops._checks import check_float, check_int, check_pair, check_tensor, fx_leaf
 
 __all__ = ["deform_conv2d", "DeformConv2d", "DeformConv2dPack"]
+
+
+# The largest stride, padding and dilation (csrc/deform_conv/driver.h checks the same):
+# far beyond any real convolution, small enough that no size computed from them
+# overflows int64 (2**31 - 1 did, and torch.nn.Conv2d overflows int32 there).
+MAX_CONV_ARGUMENT = 2 ** 16
+
+
+def _conv_pairs(stride, padding, dilation):
+    return (check_pair(stride, "stride", minimum=1, maximum=MAX_CONV_ARGUMENT),
+            check_pair(padding, "padding", minimum=0, maximum=MAX_CONV_ARGUMENT),
+            check_pair(dilation, "dilation", minimum=1, maximum=MAX_CONV_ARGUMENT))
+
+
+def _check_output_size(input: Tensor, kernel, stride, padding, dilation) -> None:
+    """The output of a convolution of ``input`` [N, C, H, W] is not empty (the kernel's check, in Python)."""
+    h, w = input.shape[-2:]
+    ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"the output would be empty: input {h}x{w}, kernel {kernel[0]}x{kernel[1]}, "
+                         f"padding ({padding[0]}, {padding[1]}), dilation ({dilation[0]}, {dilation[1]})")
 
 
 @fx_leaf
@@ -33,6 +55,13 @@ def deform_conv2d(
     also scaled by a learned modulation. Weight groups and offset groups are
     inferred from the shapes, as torchvision does.
 
+    Non-finite offsets and masks: a NaN offset, or a NaN or infinite mask value,
+    makes its sample NaN (as a dense convolution propagates a NaN input or
+    weight), so every output channel at that pixel is NaN, and so are the
+    offset and mask gradients of that tap; nothing is read for it. An infinite
+    offset moves the sample infinitely far off the map, where it reads the
+    zero padding: 0, with zero gradient.
+
     The CPU backward is deterministic (no atomics); the CUDA backward of the
     input gradient uses atomic adds and raises PyTorch's non-determinism alert.
 
@@ -44,7 +73,9 @@ def deform_conv2d(
             of offset group ``g``, the next one its x offset.
         weight: ``[C_out, C_in / groups, kH, kW]``.
         bias: ``[C_out]`` or ``None``.
-        stride, padding, dilation: ints or pairs.
+        stride, padding, dilation: ints or pairs of ints (Python or numpy; a
+            float such as ``1.0`` is a TypeError, as for :func:`torch.nn.functional.conv2d`),
+            at most 65536.
         mask: ``[N, offset_groups * kH * kW, H_out, W_out]`` or ``None`` (v1).
 
     Returns:
@@ -71,9 +102,7 @@ def deform_conv2d(
             f"[N, 2 * offset_groups * kH * kW, H_out, W_out] must be 4-D, got {list(input.shape)}, "
             f"{list(weight.shape)} and {list(offset.shape)}"
         )
-    sh, sw = check_pair(stride, "stride")
-    ph, pw = check_pair(padding, "padding")
-    dh, dw = check_pair(dilation, "dilation")
+    (sh, sw), (ph, pw), (dh, dw) = _conv_pairs(stride, padding, dilation)
     kh, kw = weight.shape[-2:]
     if weight.shape[1] == 0 or input.shape[1] % weight.shape[1] != 0:
         raise ValueError(f"input channels ({input.shape[1]}) must be a multiple of weight.shape[1] "
@@ -107,15 +136,16 @@ class DeformConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True) -> None:
         super().__init__()
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        groups = check_int(groups, "groups", minimum=1)
         if in_channels % groups != 0:
             raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
         if out_channels % groups != 0:
             raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = check_pair(kernel_size, "kernel_size", minimum=1)
-        self.stride = check_pair(stride, "stride", minimum=1)
-        self.padding = check_pair(padding, "padding", minimum=0)
-        self.dilation = check_pair(dilation, "dilation", minimum=1)
+        self.stride, self.padding, self.dilation = _conv_pairs(stride, padding, dilation)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels))
@@ -169,7 +199,8 @@ class DeformConv2dPack(DeformConv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, *, offset_groups: int = 1, modulated: bool = False) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
-        if offset_groups <= 0 or in_channels % offset_groups != 0:
+        offset_groups = check_int(offset_groups, "offset_groups", minimum=1)
+        if in_channels % offset_groups != 0:
             raise ValueError(f"offset_groups ({offset_groups}) must be positive and divide in_channels ({in_channels})")
         self.offset_groups, self.modulated = offset_groups, modulated
         kh, kw = self.kernel_size
@@ -179,6 +210,12 @@ class DeformConv2dPack(DeformConv2d):
         nn.init.zeros_(self.offset_conv.bias)
 
     def forward(self, input: Tensor) -> Tensor:
+        # Checked before offset_conv, whose errors would not name the argument.
+        check_float(input, "input")
+        if input.dim() != 4 or input.shape[2] == 0 or input.shape[3] == 0:
+            raise ValueError(f"input must have shape [N, C_in, H, W] with H, W > 0 (the offset predictor is a "
+                             f"torch.nn.Conv2d), got {list(input.shape)}")
+        _check_output_size(input, self.kernel_size, self.stride, self.padding, self.dilation)
         predicted = self.offset_conv(input)
         n_off = 2 * self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
         offset, mask = predicted[:, :n_off], None

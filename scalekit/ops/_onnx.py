@@ -247,6 +247,13 @@ def export_onnx(model: torch.nn.Module, args: tuple, path=None, **kwargs):
         >>> sorted({node.op_type for node in program.model_proto.graph.node} & {"NonMaxSuppression", "TopK"})
         ['NonMaxSuppression', 'TopK']
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(args, tuple):
+        raise TypeError(f"args must be a tuple of the model's inputs, got {type(args).__name__}")
+    opset = kwargs.get("opset_version", ONNX_OPSET)
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < ONNX_OPSET:
+        raise ValueError(f"opset_version must be an int >= {ONNX_OPSET} (ONNX's DeformConv), got {opset!r}")
     table = dict(onnx_translation_table())
     table.update(kwargs.pop("custom_translation_table", None) or {})
     kwargs.setdefault("opset_version", ONNX_OPSET)

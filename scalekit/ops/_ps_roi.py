@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from scalekit import _ext
-from scalekit.ops._checks import check_float, check_number, check_pair, check_tensor, fx_leaf
+from scalekit.ops._checks import check_float, check_int, check_number, check_pair, check_tensor, fx_leaf
 
 __all__ = [
     "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
@@ -30,6 +30,13 @@ __all__ = [
 ]
 
 BoxesLike = Tensor | Sequence[Tensor]
+
+# The largest ``sampling_ratio`` of :func:`ps_roi_align` and ``sample_per_part``
+# of :func:`deform_ps_roi_pool`: samples per bin side, up to 2**20 per bin. The
+# work is linear in it; beyond the resolution of any feature map, more samples
+# only slow a call down (``2**31`` took about ten minutes). The kernels check
+# the same bound (``kMaxSamplesPerSide`` in ``csrc/ps_roi/geometry.h``).
+MAX_SAMPLES_PER_SIDE = 1024
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -63,6 +70,26 @@ def _rois(input: Tensor, boxes: BoxesLike) -> Tensor:
     if boxes.device != input.device:
         raise ValueError(f"boxes must be on the device of input ({input.device}), got {boxes.device}")
     return boxes.to(dtype)
+
+
+def _spatial_scale(spatial_scale) -> float:
+    return check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
+
+
+def _sampling_ratio(sampling_ratio) -> int:
+    ratio = check_int(sampling_ratio, "sampling_ratio")
+    if ratio > MAX_SAMPLES_PER_SIDE:
+        raise ValueError(f"sampling_ratio must be <= {MAX_SAMPLES_PER_SIDE} (samples per bin side; <= 0 for "
+                         f"adaptive), got {ratio}")
+    return ratio
+
+
+def _deform_args(spatial_scale, sample_per_part, trans_std) -> tuple[float, int, float]:
+    scale = _spatial_scale(spatial_scale)
+    spp = check_int(sample_per_part, "sample_per_part")
+    if not 1 <= spp <= MAX_SAMPLES_PER_SIDE:
+        raise ValueError(f"sample_per_part must be in [1, {MAX_SAMPLES_PER_SIDE}] (samples per bin side), got {spp}")
+    return scale, spp, check_number(trans_std, "trans_std", allow_inf=False)
 
 
 def _check_input(input: Tensor, groups: tuple[int, int]) -> None:
@@ -110,7 +137,7 @@ def ps_roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: flo
     ph, pw = _pair(output_size, "output_size")
     _check_input(input, (ph, pw))
     rois = _rois(input, boxes)
-    scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
+    scale = _spatial_scale(spatial_scale)
     return torch.ops.scalekit.ps_roi_pool(input.to(rois.dtype), rois, scale, ph, pw).to(input.dtype)
 
 
@@ -142,7 +169,8 @@ def ps_roi_align(
         boxes: ``[K, 5]`` RoIs ``(batch index, x1, y1, x2, y2)`` or a list of ``[L, 4]``.
         output_size: ``ph`` or ``(ph, pw)``.
         spatial_scale: feature-map size / image size.
-        sampling_ratio: samples per bin side; ``<= 0`` for adaptive.
+        sampling_ratio: samples per bin side, at most 1024 (a bound on the work:
+            more only slows the call); ``<= 0`` for adaptive.
         aligned: half-pixel box shift, see above.
 
     Returns:
@@ -160,9 +188,8 @@ def ps_roi_align(
     ph, pw = _pair(output_size, "output_size")
     _check_input(input, (ph, pw))
     rois = _rois(input, boxes)
-    scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
-    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
-        raise TypeError(f"sampling_ratio must be an int, got {type(sampling_ratio).__name__}")
+    scale = _spatial_scale(spatial_scale)
+    sampling_ratio = _sampling_ratio(sampling_ratio)
     return torch.ops.scalekit.ps_roi_align(
         input.to(rois.dtype), rois, scale, ph, pw, sampling_ratio, bool(aligned)
     ).to(input.dtype)
@@ -207,6 +234,11 @@ def deform_ps_roi_pool(
     samples stay on the map pools exactly as
     ``ps_roi_align(aligned=True, sampling_ratio=sample_per_part)``.
 
+    A NaN offset makes the bins of its cell NaN (and their offset gradient), as
+    a NaN input would; nothing is read for them. An infinite offset moves the
+    bins off the map: they sample nothing and are 0, as any bin off the map.
+    With ``trans_std=0`` offsets are ignored, except that NaN stays NaN.
+
     Gradients flow to ``input`` and ``offset``. Backward is deterministic on the
     CPU; on CUDA it uses atomic adds (PyTorch's non-determinism alert is raised).
 
@@ -218,7 +250,7 @@ def deform_ps_roi_pool(
         spatial_scale: feature-map size / image size.
         group_size: position-sensitive groups per side (default ``output_size``).
         part_size: offset cells per side (default ``output_size``).
-        sample_per_part: samples per bin side (default 4, as the original).
+        sample_per_part: samples per bin side, 1 to 1024 (default 4, as the original).
         trans_std: offset scale (default 0.1, as the original).
 
     Returns:
@@ -249,10 +281,7 @@ def deform_ps_roi_pool(
         if offset.device != input.device:
             raise ValueError(f"offset must be on the device of input ({input.device}), got {offset.device}")
         offset = offset.to(rois.dtype)
-    scale = check_number(spatial_scale, "spatial_scale", minimum=0.0, strict=True, allow_inf=False)
-    if isinstance(sample_per_part, bool) or not isinstance(sample_per_part, int) or sample_per_part <= 0:
-        raise ValueError(f"sample_per_part must be a positive int, got {sample_per_part!r}")
-    trans_std = check_number(trans_std, "trans_std", allow_inf=False)
+    scale, sample_per_part, trans_std = _deform_args(spatial_scale, sample_per_part, trans_std)
     return torch.ops.scalekit.deform_ps_roi_pool(
         input.to(rois.dtype), rois, offset, scale, ph, pw, gh, gw, parth, partw, sample_per_part, trans_std
     ).to(input.dtype)
@@ -274,7 +303,7 @@ class PSRoIPool(nn.Module):
     def __init__(self, output_size, spatial_scale: float = 1.0) -> None:
         super().__init__()
         self.output_size = _pair(output_size, "output_size")
-        self.spatial_scale = spatial_scale
+        self.spatial_scale = _spatial_scale(spatial_scale)
 
     def forward(self, input: Tensor, boxes: BoxesLike) -> Tensor:
         return ps_roi_pool(input, boxes, self.output_size, self.spatial_scale)
@@ -298,8 +327,8 @@ class PSRoIAlign(nn.Module):
                  aligned: bool = True) -> None:
         super().__init__()
         self.output_size = _pair(output_size, "output_size")
-        self.spatial_scale = spatial_scale
-        self.sampling_ratio = sampling_ratio
+        self.spatial_scale = _spatial_scale(spatial_scale)
+        self.sampling_ratio = _sampling_ratio(sampling_ratio)
         self.aligned = aligned
 
     def forward(self, input: Tensor, boxes: BoxesLike) -> Tensor:
@@ -332,9 +361,8 @@ class DeformPSRoIPool(nn.Module):
         self.output_size = _pair(output_size, "output_size")
         self.group_size = _pair(group_size if group_size is not None else self.output_size, "group_size")
         self.part_size = _pair(part_size if part_size is not None else self.output_size, "part_size")
-        self.spatial_scale = spatial_scale
-        self.sample_per_part = sample_per_part
-        self.trans_std = trans_std
+        self.spatial_scale, self.sample_per_part, self.trans_std = _deform_args(
+            spatial_scale, sample_per_part, trans_std)
 
     def forward(self, input: Tensor, boxes: BoxesLike, offset: Tensor | None) -> Tensor:
         return deform_ps_roi_pool(input, boxes, offset, self.output_size, self.spatial_scale, self.group_size,
@@ -376,6 +404,8 @@ class DeformPSRoIPoolPack(DeformPSRoIPool):
                  part_size=None, sample_per_part: int = 4, trans_std: float = 0.1,
                  hidden_dim: int = 256) -> None:
         super().__init__(output_size, spatial_scale, group_size, part_size, sample_per_part, trans_std)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
         ph, pw = self.output_size
         self.offset_fc = nn.Sequential(
             nn.Linear(out_channels * ph * pw, hidden_dim),

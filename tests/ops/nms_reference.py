@@ -75,7 +75,11 @@ def ref_soft_nms(boxes, scores, iou_threshold=0.3, sigma=0.5, score_threshold=0.
             else:  # hard
                 alive[j] = False
                 continue
-            s[j] = s[j] * weight
+            if float(s[j]) < 0:  # a negative score moves away from 0 (a decay never raises it)
+                lowest = torch.finfo(acc).min
+                s[j] = torch.clamp(s[j] * (2 - weight), min=lowest)
+            else:
+                s[j] = s[j] * weight
             if float(s[j]) < score_threshold:
                 alive[j] = False
     kept_scores = torch.stack(kept) if kept else torch.empty(0, dtype=acc)

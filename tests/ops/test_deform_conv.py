@@ -146,12 +146,58 @@ def test_cpu_backward_is_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
-def test_non_finite_offsets_read_zero():
-    x = torch.randn(1, 2, 5, 5)
-    w = torch.ones(1, 2, 3, 3)
-    for bad in (float("nan"), float("inf"), 1e30):
-        out = ops.deform_conv2d(x, torch.full((1, 18, 3, 3), bad), w)
-        assert torch.equal(out, torch.zeros_like(out))
+def test_infinite_offsets_read_the_zero_padding(device):
+    x = torch.randn(1, 2, 5, 5, device=device)
+    w = torch.ones(1, 2, 3, 3, device=device)
+    bias = torch.tensor([0.25], device=device)
+    for bad in (float("inf"), -float("inf"), 1e30):
+        out = ops.deform_conv2d(x, torch.full((1, 18, 3, 3), bad, device=device), w, bias)
+        assert torch.equal(out, torch.full_like(out, 0.25))
+
+
+def _one_bad_tap(value, what, device):
+    """A 2-channel, 2-offset-group conv in which tap 4 (the centre) of offset group 1 at
+    output pixel (1, 2) has `value` as its y offset or its mask."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 5, 5, generator=g, dtype=torch.float64)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64)
+    offset = torch.zeros(1, 2 * 2 * 9, 3, 3, dtype=torch.float64)
+    mask = torch.ones(1, 2 * 9, 3, 3, dtype=torch.float64)
+    if what == "offset":
+        offset[0, 2 * (9 + 4), 1, 2] = value
+    else:
+        mask[0, 9 + 4, 1, 2] = value
+    return [t.to(device) for t in (x, w, offset, mask)]
+
+
+@pytest.mark.parametrize("what,value", [("offset", float("nan")), ("mask", float("nan")), ("mask", float("inf"))])
+def test_nan_offsets_and_non_finite_masks_give_nan_where_they_act(what, value, device):
+    # As a dense convolution propagates a NaN input: every output channel at
+    # that pixel is NaN, every other output is the plain convolution.
+    x, w, offset, mask = _one_bad_tap(value, what, device)
+    x.requires_grad_(), offset.requires_grad_(), mask.requires_grad_()
+    out = ops.deform_conv2d(x, offset, w, mask=mask)
+    bad = torch.zeros(1, 3, 3, 3, dtype=torch.bool, device=device)
+    bad[0, :, 1, 2] = True
+    assert torch.equal(out.isnan(), bad)
+    expected = F.conv2d(x.detach(), w)
+    torch.testing.assert_close(out.detach()[~bad], expected[~bad])
+    # Gradients: NaN for the offset (and mask) of that tap only. The input
+    # gradient is finite for a NaN offset (nothing is read or written for it);
+    # a NaN mask, like a NaN weight of a dense convolution, turns 0 * NaN into
+    # NaN at the four corners its sample reads (channel 1, input rows 2-3, columns 3-4).
+    gx, go, gm = torch.autograd.grad(out[~bad].sum(), (x, offset, mask))
+    if what == "offset":
+        assert torch.isfinite(gx).all()
+    else:
+        corners = torch.zeros_like(gx, dtype=torch.bool)
+        corners[0, 1, 2:4, 3:5] = True
+        assert torch.equal(gx.isnan(), corners)
+    if what == "offset":
+        nan_offset = torch.zeros_like(go, dtype=torch.bool)
+        nan_offset[0, 2 * (9 + 4):2 * (9 + 4) + 2, 1, 2] = True
+        assert torch.equal(go.isnan(), nan_offset)
+        assert gm.isnan().sum() == 1 and gm[0, 9 + 4, 1, 2].isnan()
 
 
 def test_module_starts_as_plain_conv_and_learns_offsets():
@@ -190,7 +236,9 @@ class TestBadInput:
             ops.deform_conv2d(self.x.long(), self.offset, self.w)
         with pytest.raises(TypeError, match="offset must have the dtype of input"):
             ops.deform_conv2d(self.x, self.offset.double(), self.w)
-        with pytest.raises(ValueError, match=r"stride must be positive"):
+        with pytest.raises(ValueError, match=r"stride must be >= 1, got 0"):
             ops.deform_conv2d(self.x, self.offset, self.w, stride=0)
+        with pytest.raises(ValueError, match=r"stride must be positive"):  # the kernel's own check
+            torch.ops.scalekit.deform_conv2d(self.x, self.w, self.offset, None, None, 0, 1, 0, 0, 1, 1, 1, 1)
         with pytest.raises(ValueError, match="the output would be empty"):
             ops.deform_conv2d(torch.zeros(1, 4, 2, 2), torch.zeros(1, 18, 1, 1), self.w)

@@ -177,12 +177,39 @@ class TestDeformPSRoIPool:
         half = torch.tensor([[[[0.5]], [[0.0]]]], dtype=torch.float64)  # half the samples leave the map
         assert ops.deform_ps_roi_pool(x, box, half, 1, sample_per_part=2, trans_std=1.0).item() == 1.0
 
-    def test_non_finite_offsets_read_nothing(self):
+    @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e300])
+    def test_non_finite_offsets(self, bad, device):
+        # Cell (0, 1) of the 2x2 offset grid gets `bad` as its x offset: a NaN
+        # makes its bin NaN (as a NaN input would), an infinite or huge offset
+        # moves it off the map (0); the other bins pool as without offsets.
+        x = _input(1, 4, 5, 5, 14).to(device).requires_grad_()
+        box = torch.tensor([[0.0, 0, 0, 4, 4]], dtype=torch.float64, device=device)
+        offset = torch.zeros(1, 2, 2, 2, dtype=torch.float64, device=device)
+        offset[0, 0, 0, 1] = bad
+        offset.requires_grad_()
+        out = ops.deform_ps_roi_pool(x, box, offset, 2)
+        plain = ops.deform_ps_roi_pool(x.detach(), box, None, 2)
+        cell = torch.zeros_like(out, dtype=torch.bool)
+        cell[0, 0, 0, 1] = True
+        assert torch.equal(out.detach()[~cell], plain[~cell])
+        if bad != bad:
+            assert out[cell].isnan().all()
+        else:
+            assert out[cell].item() == 0.0
+        gx, go = torch.autograd.grad(out[~cell].sum(), (x, offset))
+        assert torch.isfinite(gx).all()
+        nan_cell = torch.zeros_like(go, dtype=torch.bool)
+        if bad != bad:
+            nan_cell[0, :, 0, 1] = True
+        assert torch.equal(go.isnan(), nan_cell)
+
+    def test_zero_trans_std_ignores_even_infinite_offsets_but_not_nan(self):
         x = _input(1, 4, 5, 5, 14)
         box = torch.tensor([[0.0, 0, 0, 4, 4]], dtype=torch.float64)
-        for bad in (float("nan"), float("inf"), -float("inf"), 1e300):
-            out = ops.deform_ps_roi_pool(x, box, torch.full((1, 2, 2, 2), bad, dtype=torch.float64), 2)
-            assert torch.equal(out, torch.zeros_like(out))
+        plain = ops.deform_ps_roi_pool(x, box, None, 2)
+        inf = torch.full((1, 2, 2, 2), float("inf"), dtype=torch.float64)
+        assert torch.equal(ops.deform_ps_roi_pool(x, box, inf, 2, trans_std=0.0), plain)
+        assert ops.deform_ps_roi_pool(x, box, inf * 0, 2, trans_std=0.0).isnan().all()
 
     def test_gradcheck(self):
         x = _input(2, 2 * 4, 6, 6, 15, requires_grad=True)

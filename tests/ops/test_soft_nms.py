@@ -1,6 +1,12 @@
 """Soft-NMS: golden values, a slow reference written from the paper, relations
 to greedy NMS, batching, devices and bad input."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from hypothesis import given
@@ -75,6 +81,78 @@ def test_selected_scores_never_increase():
         assert (kept[1:] <= kept[:-1]).all()
 
 
+@given(data=st.data(), method=st.sampled_from(METHODS), offset=st.sampled_from([0.0, 1.0]))
+def test_negative_scores_come_out_non_increasing_and_equal_the_reference(data, method, offset):
+    # A decay moves a negative score away from 0 (s * (2 - weight)): it never
+    # rises above the box selected before it, whatever the scores' signs.
+    boxes = data.draw(S.boxes(max_n=30, dtype=torch.float64))
+    raw = data.draw(st.lists(st.sampled_from([-0.9, -0.5, -0.1, 0.0, 0.2, 0.6]), min_size=len(boxes),
+                             max_size=len(boxes)))
+    scores = torch.tensor(raw, dtype=torch.float64)
+    keep, kept = ops.soft_nms(boxes, scores, 0.3, 0.5, -float("inf"), method, pixel_offset=offset)
+    assert (kept[1:] <= kept[:-1]).all()
+    if method != "hard":  # nothing falls below -inf; only hard NMS removes boxes
+        assert sorted(keep.tolist()) == list(range(len(boxes)))
+    ref_keep, ref_kept = ref_soft_nms(boxes, scores, 0.3, 0.5, -float("inf"), method, pixel_offset=offset)
+    assert keep.tolist() == ref_keep.tolist()
+    assert torch.equal(kept, ref_kept)
+
+
+def test_negative_score_decay_values():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 5]])  # IoU 0.5
+    keep, kept = ops.soft_nms(boxes, torch.tensor([-0.2, -0.4]), 0.3, score_threshold=-10.0)
+    assert keep.tolist() == [0, 1]
+    torch.testing.assert_close(kept, torch.tensor([-0.2, -0.4 * 1.5]))
+    # the decay stops at the lowest finite value instead of overflowing to -inf
+    _, kept = ops.soft_nms(boxes, torch.tensor([-1e38, -3e38]), 0.3, score_threshold=-float("inf"))
+    assert kept[0] == torch.tensor(-1e38) and kept[1].item() == torch.finfo(torch.float32).min
+
+
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+def test_identical_boxes_equal_the_reference(method):
+    # The dense case of the complexity fix: every box decays every other one.
+    boxes = torch.tensor([[0.0, 0, 10, 10]]).repeat(60, 1)
+    scores = torch.rand(60, generator=torch.Generator().manual_seed(3))
+    keep, kept = ops.soft_nms(boxes, scores, 0.3, 0.5, 0.0, method)
+    ref_keep, ref_kept = ref_soft_nms(boxes, scores, 0.3, 0.5, 0.0, method)
+    assert keep.tolist() == ref_keep.tolist()
+    assert torch.equal(kept, ref_kept)
+
+
+_LONG_CALL = """
+import sys, torch
+from scalekit import ops
+boxes = torch.tensor([[0.0, 0, 10, 10]]).repeat(150_000, 1)  # minutes of work: ~1e10 box pairs
+scores = torch.rand(150_000)
+print("calling", flush=True)
+try:
+    ops.soft_nms(boxes, scores, 0.3, score_threshold=0.0, method="gaussian")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
+
+def test_a_long_call_is_interrupted_by_sigint():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _LONG_CALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=root)
+    try:
+        assert proc.stdout.readline().strip() == "calling", proc.stderr.read()
+        time.sleep(1.0)  # well inside the kernel
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        waited = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 3 and out.strip() == "interrupted", (proc.returncode, out, err[-2000:])
+    # The kernel polls every ~0.1 s; without the poll the call runs on for minutes.
+    assert waited < 15, waited
+
+
 def test_nothing_decays_when_nothing_overlaps():
     boxes = torch.tensor([[0.0, 0, 1, 1], [2, 2, 3, 3], [5, 5, 6, 6]])
     scores = torch.tensor([0.2, 0.9, 0.0005])
@@ -116,6 +194,31 @@ def test_device_equals_cpu(method, batched, device):
         got = ops.soft_nms(boxes.to(device), scores.to(device), **args)
     assert got[0].cpu().tolist() == expected[0].tolist()
     torch.testing.assert_close(got[1].cpu(), expected[1], rtol=1e-12, atol=0)
+
+
+class TestModuleChecksAtConstruction:
+    @pytest.mark.parametrize("kwargs,message", [
+        (dict(sigma=0.0), "sigma must be > 0.0, got 0.0"),
+        (dict(sigma=float("nan")), "sigma must be a finite number, got nan"),
+        (dict(iou_threshold=float("nan")), "iou_threshold must be a number, got nan"),
+        (dict(score_threshold=float("nan")), "score_threshold must be a number, got nan"),
+        (dict(pixel_offset=-1), "pixel_offset must be >= 0.0, got -1.0"),
+        (dict(method="soft"), "method must be one of"),
+    ])
+    def test_same_message_as_the_function(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            ops.SoftNMS(**kwargs)
+        with pytest.raises(ValueError, match=message):
+            ops.soft_nms(torch.zeros(1, 4), torch.ones(1), **kwargs)
+
+    def test_numpy_numbers(self):
+        np = pytest.importorskip("numpy")
+        merge = ops.SoftNMS(np.float32(0.3), np.float64(0.5), np.float32(0.001), pixel_offset=np.int64(1))
+        boxes, scores = _random(50, seed=21)
+        expected = ops.soft_nms(boxes, scores, 0.3, 0.5, 0.001, pixel_offset=1.0)
+        assert all(torch.equal(a, b) for a, b in zip(merge(boxes, scores), expected))
+        with pytest.raises(TypeError, match="sigma must be a number, got bool"):
+            ops.SoftNMS(sigma=np.bool_(True))
 
 
 def test_module_form():

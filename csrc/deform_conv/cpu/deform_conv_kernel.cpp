@@ -23,6 +23,7 @@ template <typename T>
 struct Tap {
   int64_t idx[4];
   T w[4];  // bilinear weight x mask
+  T poison;  // NaN for a NaN position or a non-finite mask, else 0 (sample.h)
 };
 
 template <typename T>
@@ -35,6 +36,7 @@ std::vector<Tap<T>> make_plan(const Geometry& g, const T* offset, const T* mask)
       T dy, dx, m;
       read_offset(g, offset, mask, og, k, p, dy, dx, m);
       const Sample<T> s = make_sample(g, k, p, dy, dx);
+      plan[r].poison = poison(s, m);
       for (int j = 0; j < 4; ++j) {
         plan[r].idx[j] = s.inside ? s.idx[j] : -1;
         plan[r].w[j] = (s.inside && s.idx[j] >= 0) ? s.weight(j) * m : T(0);
@@ -63,7 +65,7 @@ struct CpuKernels {
               const Tap<T>& t = taps[p];
               T v = T(0);
               for (int j = 0; j < 4; ++j) v += t.idx[j] >= 0 ? t.w[j] * src[t.idx[j]] : T(0);
-              row[p] = v;
+              row[p] = v + t.poison;
             }
           }
         }
@@ -135,9 +137,10 @@ struct CpuKernels {
             }
           }
           for (int64_t q = 0; q < np; ++q) {
-            goff[(2 * row) * pixels + p0 + q] = ay[q] * m[q];
-            goff[(2 * row + 1) * pixels + p0 + q] = ax[q] * m[q];
-            if (gmask != nullptr) gmask[row * pixels + p0 + q] = am[q];
+            const T nan = samples[q].nan ? poison(samples[q], m[q]) : T(0);
+            goff[(2 * row) * pixels + p0 + q] = ay[q] * m[q] + nan;
+            goff[(2 * row + 1) * pixels + p0 + q] = ax[q] * m[q] + nan;
+            if (gmask != nullptr) gmask[row * pixels + p0 + q] = am[q] + nan;
           }
         }
       });

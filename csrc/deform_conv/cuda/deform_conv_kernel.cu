@@ -42,7 +42,7 @@ __global__ void im2col_kernel(Geometry g, const scalar_t* __restrict__ input, co
     for (int j = 0; j < 4 && s.inside; ++j) {
       if (s.idx[j] >= 0) v += s.weight(j) * static_cast<T>(input[c * plane + s.idx[j]]);
     }
-    cols[i] = static_cast<scalar_t>(v * m);
+    cols[i] = static_cast<scalar_t>(v * m + poison(s, m));
   }
 }
 
@@ -82,9 +82,10 @@ __global__ void coord_grad_kernel(Geometry g, const scalar_t* __restrict__ grad_
       ay += gc * dvdy;
       ax += gc * dvdx;
     }
-    grad_offset[(2 * row) * pixels + p] = static_cast<scalar_t>(ay * m);
-    grad_offset[(2 * row + 1) * pixels + p] = static_cast<scalar_t>(ax * m);
-    if (grad_mask != nullptr) grad_mask[row * pixels + p] = static_cast<scalar_t>(am);
+    const T nan = s.nan ? poison(s, m) : T(0);
+    grad_offset[(2 * row) * pixels + p] = static_cast<scalar_t>(ay * m + nan);
+    grad_offset[(2 * row + 1) * pixels + p] = static_cast<scalar_t>(ax * m + nan);
+    if (grad_mask != nullptr) grad_mask[row * pixels + p] = static_cast<scalar_t>(am + nan);
   }
 }
 

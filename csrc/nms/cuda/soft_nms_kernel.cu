@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads) soft_nms_kernel(
         alive[j] = 0;
         continue;
       }
-      score[j] = mul_rn(score[j], weight);
+      score[j] = soft_nms_decay(score[j], weight);
       if (static_cast<double>(score[j]) < score_threshold) alive[j] = 0;
     }
     __syncthreads();

@@ -168,7 +168,7 @@ void forward_impl(const Geometry<T>& g, const scalar_t* input, int64_t channels,
         for (int64_t c = 0; c < c_out; ++c) {
           const scalar_t* src = base + c * groups * plane;
           const T sum = rect ? rect_sum(src, bin, g.p.width) : taps.dot(src, taps.rw, taps.cw);
-          dst[c * bins] = static_cast<scalar_t>(bin.count > T(0) ? sum / bin.count : T(0));
+          dst[c * bins] = static_cast<scalar_t>(bin_average(sum, bin.count));
         }
       }
     }
@@ -290,6 +290,11 @@ void backward_offset_impl(const Geometry<T>& g, const scalar_t* grad, const scal
       g.roi_bins(k, roi_bins.data(), nullptr, nullptr);  // deformable: not separable
       for (int64_t b = 0; b < bins; ++b) {
         const Bin<T>& bin = roi_bins[b];
+        if (bin.count != bin.count) {  // a NaN offset: its gradient is NaN too
+          grad_offset[k * 2 * parts + bin.part] = bin.count;
+          grad_offset[(k * 2 + 1) * parts + bin.part] = bin.count;
+          continue;
+        }
         if (!(bin.count > T(0))) continue;
         taps.fill(bin, g.p.width, true);
         const scalar_t* base = input + (g.batch(k) * channels + bin.channel) * plane;

@@ -62,9 +62,8 @@ __global__ void forward_kernel(Params<T> p, const scalar_t* __restrict__ input,
         });
         acc += wy * row;
       });
-      acc /= s.bin.count;
     }
-    out[index] = static_cast<scalar_t>(acc);
+    out[index] = static_cast<scalar_t>(bin_average(acc, s.bin.count));
   }
 }
 
@@ -98,6 +97,11 @@ __global__ void backward_offset_kernel(Params<T> p, const scalar_t* __restrict__
   const int64_t parts = p.part_h * p.part_w;
   SCALEKIT_GRID_STRIDE(index, total) {
     const Site<T> s = site(p, rois, offset, index, c_out, channels);
+    if (s.bin.count != s.bin.count) {  // a NaN offset: its gradient is NaN too
+      grad_offset[s.k * 2 * parts + s.bin.part] = s.bin.count;
+      grad_offset[(s.k * 2 + 1) * parts + s.bin.part] = s.bin.count;
+      continue;
+    }
     if (!(s.bin.count > T(0))) continue;
     const T g = static_cast<T>(grad[index]) / s.bin.count;
     if (g == T(0)) continue;
