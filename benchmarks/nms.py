@@ -137,12 +137,17 @@ def identical_boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor([[0.0, 0, 10, 10]]).repeat(n, 1), torch.rand(n, generator=torch.Generator().manual_seed(seed))
 
 
-def parse_options(argv):
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--soft-nms-original", help="checkout of github.com/bharatsingh430/soft-nms")
-    parser.add_argument("--soft-nms-deps", help="folder holding Cython for it")
-    args, rest = parser.parse_known_args(argv)
-    return {"soft_nms_original": args.soft_nms_original, "soft_nms_deps": args.soft_nms_deps}, rest
+def add_options(parser) -> None:
+    """The nms suite's options, as a group of ``parser`` (shown by ``python -m benchmarks --help``)."""
+    group = parser.add_argument_group("nms suite")
+    group.add_argument("--soft-nms-original", metavar="PATH", help="checkout of the original Soft-NMS "
+                       "(bharatsingh430/soft-nms): time its Cython cpu_soft_nms beside soft_nms")
+    group.add_argument("--soft-nms-deps", metavar="DIR", help="folder holding Cython for it")
+
+
+def options_from(args) -> dict:
+    """The keyword arguments of :func:`run` from parsed arguments."""
+    return {"soft_nms_original": args.soft_nms_original, "soft_nms_deps": args.soft_nms_deps}
 
 
 def run(quick: bool = False, soft_nms_original: str | None = None, soft_nms_deps: str | None = None) -> None:
@@ -237,8 +242,6 @@ def cuda_rows(quick: bool = False) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes only")
-    args, rest = parser.parse_known_args()
-    options, rest = parse_options(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    run(args.quick, **options)
+    add_options(parser)
+    args = parser.parse_args()
+    run(args.quick, **options_from(args))
