@@ -234,7 +234,8 @@ def resolve_spatial_scale(spatial_scale: float | None, features: Tensor, image_s
             raise ValueError("spatial_scale=None infers the scale from the images' sizes: pass image_sizes "
                              "([(height, width)] per image) to forward, or give the head a spatial_scale")
         return spatial_scale
-    image_hw = check_image_sizes(image_sizes).max(0).values.tolist()
+    sizes = check_image_sizes(image_sizes)
+    image_hw = [max(h for h, _ in sizes), max(w for _, w in sizes)]
     feature_hw = tuple(features.shape[-2:])
     fits = [2.0 ** -n for n in range(12) if _scale_fits(2.0 ** -n, feature_hw, image_hw, padding)]
     ratio = math.log2(max(feature_hw[0], 1) / image_hw[0]) + math.log2(max(feature_hw[1], 1) / image_hw[1])
@@ -256,17 +257,27 @@ def resolve_spatial_scale(spatial_scale: float | None, features: Tensor, image_s
 # ----------------------------------------------------------------------------- the heads' shared contract
 
 
-def check_image_sizes(image_sizes) -> Tensor:
-    """``[N, 2]`` float64 ``(height, width)`` of each image; a clear error unless positive and finite."""
+def check_image_sizes(image_sizes) -> list[tuple[float, float]]:
+    """``(height, width)`` of each image as Python floats; a clear error unless positive and finite.
+
+    Checked in Python, not with tensor reductions, so that an exported or compiled
+    detector (whose image sizes are known while tracing) does not branch on tensor data.
+    """
     try:
-        sizes = torch.as_tensor(image_sizes, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError) as exc:
+        rows = image_sizes.tolist() if isinstance(image_sizes, Tensor) else list(image_sizes)
+        sizes = [(float(h), float(w)) for h, w in rows]
+    except (TypeError, ValueError) as exc:
         raise TypeError(f"image_sizes must be (height, width) pairs, one per image, got {image_sizes!r}") from exc
-    if sizes.dim() != 2 or sizes.shape[1] != 2 or sizes.shape[0] == 0:
+    if not sizes:
         raise ValueError(f"image_sizes must be (height, width) pairs, one per image, got {image_sizes!r}")
-    if not torch.isfinite(sizes).all() or (sizes <= 0).any():
+    if not all(math.isfinite(v) and v > 0 for hw in sizes for v in hw):
         raise ValueError(f"image_sizes must be positive and finite, got {image_sizes!r}")
     return sizes
+
+
+def _tracing() -> bool:
+    """Inside torch.export or torch.compile, where a check on tensor data would be a graph break or an error."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def split_rois(rois: Tensor, num_images: int) -> tuple[list[Tensor], Tensor]:
@@ -319,7 +330,7 @@ class RoIHead(nn.Module):
         rois = outputs["rois"]
         index = rois[:, 0].long()
         sizes = check_image_sizes(image_sizes)
-        if index.numel() and index.max() >= len(sizes):
+        if not _tracing() and index.numel() and index.max() >= len(sizes):
             raise ValueError(f"image_sizes holds {len(sizes)} images, outputs['rois'] name {int(index.max()) + 1}")
         boxes = decode_boxes(rois[:, 1:], outputs["box_deltas"].to(rois.dtype), BOX_WEIGHTS)
         return clip_to_images(boxes, index, sizes), index

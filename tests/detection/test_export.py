@@ -42,12 +42,18 @@ def test_detector_exports_and_matches_in_onnx_runtime():
                                                                              image.numpy()}))
     with torch.no_grad():
         ref = model([image])[0]
-    assert len(ref["boxes"]) > 0
-    assert torch.equal(labels, ref["labels"])
+    assert len(ref["boxes"]) > 0 and len(labels) == len(ref["labels"])
     torch.testing.assert_close(scores, ref["scores"], rtol=1e-4, atol=1e-5)
-    # float rounding of ONNX Runtime's DeformConv, RoiAlign and box decoding (exp) moves a corner by
-    # at most a few thousandths of a pixel here
-    torch.testing.assert_close(boxes, ref["boxes"], rtol=1e-4, atol=1e-2)
+    # The same detections, matched one to one (scores a float rounding apart may come in either
+    # order, and those tying with the last one kept may be cut either way at detections_per_image).
+    # ONNX Runtime's DeformConv, RoiAlign and box decoding (exp) move a corner by at most a few
+    # thousandths of a pixel here.
+    sure = ref["scores"] > ref["scores"].min() + 1e-4
+    assert sure.sum() >= len(sure) // 2
+    corner = (boxes[:, None, :] - ref["boxes"][None, sure, :]).abs().amax(2)
+    same = (corner < 1e-2) & (labels[:, None] == ref["labels"][None, sure]) \
+        & ((scores[:, None] - ref["scores"][None, sure]).abs() < 1e-5)
+    assert same.any(0).all(), f"{int((~same.any(0)).sum())} reference detections have no ONNX twin"
     # No custom domain: every node is a standard ONNX operator or a function built from them.
     assert {"DeformConv", "NonMaxSuppression"} <= ops_used | {n.op_type for f in program.model_proto.functions
                                                               for n in f.node}
