@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,14 +22,29 @@ BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 _MAX_LOG = math.log(1000.0 / 16)
 
 
-def _check_boxes(boxes, name: str) -> None:
-    """``boxes`` must be an ``[N, 4]`` real-valued tensor; the error names ``name``."""
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, 4], got {type(boxes).__name__}")
+def _check_boxes(boxes, name: str, *, numpy_too: bool = False) -> None:
+    """``boxes`` must be an ``[N, 4]`` real-valued tensor (or numpy array, ``numpy_too``);
+    the error names ``name``. Shape and dtype only: no pass over the values."""
+    kinds = (Tensor, np.ndarray) if numpy_too else (Tensor,)
+    if not isinstance(boxes, kinds):
+        raise TypeError(f"{name} must be a torch.Tensor{' or numpy array' if numpy_too else ''} of shape [N, 4], "
+                        f"got {type(boxes).__name__}")
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {list(boxes.shape)}")
-    if boxes.dtype == torch.bool or boxes.is_complex():
+    bad = (boxes.dtype == torch.bool or boxes.is_complex()) if isinstance(boxes, Tensor) else boxes.dtype.kind not in "iuf"
+    if bad:
         raise TypeError(f"{name} must hold real numbers, got {boxes.dtype}")
+
+
+def _check_threshold(value, name: str) -> float:
+    """A number that is not NaN (a threshold or a range end); the error names ``name``."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got NaN")
+    return float(value)
 
 
 def box_area(boxes: Tensor, *, pixel_offset: float = 0.0) -> Tensor:
@@ -99,6 +115,8 @@ def max_iou(boxes: Tensor, others: Tensor) -> Tensor:
         >>> max_iou(torch.tensor([[0.0, 0, 2, 2], [9, 9, 10, 10]]), torch.tensor([[1.0, 0, 3, 2], [0, 0, 2, 4]]))
         tensor([0.5000, 0.0000])
     """
+    _check_boxes(boxes, "boxes")
+    _check_boxes(others, "others")
     if others.numel() == 0 or boxes.numel() == 0:
         return boxes.new_zeros(boxes.shape[0])
     return box_iou(boxes, others.to(boxes.dtype)).nan_to_num(0.0).max(1).values
@@ -119,6 +137,7 @@ def box_size(boxes: Tensor) -> Tensor:
         >>> box_size(torch.tensor([[0.0, 0, 20, 80], [5, 5, 1, 9]]))
         tensor([40.,  0.])
     """
+    _check_boxes(boxes, "boxes", numpy_too=True)
     # .clip and ** work on torch tensors and numpy arrays alike
     return ((boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)) ** 0.5
 
@@ -141,6 +160,7 @@ def size_in_range(boxes: Tensor, lo: float, hi: float) -> Tensor:
         >>> size_in_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 80, 80]]), 0, 80)
         tensor([ True, False])
     """
+    lo, hi = _check_threshold(lo, "lo"), _check_threshold(hi, "hi")
     size = box_size(boxes)
     return (size >= lo) & (size < hi)
 
@@ -165,13 +185,14 @@ def out_of_range(boxes: Tensor, valid_range, *, name: str = "valid_range") -> Te
         >>> out_of_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 300, 300]]), torch.tensor([0.0, 160.0]))
         tensor([False,  True])
     """
+    _check_boxes(boxes, "boxes")
     if valid_range is None:
         return torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
     if not isinstance(valid_range, Tensor) or valid_range.shape != (2,):
         got = list(valid_range.shape) if isinstance(valid_range, Tensor) else type(valid_range).__name__
         raise ValueError(f"{name} must be a [2] tensor (lo, hi) of sqrt(area), got {got}")
     lo, hi = valid_range.tolist()
-    if not (0 <= lo < hi):
+    if not (0 <= lo < hi):  # NaN fails too
         raise ValueError(f"{name} must satisfy 0 <= lo < hi (hi may be inf), got ({lo}, {hi})")
     return ~size_in_range(boxes, lo, hi)
 
@@ -206,6 +227,11 @@ def near_ignore(boxes: Tensor, ignore_boxes: Tensor, iou_threshold: float, *, in
         >>> near_ignore(anchors, torch.tensor([[0.0, 0, 10, 10]]), 0.3)  # IoU 1, 1/3, 0
         tensor([ True,  True, False])
     """
+    _check_boxes(boxes, "boxes")
+    _check_boxes(ignore_boxes, "ignore_boxes")
+    if gt_boxes is not None:
+        _check_boxes(gt_boxes, "gt_boxes")
+    iou_threshold = _check_threshold(iou_threshold, "iou_threshold")
     best = max_iou(boxes, ignore_boxes)
     near = best >= iou_threshold if inclusive else best > iou_threshold
     if ignore_boxes.numel() == 0:
@@ -235,8 +261,11 @@ def inside_window(boxes: Tensor, windows: Tensor, *, tol: float = 0.0) -> Tensor
         >>> inside_window(torch.tensor([[10.0, 10, 20, 20], [90, 90, 120, 120]]), torch.tensor([0.0, 0, 100, 100]))
         tensor([ True, False])
     """
+    _check_boxes(boxes, "boxes", numpy_too=True)
     one = windows.ndim == 1
-    w, b = windows.reshape(-1, 4), boxes.reshape(-1, 4)
+    if not (one and windows.shape[0] == 4):
+        _check_boxes(windows, "windows", numpy_too=True)
+    w, b = windows.reshape(-1, 4), boxes
     out = ((w[:, None, 0] - tol <= b[None, :, 0]) & (w[:, None, 1] - tol <= b[None, :, 1])
            & (b[None, :, 2] <= w[:, None, 2] + tol) & (b[None, :, 3] <= w[:, None, 3] + tol))
     return out[0] if one else out
@@ -264,6 +293,9 @@ def match_rois(rois: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5, *, in
         >>> match_rois(rois, torch.tensor([[0.0, 0, 10, 10]]), inclusive=False)
         tensor([ 0, -1, -1])
     """
+    _check_boxes(rois, "rois")
+    _check_boxes(gt_boxes, "gt_boxes")
+    iou_threshold = _check_threshold(iou_threshold, "iou_threshold")
     matched = torch.full((rois.shape[0],), -1, dtype=torch.int64, device=rois.device)
     if gt_boxes.numel() == 0 or rois.numel() == 0:
         return matched
@@ -273,8 +305,18 @@ def match_rois(rois: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5, *, in
     return torch.where(positive, idx, matched)
 
 
+def _check_pairs(rois, other, name: str) -> None:
+    _check_boxes(rois, "rois")
+    _check_boxes(other, name)
+    if other.shape[0] != rois.shape[0]:
+        raise ValueError(f"{name} must have one row per RoI ({rois.shape[0]}), got {other.shape[0]}")
+    if not (rois.is_floating_point() and other.is_floating_point()):
+        raise TypeError(f"rois and {name} must be floating point, got {rois.dtype} and {other.dtype}")
+
+
 def encode_boxes(rois: Tensor, gt: Tensor, weights=BOX_WEIGHTS) -> Tensor:
     """Regression targets ``(dx, dy, dw, dh)`` of ``gt`` relative to ``rois`` (both ``[R, 4]``)."""
+    _check_pairs(rois, gt, "gt")
     wr, hr = rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1]
     xr, yr = rois[:, 0] + 0.5 * wr, rois[:, 1] + 0.5 * hr
     wg, hg = gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]
@@ -295,6 +337,7 @@ def decode_boxes(rois: Tensor, deltas: Tensor, weights=BOX_WEIGHTS) -> Tensor:
         >>> decode_boxes(rois, encode_boxes(rois, gt))
         tensor([[ 2.,  1., 14.,  9.]])
     """
+    _check_pairs(rois, deltas, "deltas")
     wr, hr = rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1]
     xr, yr = rois[:, 0] + 0.5 * wr, rois[:, 1] + 0.5 * hr
     wx, wy, ww, wh = weights

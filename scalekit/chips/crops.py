@@ -62,10 +62,12 @@ def chip_targets(chip: Chip, target: dict, area: AreaRange | None = None, *, min
         >>> t["boxes"], t["ignore_boxes"], t["valid_range"]
         (tensor([[ 30.,  30., 120., 120.]]), tensor([[450., 450., 512., 512.]]), tensor([  0., 240.]))
     """
-    boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4)
+    boxes = _target_boxes(target["boxes"], "target['boxes']")
     labels = torch.as_tensor(target["labels"]).reshape(-1)
+    if labels.shape[0] != boxes.shape[0]:
+        raise ValueError(f"target['labels'] must hold one label per box ({boxes.shape[0]}), got {labels.shape[0]}")
     crowd = target.get("ignore_boxes")
-    crowd = torch.zeros(0, 4) if crowd is None else torch.as_tensor(crowd, dtype=torch.float32).reshape(-1, 4)
+    crowd = torch.zeros(0, 4) if crowd is None else _target_boxes(crowd, "target['ignore_boxes']")
     mapped, keep = _into_window(boxes, chip, min_size)
     crowd_mapped, crowd_keep = _into_window(crowd, chip, min_size)
     valid = keep if area is None else keep & area.rpn_range.valid_mask(boxes)
@@ -75,6 +77,16 @@ def chip_targets(chip: Chip, target: dict, area: AreaRange | None = None, *, min
     if area is not None:
         out["valid_range"] = torch.tensor([area.lo, area.hi], dtype=torch.float32) * float(chip.scale)
     return out
+
+
+def _target_boxes(boxes, name: str) -> Tensor:
+    """``[N, 4]`` float32 boxes (an empty tensor of any shape is no box), or a clear error naming ``name``."""
+    t = torch.as_tensor(boxes)
+    if t.numel() == 0:
+        return torch.zeros(0, 4)
+    if t.ndim != 2 or t.shape[1] != 4 or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be [N, 4] numbers (x1, y1, x2, y2), got {t.dtype} {list(t.shape)}")
+    return t.to(torch.float32)
 
 
 def _into_window(boxes: Tensor, chip: Chip, min_size: float) -> tuple[Tensor, Tensor]:

@@ -76,10 +76,11 @@ def sample_negatives(pool_sizes, k: int, rng: np.random.Generator) -> list[np.nd
         >>> [len(i) for i in sample_negatives([5, 0, 1], 2, np.random.default_rng(0))]
         [2, 0, 1]
     """
+    k = _whole(k, "k", minimum=0)
     out = []
-    for n in pool_sizes:
-        n = int(n)
-        if n == 0 or k <= 0:
+    for i, n in enumerate(pool_sizes):
+        n = _whole(n, f"pool_sizes[{i}]", minimum=0)
+        if n == 0 or k == 0:
             out.append(np.zeros(0, dtype=np.int64))
         else:
             out.append(np.sort(rng.choice(n, size=min(k, n), replace=False)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scalekit.boxes import near_ignore, size_in_range
+from scalekit.boxes import _check_boxes, near_ignore, size_in_range
 
 __all__ = ["ScaleSpec", "AreaRange", "SNIP_LEVELS", "SNIPER_LEVELS", "invalidate_anchors", "scaled_levels"]
 
@@ -206,5 +206,9 @@ def invalidate_anchors(anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor, iou_
         >>> invalidate_anchors(anchors, gt, gt_valid=torch.tensor([False, True]))  # IoU 1, 1/3, 0 with the invalid box
         tensor([ True,  True, False])
     """
+    _check_boxes(anchors, "anchors")
+    _check_boxes(gt_boxes, "gt_boxes")
+    if not isinstance(gt_valid, Tensor) or gt_valid.shape != gt_boxes.shape[:1]:
+        raise ValueError(f"gt_valid must be [G] ({gt_boxes.shape[0]}), got {getattr(gt_valid, 'shape', gt_valid)}")
     invalid = gt_valid.to(torch.bool).logical_not()
     return near_ignore(anchors, gt_boxes[invalid], iou_threshold)

@@ -120,8 +120,11 @@ def test_identical_boxes_equal_the_reference(method):
 
 
 _LONG_CALL = """
-import sys, torch
+import signal, sys, torch
 from scalekit import ops
+# A process started in the background of a non-interactive shell (nohup ... &, some CI runners)
+# inherits SIGINT ignored, and Python then keeps it ignored: Ctrl-C's handler, as in a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 boxes = torch.tensor([[0.0, 0, 10, 10]]).repeat(150_000, 1)  # minutes of work: ~1e10 box pairs
 scores = torch.rand(150_000)
 print("calling", flush=True)
