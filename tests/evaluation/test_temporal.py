@@ -206,26 +206,14 @@ def test_midpoint_map_equals_reference(data, inclusive_end):
 
 
 class TestClips:
+    """clips_from_scores with the evaluation's clips_to_detections; its own properties are in
+    tests/sequence/test_clips.py."""
+
     def test_stages_and_scores(self):
         s = np.array([[0.1, 0.5], [0.9, 0.5], [0.8, 0.5], [0.1, 0.5], [0.7, 0.5], [0.2, 0.5]])
         clips = clips_from_scores(s, m=1)
         assert clips[0] == [(6, 12, 0.9), (24, 30, 0.7)]
         assert clips[1] == [(0, 36, 0.5)]  # a constant class is one clip
-
-    @given(scores=st.lists(st.lists(st.sampled_from([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]), min_size=2, max_size=2),
-                           min_size=1, max_size=60),
-           m=st.integers(1, 4), max_clips=st.integers(1, 50))
-    def test_properties(self, scores, m, max_clips):
-        s = np.asarray(scores)
-        for c, clips in clips_from_scores(s, chunk_len=6, m=m, max_clips=max_clips).items():
-            assert 1 <= len(clips) <= max_clips
-            assert [sc for _, _, sc in clips] == sorted((sc for _, _, sc in clips), reverse=True)
-            covered = np.zeros(len(s), bool)
-            for a, b, sc in clips:
-                assert a % 6 == 0 and b % 6 == 0 and 0 <= a < b <= 6 * len(s)
-                assert sc == s[a // 6 : b // 6, c].max()
-                assert not covered[a // 6 : b // 6].any()  # kept clips never intersect
-                covered[a // 6 : b // 6] = True
 
     def test_to_detections_round_trip(self):
         s = np.random.default_rng(0).random((50, 3))
