@@ -37,10 +37,12 @@ C10_HOST_DEVICE inline T max_(T a, T b) {
 }
 
 // Area with the pixel-offset convention: off = 0 (torchvision) or 1 (the
-// "+1" of py-faster-rcnn, the original Soft-NMS and MXNet R-FCN).
+// "+1" of py-faster-rcnn, the original Soft-NMS and MXNet R-FCN). mul_rn: a
+// kernel that computes the area inline in box_iou's union must not let nvcc fuse
+// it into an FMA there (seen in soft_nms_kernel's PTX with --fmad=true).
 template <typename T>
 C10_HOST_DEVICE inline T box_area(T x1, T y1, T x2, T y2, T off) {
-  return (x2 - x1 + off) * (y2 - y1 + off);
+  return mul_rn(x2 - x1 + off, y2 - y1 + off);
 }
 
 // IoU of box a and box b given their precomputed areas. With off = 0 this is
