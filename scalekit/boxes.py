@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scalekit.ops._checks import check_number
+
 __all__ = ["box_area", "box_iou", "max_iou", "box_size", "size_in_range", "out_of_range", "near_ignore", "inside_window", "match_rois",
            "encode_boxes", "decode_boxes", "BOX_WEIGHTS"]
 
@@ -34,17 +36,6 @@ def _check_boxes(boxes, name: str, *, numpy_too: bool = False) -> None:
     bad = (boxes.dtype == torch.bool or boxes.is_complex()) if isinstance(boxes, Tensor) else boxes.dtype.kind not in "iuf"
     if bad:
         raise TypeError(f"{name} must hold real numbers, got {boxes.dtype}")
-
-
-def _check_threshold(value, name: str) -> float:
-    """A number that is not NaN (a threshold or a range end); the error names ``name``."""
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if math.isnan(value):
-        raise ValueError(f"{name} must be a number, got NaN")
-    return float(value)
 
 
 def box_area(boxes: Tensor, *, pixel_offset: float = 0.0) -> Tensor:
@@ -160,7 +151,7 @@ def size_in_range(boxes: Tensor, lo: float, hi: float) -> Tensor:
         >>> size_in_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 80, 80]]), 0, 80)
         tensor([ True, False])
     """
-    lo, hi = _check_threshold(lo, "lo"), _check_threshold(hi, "hi")
+    lo, hi = check_number(lo, "lo"), check_number(hi, "hi")
     size = box_size(boxes)
     return (size >= lo) & (size < hi)
 
@@ -231,7 +222,7 @@ def near_ignore(boxes: Tensor, ignore_boxes: Tensor, iou_threshold: float, *, in
     _check_boxes(ignore_boxes, "ignore_boxes")
     if gt_boxes is not None:
         _check_boxes(gt_boxes, "gt_boxes")
-    iou_threshold = _check_threshold(iou_threshold, "iou_threshold")
+    iou_threshold = check_number(iou_threshold, "iou_threshold")
     best = max_iou(boxes, ignore_boxes)
     near = best >= iou_threshold if inclusive else best > iou_threshold
     if ignore_boxes.numel() == 0:
@@ -295,7 +286,7 @@ def match_rois(rois: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5, *, in
     """
     _check_boxes(rois, "rois")
     _check_boxes(gt_boxes, "gt_boxes")
-    iou_threshold = _check_threshold(iou_threshold, "iou_threshold")
+    iou_threshold = check_number(iou_threshold, "iou_threshold")
     matched = torch.full((rois.shape[0],), -1, dtype=torch.int64, device=rois.device)
     if gt_boxes.numel() == 0 or rois.numel() == 0:
         return matched
