@@ -11,7 +11,7 @@ SUITES = ["nms", "ps_roi", "deform_conv", "chips", "eval", "heads", "video"]
 
 # Suites with options of their own (add_options(parser) and options_from(args)): their
 # options are in --help whichever suites are named (python -m benchmarks eval --help).
-WITH_OPTIONS = ["nms", "eval"]
+WITH_OPTIONS = ["nms", "eval", "chips"]
 
 parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
 parser.add_argument("suites", nargs="*", metavar="suite", help=f"suites to run, from {SUITES} (default: all)")

@@ -49,6 +49,15 @@ TORCH_LIBRARY(scalekit, m) {
       "int group_width, int part_height, int part_width, int sample_per_part, "
       "float trans_std) -> (Tensor, Tensor)");
 
+  // SNIPER's greedy chip cover for one image (scalekit.chips; CPU only). boxes [N, 4]
+  // float64 in original pixels, need [L, N] bool, factors [L] float64, window starts
+  // xs / ys float64 with per-level slices given by x_offsets / y_offsets [L + 1].
+  // Returns (picks [P, 3] int64 (level, index into xs, index into ys), members [P, N]
+  // bool (boxes inside each picked window), coverable [L, N] bool).
+  m.def(
+      "chip_cover(Tensor boxes, Tensor need, Tensor factors, Tensor xs, Tensor ys, "
+      "Tensor x_offsets, Tensor y_offsets, float chip, int[] min_count) -> (Tensor, Tensor, Tensor)");
+
   // Deformable convolution v1 / v2 (Dai et al. 2017; Zhu et al. 2019), torchvision's
   // layout: offset [N, 2 * offset_groups * kH * kW, H_out, W_out] as (dy, dx) pairs,
   // mask [N, offset_groups * kH * kW, H_out, W_out] or None.

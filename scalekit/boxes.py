@@ -133,26 +133,38 @@ def box_size(boxes: Tensor) -> Tensor:
     return ((boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)) ** 0.5
 
 
-def size_in_range(boxes: Tensor, lo: float, hi: float) -> Tensor:
+def size_in_range(boxes: Tensor, lo, hi) -> Tensor:
     """Whether each box's size (:func:`box_size`) lies in ``[lo, hi)``; the one validity
     test of a scale's range (SNIP, thesis §2.6.1; SNIPER, §3.3.4).
 
     Args:
-        boxes: ``[N, 4]`` float boxes.
-        lo: smallest valid size (inclusive).
-        hi: size from which boxes are invalid (exclusive; ``math.inf`` for none).
+        boxes: ``[N, 4]`` float boxes (a tensor or a numpy array).
+        lo: smallest valid size (inclusive); or ``[L]`` sizes, one per range
+            (the kind of ``boxes``), to test ``L`` ranges at once.
+        hi: size from which boxes are invalid (exclusive; ``math.inf`` for none);
+            ``[L]`` with ``lo``.
 
     Returns:
-        ``[N]`` bool.
+        ``[N]`` bool; ``[L, N]`` for ``[L]`` ranges.
 
     Example:
         >>> import math, torch
         >>> from scalekit.boxes import size_in_range
         >>> size_in_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 80, 80]]), 0, 80)
         tensor([ True, False])
+        >>> size_in_range(torch.tensor([[0.0, 0, 20, 20], [0, 0, 80, 80]]), torch.tensor([0.0, 32]), torch.tensor([32.0, math.inf]))
+        tensor([[ True, False],
+                [False,  True]])
     """
-    lo, hi = check_number(lo, "lo"), check_number(hi, "hi")
     size = box_size(boxes)
+    if isinstance(lo, (Tensor, np.ndarray)) and lo.ndim == 1:
+        if not (isinstance(hi, type(lo)) and hi.shape == lo.shape):
+            raise ValueError(f"hi must be a {type(lo).__name__} of the shape of lo {tuple(lo.shape)}, got {hi!r}")
+        if (lo != lo).any() or (hi != hi).any():
+            raise ValueError(f"lo and hi must not be NaN, got {lo.tolist()} and {hi.tolist()}")
+        size, lo, hi = size[None], lo[:, None], hi[:, None]
+    else:
+        lo, hi = check_number(lo, "lo"), check_number(hi, "hi")
     return (size >= lo) & (size < hi)
 
 

@@ -37,6 +37,13 @@ def register() -> None:
         kept = torch.library.get_ctx().new_dynamic_size()
         return boxes.new_empty((kept,), dtype=torch.int64), scores.new_empty((kept,))
 
+    # ---- SNIPER's chip cover (scalekit.chips): as many picks as the data needs
+    @torch.library.register_fake(_lib + "chip_cover")
+    def _chip_cover(boxes, need, factors, xs, ys, x_offsets, y_offsets, chip, min_count):
+        picks = torch.library.get_ctx().new_dynamic_size()
+        return (boxes.new_empty((picks, 3), dtype=torch.int64), need.new_empty((picks, boxes.shape[0])),
+                need.new_empty(need.shape))
+
     # ---- position-sensitive RoI pooling
     @torch.library.register_fake(_lib + "ps_roi_pool")
     def _ps_roi_pool(input, rois, spatial_scale, ph, pw):
