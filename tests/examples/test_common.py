@@ -53,3 +53,57 @@ def test_progress_log_and_plot(tmp_path):
 
     colours = {tuple(p) for p in torch.from_numpy(__import__("numpy").array(Image.open(tmp_path / "loss.png").convert("RGB"))).reshape(-1, 3).tolist()}
     assert keys == ["loss", "loss_box"] and len(colours) > 3  # lines drawn, not a blank frame
+
+
+def test_cached_recomputes_only_when_its_key_changes(tmp_path):
+    calls, messages = [], []
+    path = str(tmp_path / "sub" / "value.pt")
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(3) * len(calls)}
+
+    key = common.fingerprint(epochs=3, size=(64, 80))
+    assert key == common.fingerprint(size=[64, 80], epochs=3) != common.fingerprint(epochs=4, size=(64, 80))
+    first = common.cached(path, key, compute, log=messages.append, name="stage")
+    again = common.cached(path, key, compute, log=messages.append, name="stage")
+    assert len(calls) == 1 and torch.equal(again["x"], first["x"]) and messages == [f"stage: cached {path}"]
+    changed = common.cached(path, common.fingerprint(epochs=4), compute, log=messages.append, name="stage")
+    assert len(calls) == 2 and changed["x"].tolist() == [0, 2, 4] and len(messages) == 1
+    assert not os.path.exists(path + ".tmp")
+
+
+def test_train_epochs_checkpoints_every_epoch_and_resumes_after_the_last(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen, messages = [], []
+
+    def steps(epoch):
+        seen.append(epoch)
+        for _ in range(3):
+            loss = model(torch.ones(1, 2)).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            yield loss.item()
+
+    run = lambda epochs, resume: common.train_epochs("net", model, opt, epochs, steps, folder=str(tmp_path),  # noqa: E731
+                                                     resume=resume, log=messages.append)
+    assert run(2, False) is model and not model.training and seen == [0, 1]
+    ckpt = torch.load(tmp_path / "checkpoints" / "net.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and torch.equal(ckpt["model"]["weight"], model.weight.detach())
+    rows = [json.loads(line) for line in open(tmp_path / "logs" / "net.jsonl")]
+    assert [r["epoch"] for r in rows if "loss_epoch" in r] == [0, 1] and len(rows) == 8
+    run(3, True)  # one more epoch: only epoch 2 runs, the log goes on
+    assert seen == [0, 1, 2] and messages == [f"net: resumed from {tmp_path}/checkpoints/net.pt (epoch 2)"]
+    assert len(open(tmp_path / "logs" / "net.jsonl").readlines()) == 12
+    assert os.path.exists(tmp_path / "plots" / "net.png")
+    run(1, False)  # a fresh start replaces the log
+    assert len(open(tmp_path / "logs" / "net.jsonl").readlines()) == 4
+
+
+def test_stage_log_prefixes_and_timestamps(capsys):
+    common.stage_log("demo")("motion: cached x")
+    err = capsys.readouterr().err
+    assert err.startswith("[demo ") and err.endswith("] motion: cached x\n") and len(err.split(":")) == 4
