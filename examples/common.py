@@ -33,7 +33,8 @@ import torch.distributed as dist
 from scalekit.progress import Progress  # noqa: F401  (re-exported: the examples' bar is the library's)
 
 __all__ = ["Progress", "JsonlLog", "plot_curves", "save_checkpoint", "load_checkpoint", "Distributed",
-           "seed_everything", "autocast", "fail", "stage_log", "fingerprint", "cached", "train_epochs", "import_script", "seed_stat", "mean_spread", "split_passthrough"]
+           "seed_everything", "autocast", "fail", "stage_log", "fingerprint", "cached", "cached_dir", "train_epochs",
+           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough"]
 
 
 def import_script(path: str, name: str):
@@ -250,6 +251,33 @@ def cached(path: str, key: str, compute, *, log=None, name: str = ""):
     torch.save({"key": key, "value": value}, path + ".tmp")
     os.replace(path + ".tmp", path)
     return value
+
+
+def cached_dir(root: str, key: str, build, *, log=None, name: str = "") -> str:
+    """``root``, filled by ``build()`` unless ``root/key.txt`` holds ``key`` (written once a build finished)."""
+    stamp = os.path.join(root, "key.txt")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if f.read() == key:
+                if log is not None:
+                    log(f"{name}: cached {root}")
+                return root
+    build()
+    os.makedirs(root, exist_ok=True)
+    with open(stamp, "w") as f:
+        f.write(key)
+    return root
+
+
+def optimizer_step(optimizer, loss: torch.Tensor, *, clip_norm: float | None = None) -> float:
+    """``zero_grad``, ``backward``, the gradients' norm clipped to ``clip_norm`` (over the optimizer's
+    parameters) when given, ``step``; returns the loss as a float."""
+    optimizer.zero_grad()
+    loss.backward()
+    if clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip_norm)
+    optimizer.step()
+    return loss.item()
 
 
 def train_epochs(name: str, model: torch.nn.Module, optimizer, epochs: int, steps, *, folder: str,

@@ -1,12 +1,10 @@
 """MSB-RNN end to end (thesis chapter 5): fine-grained action detection in long videos.
 
-Stages, each cached under ``--out`` (reused while the arguments it depends on are unchanged):
-``data`` (seeded synthetic Shopping-like videos, or ``--data DIR``), ``motion`` (per 6-frame chunk:
-pixel trajectories, stacked flow, the tracker's box, person-centric crops), ``streams`` (one CNN per
-stream, trained per chunk; their features and scores), ``sequence`` (``MultiStream`` to 200 +
-``BiLSTMHead``, 60 units each way, trained on whole videos with stateful truncated BPTT; clips from
-chunk scores; mid-point-hit and tIoU mAP). ``--ablations`` adds tables 5.3 / 5.4, Fig. 5.7 and §5.6.
-Every method step is a scalekit call; the README next to this file explains outputs and data layout.
+Stages, each cached under ``--out`` while its arguments are unchanged: ``data`` (synthetic Shopping-like
+videos, or ``--data DIR``), ``motion`` (per 6-frame chunk: trajectories, stacked flow, tracker box, crops),
+``streams`` (a CNN per stream, trained per chunk), ``sequence`` (``MultiStream`` to 200 + ``BiLSTMHead`` on
+whole videos, truncated BPTT; clips; mid-point-hit and tIoU mAP). ``--ablations`` adds tables 5.3 / 5.4,
+Fig. 5.7 and §5.6. Every method step is a scalekit call; README.md explains outputs and data layout.
 """
 
 from __future__ import annotations
@@ -44,33 +42,28 @@ def stage_data(args) -> str:
     """The dataset directory (``scalekit.datasets.read_video_dataset``'s layout): --data, or synthetic."""
     if args.data:
         return args.data
-    root, n = os.path.join(args.out, "data"), args.videos + args.test_videos
+    root = os.path.join(args.out, "data")
+    ids = [f"{'train' if i < args.videos else 'test'}{i:03d}" for i in range(args.videos + args.test_videos)]
+
+    def build():
+        videos = {vid: make_synthetic_shopping(args.chunks, size=tuple(args.size), seed=args.data_seed * 10_000 + i,
+                                               num_distractors=args.distractors)
+                  for i, vid in enumerate(common.Progress(ids, desc="data"))}
+        save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=args.write_mp4, frame_tensors=True,
+                           splits={"train": ids[: args.videos], "test": ids[args.videos :]})
+
     key = fingerprint(videos=args.videos, test=args.test_videos, chunks=args.chunks, size=args.size,
                       seed=args.data_seed, distractors=args.distractors)
-    stamp = os.path.join(root, "key.txt")
-    if os.path.exists(stamp) and open(stamp).read() == key:
-        log(f"data: cached {root}")
-        return root
-    ids = [f"{'train' if i < args.videos else 'test'}{i:03d}" for i in range(n)]
-    videos = {vid: make_synthetic_shopping(num_chunks=args.chunks, size=tuple(args.size), seed=args.data_seed * 10_000 + i,
-                                           num_distractors=args.distractors)
-              for i, vid in enumerate(common.Progress(ids, desc="data"))}
-    save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=args.write_mp4, frame_tensors=True,
-                       splits={"train": ids[: args.videos], "test": ids[args.videos :]})
-    with open(stamp, "w") as f:
-        f.write(key)
-    return root
+    return common.cached_dir(root, key, build, log=log, name="data")
 
 
 def load_dataset(root: str):
     """``(ground_truth, class_to_id, split)``, with Shopping's class ids when every name is one of them."""
     try:
-        gt, classes, split = read_video_dataset(root)
-        if set(classes) <= set(SHOPPING_ACTIONS):  # so that a class absent from the data keeps its id
-            gt, classes, split = read_video_dataset(root, SHOPPING_ACTIONS)
+        classes = read_video_dataset(root)[1]  # Shopping's ids: a class absent from the data keeps its id
+        return read_video_dataset(root, SHOPPING_ACTIONS if set(classes) <= set(SHOPPING_ACTIONS) else classes)
     except (OSError, ValueError) as exc:
         common.fail(f"--data {root}: {exc} (see examples/msb_rnn/README.md)")
-    return gt, classes, split
 
 
 def stage_motion(args, root, vids) -> dict:
@@ -86,13 +79,9 @@ def stage_motion(args, root, vids) -> dict:
     key = fingerprint(data=root, flow=repr(flow), k=args.k, box=args.box, crop=args.crop_size, thr=args.track_threshold,
                       size=args.size, chunk=args.chunk_len, stamp=open(stamp).read() if os.path.exists(stamp) else "")
 
-    def compute(vid):
-        try:
-            frames = read_video(root, vid, size=tuple(args.size))
-        except FileNotFoundError as exc:
-            common.fail(str(exc))
-        out = stream_inputs(frames, tracker, chunk_len=args.chunk_len, k=args.k, flow=flow,
-                            crop_size=tuple(args.crop_size))
+    def compute(vid):  # load_dataset checked that every video has a file
+        out = stream_inputs(read_video(root, vid, size=tuple(args.size)), tracker, chunk_len=args.chunk_len, k=args.k,
+                            flow=flow, crop_size=tuple(args.crop_size))
         return {k: v if k == "boxes" else v.half() for k, v in out.items()}  # float16 cache
 
     return {vid: common.cached(os.path.join(args.out, "motion", f"{vid}.pt"), key, lambda: compute(vid), log=log,
@@ -101,8 +90,7 @@ def stage_motion(args, root, vids) -> dict:
 
 def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -> dict:
     """Train each stream CNN per chunk; ``{"features"|"scores": {vid: {stream: [T, D]}}}`` (softmax scores)."""
-    device = torch.device(args.device)
-    out = {"features": {v: {} for v in motion}, "scores": {v: {} for v in motion}}
+    device, results = torch.device(args.device), {}
     for name in streams:
         def compute():
             common.seed_everything(args.seed * 100 + list(STREAMS).index(name))
@@ -118,10 +106,7 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
                     idx = order[i : i + args.batch]
                     with common.autocast(device, args.amp):
                         loss = F.cross_entropy(model(x[idx].to(device))[1].float(), y[idx].to(device))
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    yield loss.item()
+                    yield common.optimizer_step(optimizer, loss)
 
             common.train_epochs(f"stream_{name}", model, optimizer, args.stream_epochs, steps, folder=seed_dir,
                                 resume=args.resume, map_location=args.device, total=-(-len(y) // args.batch), log=log)
@@ -132,12 +117,9 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
 
         key = fingerprint(motion=sorted(motion), stream=name, epochs=args.stream_epochs, seed=args.seed, lr=args.lr,
                           motion_key=args.motion_key)
-        result = common.cached(os.path.join(seed_dir, "streams", f"{name}.pt"), key, compute, log=log,
-                               name=f"streams ({name})")
-        for part in ("features", "scores"):
-            for v in motion:
-                out[part][v][name] = result[part][v]
-    return out
+        results[name] = common.cached(os.path.join(seed_dir, "streams", f"{name}.pt"), key, compute, log=log,
+                                      name=f"streams ({name})")
+    return {part: {v: {s: r[part][v] for s, r in results.items()} for v in motion} for part in ("features", "scores")}
 
 
 class SequenceModel(nn.Module):
@@ -146,11 +128,10 @@ class SequenceModel(nn.Module):
 
     def __init__(self, streams, feat_dim: int, num_classes: int, *, lstm: bool = True) -> None:
         super().__init__()
-        self.streams, self.lstm = list(streams), lstm
+        self.streams = list(streams)
         self.fuse = MultiStream({s: nn.Identity() for s in self.streams}, proj_dim=200,
                                 feature_dims={s: feat_dim for s in self.streams})
-        self.drop = nn.Dropout(0.3)
-        self.head = BiLSTMHead(200, 60, num_classes) if lstm else nn.Linear(200, num_classes)
+        self.drop, self.head = nn.Dropout(0.3), BiLSTMHead(200, 60, num_classes) if lstm else nn.Linear(200, num_classes)
 
     def project(self, feats: dict) -> torch.Tensor:
         return self.drop(self.fuse({s: feats[s] for s in self.streams}))[:, None]  # [T, 1, 200]
@@ -174,11 +155,7 @@ def train_sequence(name, config, feats, labels, split, num_classes, args, seed_d
                 loss = truncated_bptt_loss(model.head, x, y, args.window, cont=cont)  # each direction's own loss
             else:
                 loss = F.cross_entropy(model.head(x[:, 0]), y[:, 0])
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            yield loss.item()
+            yield common.optimizer_step(optimizer, loss, clip_norm=5.0)
 
     return common.train_epochs(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, folder=seed_dir,
                                resume=args.resume, map_location=args.device, total=len(split["train"]), log=log)
@@ -206,11 +183,10 @@ def sequence_configs(ablations: bool) -> dict:
 
 
 def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) -> dict:
-    test, feats, device, results = split["test"], streams_out["features"], torch.device(args.device), {}
+    test, feats, device = split["test"], streams_out["features"], torch.device(args.device)
     ev = lambda scores: evaluate(scores, gt, num_classes, args.chunk_len)  # noqa: E731
-    if args.ablations:  # per-chunk softmax of each stream alone: "without LSTM" in Table 5.3
-        for s in (s for s in STREAMS if s in feats[test[0]]):
-            results[f"stream_{s}"] = ev({v: streams_out["scores"][v][s] for v in test})
+    results = {f"stream_{s}": ev({v: streams_out["scores"][v][s] for v in test})  # each stream's own softmax:
+               for s in (STREAMS if args.ablations else ())}  # "without LSTM" in Table 5.3
     for name, config in sequence_configs(args.ablations).items():
         def compute():
             model = train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir)

@@ -25,7 +25,8 @@ from torch import Tensor
 __all__ = ["read_video_dataset", "read_video"]
 
 
-def read_video_dataset(root, classes=None, *, splits=("train", "test")) -> tuple[dict, dict, dict]:
+def read_video_dataset(root, classes=None, *, splits=("train", "test"),
+                       require_videos: bool = True) -> tuple[dict, dict, dict]:
     """The ground truth, class ids and split of a directory of annotated videos (layout above).
 
     Args:
@@ -35,6 +36,9 @@ def read_video_dataset(root, classes=None, *, splits=("train", "test")) -> tuple
             the sorted names found. A name outside ``classes`` is an error.
         splits: the parts ``split.json`` must list, each non-empty, every
             video of them with an entry in ``annotations.json``.
+        require_videos: every video of ``splits`` must have a file in
+            ``videos/`` (:func:`read_video` reads it): checked here, before
+            any video is read.
 
     Returns:
         ``(ground_truth, class_to_id, split)``: ``ground_truth[video_id]`` is
@@ -43,7 +47,8 @@ def read_video_dataset(root, classes=None, *, splits=("train", "test")) -> tuple
         the parsed ``split.json``.
 
     Raises:
-        FileNotFoundError: ``annotations.json`` or ``split.json`` is missing.
+        FileNotFoundError: ``annotations.json`` or ``split.json`` is missing, or
+            (with ``require_videos``) a video's file.
         ValueError: a split named in ``splits`` is absent or empty, or lists a
             video that has no annotation entry (naming a few).
 
@@ -53,9 +58,10 @@ def read_video_dataset(root, classes=None, *, splits=("train", "test")) -> tuple
         >>> from scalekit.datasets.synthetic import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset
         >>> root = tempfile.mkdtemp()
         >>> videos = {v: make_synthetic_shopping(num_chunks=8, seed=s) for s, v in enumerate(["a", "b"])}
-        >>> _ = save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=False, splits={"train": ["a"], "test": ["b"]})
+        >>> _ = save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=False, frame_tensors=True,
+        ...                        splits={"train": ["a"], "test": ["b"]})
         >>> gt, ids, split = read_video_dataset(root, SHOPPING_ACTIONS)
-        >>> split["test"], ids["reach_to_shelf"], gt["a"]["segments"].tolist() == videos["a"]["ground_truth"]["segments"].tolist()
+        >>> split["test"], ids["reach_to_shelf"], sorted(gt["a"]["labels"]) == sorted(videos["a"]["ground_truth"]["labels"])
         (['b'], 0, True)
     """
     from scalekit.evaluation import read_class_segments
@@ -75,7 +81,23 @@ def read_video_dataset(root, classes=None, *, splits=("train", "test")) -> tuple
         missing = [v for v in split[part] if v not in gt]
         if missing:
             raise ValueError(f"{paths['split.json']}: videos {missing[:3]} have no entry in annotations.json")
+        if require_videos:
+            for vid in split[part]:
+                _video_file(root, vid)
     return gt, class_to_id, split
+
+
+def _video_file(root, video_id: str) -> str:
+    """``videos/<video_id>.pt`` if it exists, else the first other ``videos/<video_id>.*`` in name order."""
+    folder = os.path.join(str(root), "videos")
+    pt = os.path.join(folder, f"{video_id}.pt")
+    if os.path.exists(pt):
+        return pt
+    files = sorted(p for p in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(str(video_id))}.*"))
+                   if not p.endswith(".pt"))
+    if not files:
+        raise FileNotFoundError(f"no video for {video_id!r} in {folder} (expected {video_id}.pt or {video_id}.mp4)")
+    return files[0]
 
 
 def read_video(root, video_id: str, *, fps: float = 15, size: tuple[int, int] | None = None) -> Tensor:
@@ -99,18 +121,13 @@ def read_video(root, video_id: str, *, fps: float = 15, size: tuple[int, int] | 
         >>> frames.shape, frames.dtype, frames.max().item()
         (torch.Size([12, 3, 4, 5]), torch.float32, 1.0)
     """
-    folder = os.path.join(str(root), "videos")
-    pt = os.path.join(folder, f"{video_id}.pt")
-    if os.path.exists(pt):
-        frames = torch.load(pt, weights_only=True).float() / 255
+    path = _video_file(root, video_id)
+    if path.endswith(".pt"):
+        frames = torch.load(path, weights_only=True).float() / 255
     else:
-        files = sorted(p for p in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(video_id)}.*"))
-                       if not p.endswith(".pt"))
-        if not files:
-            raise FileNotFoundError(f"no video for {video_id!r} in {folder} (expected {video_id}.pt or {video_id}.mp4)")
         from scalekit.video import read_video_frames
 
-        frames = torch.stack(list(read_video_frames(files[0], target_fps=fps)))
+        frames = torch.stack(list(read_video_frames(path, target_fps=fps)))
     if size is not None and tuple(frames.shape[-2:]) != tuple(size):
         frames = F.interpolate(frames, size=tuple(size), mode="bilinear", align_corners=False)
     return frames

@@ -43,12 +43,12 @@ def test_what_save_video_dataset_writes_reads_back(tmp_path, videos):
 def test_class_ids_given_or_sorted_and_an_unknown_name_is_an_error(tmp_path):
     only = {"a": {"ground_truth": {"labels": [4, 2], "segments": [[0, 5], [12, 17]]}}}
     save_video_dataset(only, tmp_path, SHOPPING_ACTIONS, video_files=False, splits={"train": ["a"], "test": ["a"]})
-    _, ids, _ = read_video_dataset(tmp_path, SHOPPING_ACTIONS)
+    _, ids, _ = read_video_dataset(tmp_path, SHOPPING_ACTIONS, require_videos=False)
     assert ids["inspect_shelf"] == 4 and ids["reach_to_shelf"] == 0  # an absent class keeps its id
-    gt, ids, _ = read_video_dataset(tmp_path)
+    gt, ids, _ = read_video_dataset(tmp_path, require_videos=False)
     assert ids == {"hand_in_shelf": 0, "inspect_shelf": 1} and sorted(gt["a"]["labels"].tolist()) == [0, 1]
     with pytest.raises(ValueError, match="unknown class 'inspect_shelf'"):
-        read_video_dataset(tmp_path, ["hand_in_shelf"])
+        read_video_dataset(tmp_path, ["hand_in_shelf"], require_videos=False)
 
 
 def test_a_bad_split_is_named(tmp_path, videos):
@@ -61,6 +61,13 @@ def test_a_bad_split_is_named(tmp_path, videos):
     (tmp_path / "split.json").write_text(json.dumps({"train": ["v0"], "test": []}))
     with pytest.raises(ValueError, match="needs a non-empty 'test' list"):
         read_video_dataset(tmp_path)
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["v0"], "test": ["v2"]}))
+    os.remove(tmp_path / "videos" / "v2.pt")  # a listed video without a file: found before any is read
+    with pytest.raises(FileNotFoundError, match=r"no video for 'v2' in .*videos \(expected v2.pt or v2.mp4\)"):
+        read_video_dataset(tmp_path)
+    assert read_video_dataset(tmp_path, require_videos=False)[2]["test"] == ["v2"]
+    (tmp_path / "videos" / "v2.mp4").write_bytes(b"")  # any other file of that name counts
+    assert read_video_dataset(tmp_path)[2]["test"] == ["v2"]
     os.remove(tmp_path / "split.json")
     with pytest.raises(FileNotFoundError, match="split.json is missing in"):
         read_video_dataset(tmp_path)

@@ -107,3 +107,39 @@ def test_stage_log_prefixes_and_timestamps(capsys):
     common.stage_log("demo")("motion: cached x")
     err = capsys.readouterr().err
     assert err.startswith("[demo ") and err.endswith("] motion: cached x\n") and len(err.split(":")) == 4
+
+
+def test_cached_dir_builds_once_per_key_and_not_after_a_failed_build(tmp_path):
+    root, builds, messages = str(tmp_path / "data"), [], []
+
+    def build(fail=False):
+        builds.append(1)
+        os.makedirs(root, exist_ok=True)
+        if fail:
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        common.cached_dir(root, "k1", lambda: build(fail=True), log=messages.append, name="data")
+    assert common.cached_dir(root, "k1", build, log=messages.append, name="data") == root and len(builds) == 2
+    common.cached_dir(root, "k1", build, log=messages.append, name="data")
+    assert len(builds) == 2 and messages == [f"data: cached {root}"]
+    common.cached_dir(root, "k2", build, log=messages.append, name="data")
+    assert len(builds) == 3 and open(os.path.join(root, "key.txt")).read() == "k2"
+
+
+def test_optimizer_step_clips_over_the_optimizers_parameters():
+    torch.manual_seed(0)
+    model, twin = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    twin.load_state_dict(model.state_dict())
+    opt, twin_opt = torch.optim.SGD(model.parameters(), lr=0.5), torch.optim.SGD(twin.parameters(), lr=0.5)
+    x = torch.randn(5, 4) * 10
+    loss = model(x).pow(2).sum()
+    assert common.optimizer_step(opt, loss, clip_norm=1.0) == loss.item()
+    twin_opt.zero_grad()
+    twin(x).pow(2).sum().backward()
+    torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+    twin_opt.step()
+    assert torch.equal(model.weight, twin.weight) and torch.equal(model.bias, twin.bias)
+    before = model.weight.detach().clone()
+    common.optimizer_step(opt, model(x).pow(2).sum())  # unclipped: a far larger step
+    assert (model.weight - before).norm() > 10 * 0.5
