@@ -1,7 +1,8 @@
 """What every example's training script needs, written once: a progress bar
 with ETA, a JSONL log and a PNG of the loss curves, checkpoints that resume
 (loaded with ``weights_only=True``), ``torchrun`` set-up, seeding and mixed
-precision (standard library, torch, Pillow and :mod:`scalekit.progress`); and, for the detection
+precision, result caches keyed by their arguments and a resumable epoch loop
+(standard library, torch, Pillow and :mod:`scalekit.progress`); and, for the detection
 examples (``snip/``, ``sniper/``), their shared plumbing: the command-line
 flags, the data (a seeded synthetic COCO set by default), a CPU-sized
 torchvision Faster R-CNN, the SGD loop with resume, pyramid evaluation and
@@ -16,6 +17,7 @@ Scripts in ``examples/<system>/`` import it with::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -31,7 +33,8 @@ import torch.distributed as dist
 from scalekit.progress import Progress  # noqa: F401  (re-exported: the examples' bar is the library's)
 
 __all__ = ["Progress", "JsonlLog", "plot_curves", "save_checkpoint", "load_checkpoint", "Distributed",
-           "seed_everything", "autocast", "fail", "import_script", "seed_stat", "mean_spread", "split_passthrough"]
+           "seed_everything", "autocast", "fail", "stage_log", "fingerprint", "cached", "cached_dir", "train_epochs",
+           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough"]
 
 
 def import_script(path: str, name: str):
@@ -218,6 +221,95 @@ def autocast(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def stage_log(prefix: str):
+    """A ``log(message)`` that writes ``[prefix HH:MM:SS] message`` to stderr (beside the progress bars)."""
+    def log(message: str) -> None:
+        sys.stderr.write(f"[{prefix} {time.strftime('%H:%M:%S')}] {message}\n")
+        sys.stderr.flush()
+    return log
+
+
+def fingerprint(**parts) -> str:
+    """A short hash of the keyword values (JSON, keys sorted, ``str`` of the rest): a cache key."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cached(path: str, key: str, compute, *, log=None, name: str = ""):
+    """``compute()``'s value, saved at ``path`` under ``key``: loaded again (``weights_only=True``)
+    while the key is the same, recomputed and rewritten (atomically) when it changed.
+    ``log(f"{name}: cached {path}")`` says when nothing was computed."""
+    if os.path.exists(path):
+        stored = torch.load(path, weights_only=True)
+        if stored.get("key") == key:
+            if log is not None:
+                log(f"{name}: cached {path}")
+            return stored["value"]
+    value = compute()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save({"key": key, "value": value}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return value
+
+
+def cached_dir(root: str, key: str, build, *, log=None, name: str = "") -> str:
+    """``root``, filled by ``build()`` unless ``root/key.txt`` holds ``key`` (written once a build finished)."""
+    stamp = os.path.join(root, "key.txt")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if f.read() == key:
+                if log is not None:
+                    log(f"{name}: cached {root}")
+                return root
+    build()
+    os.makedirs(root, exist_ok=True)
+    with open(stamp, "w") as f:
+        f.write(key)
+    return root
+
+
+def optimizer_step(optimizer, loss: torch.Tensor, *, clip_norm: float | None = None) -> float:
+    """``zero_grad``, ``backward``, the gradients' norm clipped to ``clip_norm`` (over the optimizer's
+    parameters) when given, ``step``; returns the loss as a float."""
+    optimizer.zero_grad()
+    loss.backward()
+    if clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def train_epochs(name: str, model: torch.nn.Module, optimizer, epochs: int, steps, *, folder: str,
+                 resume: bool = False, map_location="cpu", total: int | None = None, log=None) -> torch.nn.Module:
+    """Run ``steps(epoch)`` (yields each optimizer step's loss, a float) for epochs ``[start, epochs)``.
+
+    Checkpoints ``folder/checkpoints/<name>.pt`` after every epoch; with ``resume`` starts after the
+    epoch stored there. Losses go to ``folder/logs/<name>.jsonl`` (started afresh when training
+    starts at epoch 0), the per-epoch mean's curve to ``folder/plots/<name>.png``. Returns the
+    model in eval mode.
+    """
+    ckpt, jsonl = os.path.join(folder, "checkpoints", f"{name}.pt"), os.path.join(folder, "logs", f"{name}.jsonl")
+    start = 0
+    if resume and os.path.exists(ckpt):
+        start = load_checkpoint(ckpt, model=model, optimizer=optimizer, map_location=map_location)["epoch"] + 1
+        if log is not None:
+            log(f"{name}: resumed from {ckpt} (epoch {start})")
+    if start == 0 and os.path.exists(jsonl):
+        os.remove(jsonl)
+    logger, iteration = JsonlLog(jsonl), 0
+    for epoch in range(start, epochs):
+        model.train()
+        bar = Progress(steps(epoch), total=total, desc=f"{name} epoch {epoch + 1}/{epochs}", every=30)
+        loss_sum, count = 0.0, 0
+        for loss in bar:
+            loss_sum, count, iteration = loss_sum + loss, count + 1, iteration + 1
+            bar.set(loss=loss_sum / count)
+            logger.write(epoch=epoch, iter=epoch * 10_000 + iteration, loss=loss)
+        logger.write(epoch=epoch, iter=(epoch + 1) * 10_000, loss_epoch=loss_sum / max(count, 1))
+        save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch)
+    plot_curves(jsonl, os.path.join(folder, "plots", f"{name}.png"), keys=["loss_epoch"])
+    return model.eval()
 
 
 # ============================================================================ detection examples

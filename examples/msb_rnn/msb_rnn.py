@@ -1,19 +1,15 @@
 """MSB-RNN end to end (thesis chapter 5): fine-grained action detection in long videos.
 
-Stages, each cached under ``--out`` (reused while the arguments it depends on are unchanged):
-``data`` (seeded synthetic Shopping-like videos, or ``--data DIR``), ``motion`` (per 6-frame chunk:
-pixel trajectories, stacked flow, the tracker's box, person-centric crops), ``streams`` (one CNN per
-stream, trained per chunk; their features and scores), ``sequence`` (``MultiStream`` to 200 +
-``BiLSTMHead``, 60 units each way, trained on whole videos with stateful truncated BPTT; clips from
-chunk scores; mid-point-hit and tIoU mAP). ``--ablations`` adds tables 5.3 / 5.4, Fig. 5.7 and §5.6.
-Every method step is a scalekit call; the README next to this file explains outputs and data layout.
+Stages, each cached under ``--out`` while its arguments are unchanged: ``data`` (synthetic Shopping-like
+videos, or ``--data DIR``), ``motion`` (per 6-frame chunk: trajectories, stacked flow, tracker box, crops),
+``streams`` (a CNN per stream, trained per chunk), ``sequence`` (``MultiStream`` to 200 + ``BiLSTMHead`` on
+whole videos, truncated BPTT; clips; mid-point-hit and tIoU mAP). ``--ablations`` adds tables 5.3 / 5.4,
+Fig. 5.7 and §5.6. Every method step is a scalekit call; README.md explains outputs and data layout.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import hashlib
 import json
 import os
 import sys
@@ -26,101 +22,48 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import common  # noqa: E402
 
+from scalekit.datasets import read_video, read_video_dataset  # noqa: E402
 from scalekit.datasets.synthetic import SHOPPING_ACTIONS, make_synthetic_shopping, save_video_dataset  # noqa: E402
-from scalekit.evaluation import clips_to_detections, midpoint_map, read_class_segments, tiou_map  # noqa: E402
+from scalekit.evaluation import clips_to_detections, midpoint_map, tiou_map  # noqa: E402
 from scalekit.sequence import (BiLSTMHead, clips_from_scores, continuation_indicators,  # noqa: E402
-                               memory_limited_scores, stateful_windows)
-from scalekit.video import (FlowTracker, MultiStream, OpenCVFlow, TorchFlow, TrajectoryConv,  # noqa: E402
-                            chunk_labels, read_video_frames, stream_inputs)
+                               memory_limited_scores, truncated_bptt_loss)
+from scalekit.video import (FlowTracker, MultiStream, OpenCVFlow, StreamCNN, TorchFlow, chunk_labels,  # noqa: E402
+                            stream_inputs)
 
 STAGES = ("data", "motion", "streams", "sequence")
 STREAMS = {f"{src}_{kind}": kind for src in ("frame", "crop") for kind in ("rgb", "traj", "stack")}
 FOUR_STREAMS = ("frame_rgb", "frame_traj", "crop_rgb", "crop_traj")  # MSB-RNN (thesis §5.3)
 TWO_STREAMS = ("frame_rgb", "frame_traj")  # the two-stream baseline: full frame only
 MEMORY_KS = (1, 2, 4, 8, 16)
-
-
-def log(message: str) -> None:
-    sys.stderr.write(f"[msb_rnn {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
-
-
-def fingerprint(**parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def cached(path: str, key: str, stage: str, compute):
-    """Load ``path`` when it was written under ``key``; else compute, save and return."""
-    if os.path.exists(path):
-        stored = torch.load(path, weights_only=True)
-        if stored.get("key") == key:
-            log(f"{stage}: cached {path}")
-            return stored["value"]
-    value = compute()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({"key": key, "value": value}, path + ".tmp")
-    os.replace(path + ".tmp", path)
-    return value
+log, fingerprint = common.stage_log("msb_rnn"), common.fingerprint
 
 
 def stage_data(args) -> str:
-    """The dataset directory (videos/<id>.pt, annotations.json, split.json): --data, or synthetic."""
+    """The dataset directory (``scalekit.datasets.read_video_dataset``'s layout): --data, or synthetic."""
     if args.data:
-        for name in ("annotations.json", "split.json"):
-            if not os.path.isfile(os.path.join(args.data, name)):
-                common.fail(f"--data {args.data}: {name} is missing (see examples/msb_rnn/README.md)")
         return args.data
-    root, total = os.path.join(args.out, "data"), args.videos + args.test_videos
+    root = os.path.join(args.out, "data")
+    ids = [f"{'train' if i < args.videos else 'test'}{i:03d}" for i in range(args.videos + args.test_videos)]
+
+    def build():
+        videos = {vid: make_synthetic_shopping(args.chunks, size=tuple(args.size), seed=args.data_seed * 10_000 + i,
+                                               num_distractors=args.distractors)
+                  for i, vid in enumerate(common.Progress(ids, desc="data"))}
+        save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=args.write_mp4, frame_tensors=True,
+                           splits={"train": ids[: args.videos], "test": ids[args.videos :]})
+
     key = fingerprint(videos=args.videos, test=args.test_videos, chunks=args.chunks, size=args.size,
                       seed=args.data_seed, distractors=args.distractors)
-    stamp = os.path.join(root, "key.txt")
-    if os.path.exists(stamp) and open(stamp).read() == key:
-        log(f"data: cached {root}")
-        return root
-    os.makedirs(os.path.join(root, "videos"), exist_ok=True)
-    videos = {}
-    for i in common.Progress(range(total), desc="data"):
-        vid = f"{'train' if i < args.videos else 'test'}{i:03d}"
-        videos[vid] = make_synthetic_shopping(num_chunks=args.chunks, size=tuple(args.size),
-                                              seed=args.data_seed * 10_000 + i, num_distractors=args.distractors)
-        torch.save((videos[vid]["frames"] * 255).round().to(torch.uint8), os.path.join(root, "videos", f"{vid}.pt"))
-    save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=args.write_mp4)
-    with open(os.path.join(root, "split.json"), "w") as f:
-        json.dump({part: [v for v in videos if v.startswith(part)] for part in ("train", "test")}, f)
-    with open(stamp, "w") as f:
-        f.write(key)
-    return root
+    return common.cached_dir(root, key, build, log=log, name="data")
 
 
 def load_dataset(root: str):
-    """``(ground_truth, class_to_id, split)``: the readers' formats (inclusive frame ranges)."""
-    path = os.path.join(root, "annotations.json")
-    names = json.load(open(path))
-    every = all(c in SHOPPING_ACTIONS for per in names.values() for c in per)  # keep even an absent class
-    gt, classes = read_class_segments(path, {c: i for i, c in enumerate(SHOPPING_ACTIONS)} if every else None)
-    split = json.load(open(os.path.join(root, "split.json")))
-    for part in ("train", "test"):
-        if not split.get(part):
-            common.fail(f"{root}/split.json needs a non-empty {part!r} list")
-        missing = [v for v in split[part] if v not in gt]
-        if missing:
-            common.fail(f"{root}/split.json: videos {missing[:3]} have no entry in annotations.json")
-    return gt, classes, split
-
-
-def read_frames(root: str, vid: str, size) -> torch.Tensor:
-    """``[T, 3, H, W]`` float frames: ``videos/<id>.pt`` (uint8) or a file PyAV decodes at 15 fps (§5.4.2)."""
-    pt = os.path.join(root, "videos", f"{vid}.pt")
-    if os.path.exists(pt):
-        frames = torch.load(pt, weights_only=True).float() / 255
-    else:
-        files = [p for p in glob.glob(os.path.join(root, "videos", f"{vid}.*")) if not p.endswith(".pt")]
-        if not files:
-            common.fail(f"no video for {vid!r} in {root}/videos (expected {vid}.pt or {vid}.mp4)")
-        frames = torch.stack(list(read_video_frames(files[0], target_fps=15)))
-    if tuple(frames.shape[-2:]) != tuple(size):
-        frames = F.interpolate(frames, size=tuple(size), mode="bilinear", align_corners=False)
-    return frames
+    """``(ground_truth, class_to_id, split)``, with Shopping's class ids when every name is one of them."""
+    try:
+        classes = read_video_dataset(root)[1]  # Shopping's ids: a class absent from the data keeps its id
+        return read_video_dataset(root, SHOPPING_ACTIONS if set(classes) <= set(SHOPPING_ACTIONS) else classes)
+    except (OSError, ValueError) as exc:
+        common.fail(f"--data {root}: {exc} (see examples/msb_rnn/README.md)")
 
 
 def stage_motion(args, root, vids) -> dict:
@@ -136,65 +79,18 @@ def stage_motion(args, root, vids) -> dict:
     key = fingerprint(data=root, flow=repr(flow), k=args.k, box=args.box, crop=args.crop_size, thr=args.track_threshold,
                       size=args.size, chunk=args.chunk_len, stamp=open(stamp).read() if os.path.exists(stamp) else "")
 
-    def compute(vid):
-        out = stream_inputs(read_frames(root, vid, args.size), tracker, chunk_len=args.chunk_len, k=args.k,
+    def compute(vid):  # load_dataset checked that every video has a file
+        out = stream_inputs(read_video(root, vid, size=tuple(args.size)), tracker, chunk_len=args.chunk_len, k=args.k,
                             flow=flow, crop_size=tuple(args.crop_size))
         return {k: v if k == "boxes" else v.half() for k, v in out.items()}  # float16 cache
 
-    return {vid: cached(os.path.join(args.out, "motion", f"{vid}.pt"), key, "motion", lambda: compute(vid))
-            for vid in common.Progress(vids, desc="motion")}
-
-
-class StreamCNN(nn.Module):
-    """A small stream CNN (the thesis fine-tunes VGG): appearance, pixel trajectories (``TrajectoryConv``
-    first: a ``1 x 2k`` kernel in time only, §5.3.2) or stacked flow (3 x 3 on the 4k flow channels)."""
-
-    def __init__(self, kind: str, num_classes: int, k: int = 3, width: int = 16, feat_dim: int = 64) -> None:
-        super().__init__()
-        first = {"traj": lambda: TrajectoryConv(k=k, out_channels=width),
-                 "stack": lambda: nn.Sequential(nn.Flatten(1, 2), nn.Conv2d(4 * k, width, 3, padding=1)),
-                 "rgb": lambda: nn.Conv2d(3, width, 3, padding=1)}[kind]()
-        self.scale = 0.25 if kind in ("traj", "stack") else 1.0  # flow in pixels to about unit range
-        self.features = nn.Sequential(
-            first, nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, feat_dim), nn.ReLU())
-        self.classifier = nn.Linear(feat_dim, num_classes)
-
-    def forward(self, x):
-        feat = self.features(x.float() * self.scale)
-        return feat, self.classifier(feat)
-
-
-def train_loop(name, model, optimizer, epochs, steps, args, seed_dir, total=None):
-    """``epochs`` epochs of ``steps(epoch) -> losses``: checkpoint per epoch, ``--resume``, JSONL log, loss plot."""
-    ckpt, jsonl = os.path.join(seed_dir, "checkpoints", f"{name}.pt"), os.path.join(seed_dir, "logs", f"{name}.jsonl")
-    start = 0
-    if args.resume and os.path.exists(ckpt):
-        start = common.load_checkpoint(ckpt, model=model, optimizer=optimizer, map_location=args.device)["epoch"] + 1
-        log(f"{name}: resumed from {ckpt} (epoch {start})")
-    if start == 0 and os.path.exists(jsonl):
-        os.remove(jsonl)
-    logger, iteration = common.JsonlLog(jsonl), 0
-    for epoch in range(start, epochs):
-        model.train()
-        bar = common.Progress(steps(epoch), total=total, desc=f"{name} epoch {epoch + 1}/{epochs}", every=30)
-        loss_sum, count = 0.0, 0
-        for loss in bar:
-            loss_sum, count, iteration = loss_sum + loss, count + 1, iteration + 1
-            bar.set(loss=loss_sum / count)
-            logger.write(epoch=epoch, iter=epoch * 10_000 + iteration, loss=loss)
-        logger.write(epoch=epoch, iter=(epoch + 1) * 10_000, loss_epoch=loss_sum / max(count, 1))
-        common.save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch)
-    common.plot_curves(jsonl, os.path.join(seed_dir, "plots", f"{name}.png"), keys=["loss_epoch"])
-    return model.eval()
+    return {vid: common.cached(os.path.join(args.out, "motion", f"{vid}.pt"), key, lambda: compute(vid), log=log,
+                               name="motion") for vid in common.Progress(vids, desc="motion")}
 
 
 def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -> dict:
     """Train each stream CNN per chunk; ``{"features"|"scores": {vid: {stream: [T, D]}}}`` (softmax scores)."""
-    device = torch.device(args.device)
-    out = {"features": {v: {} for v in motion}, "scores": {v: {} for v in motion}}
+    device, results = torch.device(args.device), {}
     for name in streams:
         def compute():
             common.seed_everything(args.seed * 100 + list(STREAMS).index(name))
@@ -210,13 +106,10 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
                     idx = order[i : i + args.batch]
                     with common.autocast(device, args.amp):
                         loss = F.cross_entropy(model(x[idx].to(device))[1].float(), y[idx].to(device))
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    yield loss.item()
+                    yield common.optimizer_step(optimizer, loss)
 
-            train_loop(f"stream_{name}", model, optimizer, args.stream_epochs, steps, args, seed_dir,
-                       total=-(-len(y) // args.batch))
+            common.train_epochs(f"stream_{name}", model, optimizer, args.stream_epochs, steps, folder=seed_dir,
+                                resume=args.resume, map_location=args.device, total=-(-len(y) // args.batch), log=log)
             with torch.no_grad():
                 f, s = zip(*[zip(*[model(b.to(device)) for b in motion[v][name].split(256)]) for v in motion])
             return {"features": {v: torch.cat(a).cpu() for v, a in zip(motion, f)},
@@ -224,11 +117,9 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
 
         key = fingerprint(motion=sorted(motion), stream=name, epochs=args.stream_epochs, seed=args.seed, lr=args.lr,
                           motion_key=args.motion_key)
-        result = cached(os.path.join(seed_dir, "streams", f"{name}.pt"), key, f"streams ({name})", compute)
-        for part in ("features", "scores"):
-            for v in motion:
-                out[part][v][name] = result[part][v]
-    return out
+        results[name] = common.cached(os.path.join(seed_dir, "streams", f"{name}.pt"), key, compute, log=log,
+                                      name=f"streams ({name})")
+    return {part: {v: {s: r[part][v] for s, r in results.items()} for v in motion} for part in ("features", "scores")}
 
 
 class SequenceModel(nn.Module):
@@ -237,11 +128,10 @@ class SequenceModel(nn.Module):
 
     def __init__(self, streams, feat_dim: int, num_classes: int, *, lstm: bool = True) -> None:
         super().__init__()
-        self.streams, self.lstm = list(streams), lstm
+        self.streams = list(streams)
         self.fuse = MultiStream({s: nn.Identity() for s in self.streams}, proj_dim=200,
                                 feature_dims={s: feat_dim for s in self.streams})
-        self.drop = nn.Dropout(0.3)
-        self.head = BiLSTMHead(200, 60, num_classes) if lstm else nn.Linear(200, num_classes)
+        self.drop, self.head = nn.Dropout(0.3), BiLSTMHead(200, 60, num_classes) if lstm else nn.Linear(200, num_classes)
 
     def project(self, feats: dict) -> torch.Tensor:
         return self.drop(self.fuse({s: feats[s] for s in self.streams}))[:, None]  # [T, 1, 200]
@@ -262,20 +152,13 @@ def train_sequence(name, config, feats, labels, split, num_classes, args, seed_d
             y = labels[vid].to(device)[:, None]
             if config["lstm"]:  # §5.6: trimmed training resets the LSTM at every action boundary
                 cont = continuation_indicators(y) if config.get("trimmed") else None
-                loss = 0.0
-                for w in stateful_windows(model.head, x, args.window, cont):  # truncated BPTT, state carried
-                    losses = model.head.loss(w, y[w["start"] : w["end"]], reduction="sum")  # each direction's own
-                    loss = loss + losses["loss_forward"] + losses["loss_backward"]
-                loss = loss / len(y)
+                loss = truncated_bptt_loss(model.head, x, y, args.window, cont=cont)  # each direction's own loss
             else:
                 loss = F.cross_entropy(model.head(x[:, 0]), y[:, 0])
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            yield loss.item()
+            yield common.optimizer_step(optimizer, loss, clip_norm=5.0)
 
-    return train_loop(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, args, seed_dir, total=len(split["train"]))
+    return common.train_epochs(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, folder=seed_dir,
+                               resume=args.resume, map_location=args.device, total=len(split["train"]), log=log)
 
 
 def evaluate(scores: dict, gt: dict, num_classes: int, chunk_len: int) -> dict:
@@ -300,11 +183,10 @@ def sequence_configs(ablations: bool) -> dict:
 
 
 def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) -> dict:
-    test, feats, device, results = split["test"], streams_out["features"], torch.device(args.device), {}
+    test, feats, device = split["test"], streams_out["features"], torch.device(args.device)
     ev = lambda scores: evaluate(scores, gt, num_classes, args.chunk_len)  # noqa: E731
-    if args.ablations:  # per-chunk softmax of each stream alone: "without LSTM" in Table 5.3
-        for s in (s for s in STREAMS if s in feats[test[0]]):
-            results[f"stream_{s}"] = ev({v: streams_out["scores"][v][s] for v in test})
+    results = {f"stream_{s}": ev({v: streams_out["scores"][v][s] for v in test})  # each stream's own softmax:
+               for s in (STREAMS if args.ablations else ())}  # "without LSTM" in Table 5.3
     for name, config in sequence_configs(args.ablations).items():
         def compute():
             model = train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir)
@@ -325,7 +207,8 @@ def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) 
 
         key = fingerprint(config=config, epochs=args.lstm_epochs, seed=args.seed, window=args.window, lr=args.lstm_lr,
                           streams_key=args.streams_key)
-        value = cached(os.path.join(seed_dir, "sequence", f"{name}.pt"), key, f"sequence ({name})", compute)
+        value = common.cached(os.path.join(seed_dir, "sequence", f"{name}.pt"), key, compute, log=log,
+                              name=f"sequence ({name})")
         results[name] = value["results"]
         if name == "msb_rnn":
             results["_scores"] = value["scores"]
@@ -380,9 +263,9 @@ def main(argv=None) -> dict:
     common.Distributed(args.device)  # one clear error when CUDA is asked for and absent
     start, last = time.perf_counter(), max(STAGES.index(s) for s in args.stages)
     root = stage_data(args)
+    gt, classes, split = load_dataset(root)
     if last < 1:
         return {}
-    gt, classes, split = load_dataset(root)
     vids, num_classes = split["train"] + split["test"], len(classes)
     motion = stage_motion(args, root, vids)
     labels = {v: chunk_labels(gt[v]["segments"], gt[v]["labels"], len(motion[v]["boxes"]), args.chunk_len,

@@ -1,9 +1,11 @@
-"""Detection data: COCO-format datasets read with pycocotools.
+"""Real data: COCO-format detection datasets read with pycocotools, and
+directories of annotated untrimmed videos (:func:`read_video_dataset`, :func:`read_video`).
 
 The seeded synthetic generators used by tests, benchmarks and examples live in
 :mod:`scalekit.datasets.synthetic`; nothing here depends on them.
 """
 
 from scalekit.datasets.coco import CocoDetection
+from scalekit.datasets.video import read_video, read_video_dataset
 
-__all__ = ["CocoDetection"]
+__all__ = ["CocoDetection", "read_video_dataset", "read_video"]

@@ -1,6 +1,6 @@
 """MSB-RNN's bi-directional LSTM over 6-frame chunks (thesis §5.3.3), its loss
 (§5.4.2), continuation indicators, stateful truncated back-propagation through
-time, and the memory-limit analysis (§5.4.3)."""
+time and a whole video's loss under it, and the memory-limit analysis (§5.4.3)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from scalekit._args import integer
 
-__all__ = ["BiLSTMHead", "continuation_indicators", "stateful_windows", "memory_limited_scores"]
+__all__ = ["BiLSTMHead", "continuation_indicators", "stateful_windows", "truncated_bptt_loss", "memory_limited_scores"]
 
 LOSS_MODES = ("per_direction", "joint")
 
@@ -217,6 +217,59 @@ def _windows(head: BiLSTMHead, x: Tensor, window: int, cont: Tensor | None) -> I
         f, b, new_state = head.directions(x[start:end], state, None if cont is None else cont[start:end])
         yield {"start": start, "end": end, "scores": (f + b) / 2, "forward": f, "backward": b}
         state = tuple(s.detach() for s in new_state)
+
+
+def truncated_bptt_loss(head: BiLSTMHead, x: Tensor, targets: Tensor, window: int, *, cont: Tensor | None = None,
+                        mode: str = "per_direction", ignore_index: int = -100) -> Tensor:
+    """The training loss of one whole video under stateful truncated BPTT (thesis §5.4.2).
+
+    The thesis trains on full-length videos. The video is walked in windows
+    of ``window`` chunks with :func:`stateful_windows` (the forward LSTM's
+    state carried from window to window, detached, so gradients stay within
+    a window; the backward LSTM sees one window); each window's
+    :meth:`BiLSTMHead.loss` with ``reduction="sum"`` is added up (both
+    directions with ``mode="per_direction"``), and the total is divided by
+    the number of chunks that take part (targets other than ``ignore_index``;
+    at least 1). One backward pass and one optimizer step per video.
+
+    Args:
+        head: the :class:`BiLSTMHead`.
+        x: ``[T, N, in_dim]`` per-chunk features (time first).
+        targets: ``[T, N]`` integer classes in ``[0, C)`` (for example
+            :func:`scalekit.video.chunk_labels`, background 0) or ``ignore_index``.
+        window: chunks per window (at least 1; ``>= T``: one window, plain BPTT).
+        cont: ``[T, N]`` continuation indicators (:func:`continuation_indicators`)
+            or ``None``: one sequence per row.
+        mode: ``"per_direction"`` (the thesis) or ``"joint"``, as :meth:`BiLSTMHead.loss`.
+        ignore_index: the target of chunks left out of the loss and of the count.
+
+    Returns:
+        A 0-d tensor with gradients (float zero for ``T = 0``).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.sequence import BiLSTMHead, truncated_bptt_loss
+        >>> head = BiLSTMHead(in_dim=8, hidden=4, num_classes=3)
+        >>> x, y = torch.randn(10, 1, 8), torch.tensor([0, 0, 1, 1, 1, 0, 2, 2, 0, 0])[:, None]
+        >>> loss = truncated_bptt_loss(head, x, y, window=4)  # windows [0, 4), [4, 8), [8, 10)
+        >>> loss.backward()
+        >>> loss.dim(), head.forward_cell.weight_ih.grad is not None
+        (0, True)
+    """
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a [T, N, in_dim] tensor, got {list(x.shape) if isinstance(x, Tensor) else type(x)}")
+    if not isinstance(targets, Tensor) or tuple(targets.shape) != tuple(x.shape[:2]):
+        got = list(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(f"targets must be a [T, N] = {list(x.shape[:2])} tensor, got {got}")
+    ignore_index = integer("ignore_index", ignore_index)
+    loss = 0.0
+    for w in stateful_windows(head, x, window, cont):
+        for value in head.loss(w, targets[w["start"] : w["end"]], mode=mode, reduction="sum",
+                               ignore_index=ignore_index).values():
+            loss = loss + value
+    if not isinstance(loss, Tensor):  # no chunks: no windows
+        return x.new_zeros(())
+    return loss / max(int((targets != ignore_index).sum()), 1)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The streams of MSB-RNN (thesis §5.3): per-chunk stream inputs (full frame and
-tracked crop x appearance, pixel trajectories, stacked flow), and multi-stream
-fusion: any number of per-stream feature extractors, concatenated and projected
-by one fully connected layer."""
+tracked crop x appearance, pixel trajectories, stacked flow), a small CNN per
+stream, and multi-stream fusion: any number of per-stream feature extractors,
+concatenated and projected by one fully connected layer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from torch import Tensor, nn
 from scalekit._args import integer
 from scalekit.video.chunks import chunk_centres
 from scalekit.video.tracker import FlowTracker, crop_boxes
-from scalekit.video.trajectories import Flow, pixel_trajectories, stacked_flow
+from scalekit.video.trajectories import Flow, TrajectoryConv, pixel_trajectories, stacked_flow
 
-__all__ = ["MultiStream", "stream_inputs"]
+__all__ = ["MultiStream", "StreamCNN", "stream_inputs"]
+
+STREAM_KINDS = ("rgb", "traj", "stack")
 
 
 def stream_inputs(frames: Tensor, tracker: FlowTracker, *, chunk_len: int = 6, k: int = 3, flow: Flow | None = None,
@@ -74,6 +76,79 @@ def stream_inputs(frames: Tensor, tracker: FlowTracker, *, chunk_len: int = 6, k
 
     return {"frame_rgb": rgb, "frame_traj": traj, "frame_stack": stack, "crop_rgb": crop(rgb),
             "crop_traj": crop(traj), "crop_stack": crop(stack), "boxes": boxes}
+
+
+class StreamCNN(nn.Module):
+    """A small per-chunk CNN for one stream: ``(features, logits)`` of a stream's input.
+
+    The thesis fine-tunes a VGG-16 per stream (§5.4.2); this is a CPU-sized
+    stand-in that keeps what the thesis specifies, the first layer per kind of
+    input (§5.3.2), named as the suffixes of :func:`stream_inputs`' keys:
+
+    * ``"rgb"``: appearance, ``[N, 3, H, W]``; a 3 x 3 convolution.
+    * ``"traj"``: pixel trajectories, ``[N, 2, 2k, H, W]``; :class:`TrajectoryConv`,
+      a ``1 x 2k`` kernel in time only, each point's trajectory read at its own pixel.
+    * ``"stack"``: stacked flow, ``[N, 2, 2k, H, W]``; the ``4k`` flow channels
+      as input channels of a 3 x 3 convolution (the two-stream network's input).
+
+    Then (our choice, where the thesis uses VGG): batch norm and ReLU, two
+    3 x 3 convolutions of stride 2 (``2 * width``, ``4 * width`` channels,
+    each with batch norm and ReLU), global average pooling, a ``feat_dim``
+    fully connected layer with ReLU (the "fc7" features :class:`MultiStream`
+    fuses) and a linear classifier. Flow inputs are multiplied by
+    ``flow_scale`` (pixels to about unit range); any floating dtype (a float16
+    cache) is computed in float32.
+
+    Args:
+        kind: ``"rgb"``, ``"traj"`` or ``"stack"`` (above).
+        num_classes: classifier outputs (background included when it is a class).
+        k: flow neighbours each side of the centre frame (3, §5.4.2).
+        width: channels of the first layer.
+        feat_dim: feature width.
+        flow_scale: factor applied to ``"traj"`` and ``"stack"`` inputs.
+
+    Returns (forward):
+        ``(features [N, feat_dim], logits [N, num_classes])``, float32.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.video import StreamCNN
+        >>> net = StreamCNN("traj", num_classes=6, k=3)
+        >>> features, logits = net(torch.randn(4, 2, 6, 32, 32))  # 4 chunks' pixel trajectories
+        >>> features.shape, logits.shape
+        (torch.Size([4, 64]), torch.Size([4, 6]))
+    """
+
+    def __init__(self, kind: str, num_classes: int, k: int = 3, width: int = 16, feat_dim: int = 64, *,
+                 flow_scale: float = 0.25) -> None:
+        super().__init__()
+        if kind not in STREAM_KINDS:
+            raise ValueError(f"kind must be one of {STREAM_KINDS}, got {kind!r}")
+        num_classes = integer("num_classes", num_classes, minimum=1)
+        k = integer("k", k, minimum=1)
+        width = integer("width", width, minimum=1)
+        feat_dim = integer("feat_dim", feat_dim, minimum=1)
+        first = {"traj": lambda: TrajectoryConv(k=k, out_channels=width),
+                 "stack": lambda: nn.Sequential(nn.Flatten(1, 2), nn.Conv2d(4 * k, width, 3, padding=1)),
+                 "rgb": lambda: nn.Conv2d(3, width, 3, padding=1)}[kind]()
+        self.kind, self.k = kind, k
+        self.scale = float(flow_scale) if kind in ("traj", "stack") else 1.0
+        self.features = nn.Sequential(
+            first, nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, feat_dim), nn.ReLU())
+        self.classifier = nn.Linear(feat_dim, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        want = [3] if self.kind == "rgb" else [2, 2 * self.k]
+        if (not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != len(want) + 3
+                or list(x.shape[1 : 1 + len(want)]) != want):
+            got = f"{x.dtype} {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            shape = "[N, 3, H, W]" if self.kind == "rgb" else f"[N, 2, {2 * self.k}, H, W]"
+            raise ValueError(f"a {self.kind!r} stream's input must be a floating-point {shape} tensor, got {got}")
+        feat = self.features(x.float() * self.scale)
+        return feat, self.classifier(feat)
 
 
 class MultiStream(nn.Module):

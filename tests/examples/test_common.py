@@ -53,3 +53,93 @@ def test_progress_log_and_plot(tmp_path):
 
     colours = {tuple(p) for p in torch.from_numpy(__import__("numpy").array(Image.open(tmp_path / "loss.png").convert("RGB"))).reshape(-1, 3).tolist()}
     assert keys == ["loss", "loss_box"] and len(colours) > 3  # lines drawn, not a blank frame
+
+
+def test_cached_recomputes_only_when_its_key_changes(tmp_path):
+    calls, messages = [], []
+    path = str(tmp_path / "sub" / "value.pt")
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(3) * len(calls)}
+
+    key = common.fingerprint(epochs=3, size=(64, 80))
+    assert key == common.fingerprint(size=[64, 80], epochs=3) != common.fingerprint(epochs=4, size=(64, 80))
+    first = common.cached(path, key, compute, log=messages.append, name="stage")
+    again = common.cached(path, key, compute, log=messages.append, name="stage")
+    assert len(calls) == 1 and torch.equal(again["x"], first["x"]) and messages == [f"stage: cached {path}"]
+    changed = common.cached(path, common.fingerprint(epochs=4), compute, log=messages.append, name="stage")
+    assert len(calls) == 2 and changed["x"].tolist() == [0, 2, 4] and len(messages) == 1
+    assert not os.path.exists(path + ".tmp")
+
+
+def test_train_epochs_checkpoints_every_epoch_and_resumes_after_the_last(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen, messages = [], []
+
+    def steps(epoch):
+        seen.append(epoch)
+        for _ in range(3):
+            loss = model(torch.ones(1, 2)).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            yield loss.item()
+
+    run = lambda epochs, resume: common.train_epochs("net", model, opt, epochs, steps, folder=str(tmp_path),  # noqa: E731
+                                                     resume=resume, log=messages.append)
+    assert run(2, False) is model and not model.training and seen == [0, 1]
+    ckpt = torch.load(tmp_path / "checkpoints" / "net.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and torch.equal(ckpt["model"]["weight"], model.weight.detach())
+    rows = [json.loads(line) for line in open(tmp_path / "logs" / "net.jsonl")]
+    assert [r["epoch"] for r in rows if "loss_epoch" in r] == [0, 1] and len(rows) == 8
+    run(3, True)  # one more epoch: only epoch 2 runs, the log goes on
+    assert seen == [0, 1, 2] and messages == [f"net: resumed from {tmp_path}/checkpoints/net.pt (epoch 2)"]
+    assert len(open(tmp_path / "logs" / "net.jsonl").readlines()) == 12
+    assert os.path.exists(tmp_path / "plots" / "net.png")
+    run(1, False)  # a fresh start replaces the log
+    assert len(open(tmp_path / "logs" / "net.jsonl").readlines()) == 4
+
+
+def test_stage_log_prefixes_and_timestamps(capsys):
+    common.stage_log("demo")("motion: cached x")
+    err = capsys.readouterr().err
+    assert err.startswith("[demo ") and err.endswith("] motion: cached x\n") and len(err.split(":")) == 4
+
+
+def test_cached_dir_builds_once_per_key_and_not_after_a_failed_build(tmp_path):
+    root, builds, messages = str(tmp_path / "data"), [], []
+
+    def build(fail=False):
+        builds.append(1)
+        os.makedirs(root, exist_ok=True)
+        if fail:
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        common.cached_dir(root, "k1", lambda: build(fail=True), log=messages.append, name="data")
+    assert common.cached_dir(root, "k1", build, log=messages.append, name="data") == root and len(builds) == 2
+    common.cached_dir(root, "k1", build, log=messages.append, name="data")
+    assert len(builds) == 2 and messages == [f"data: cached {root}"]
+    common.cached_dir(root, "k2", build, log=messages.append, name="data")
+    assert len(builds) == 3 and open(os.path.join(root, "key.txt")).read() == "k2"
+
+
+def test_optimizer_step_clips_over_the_optimizers_parameters():
+    torch.manual_seed(0)
+    model, twin = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    twin.load_state_dict(model.state_dict())
+    opt, twin_opt = torch.optim.SGD(model.parameters(), lr=0.5), torch.optim.SGD(twin.parameters(), lr=0.5)
+    x = torch.randn(5, 4) * 10
+    loss = model(x).pow(2).sum()
+    assert common.optimizer_step(opt, loss, clip_norm=1.0) == loss.item()
+    twin_opt.zero_grad()
+    twin(x).pow(2).sum().backward()
+    torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+    twin_opt.step()
+    assert torch.equal(model.weight, twin.weight) and torch.equal(model.bias, twin.bias)
+    before = model.weight.detach().clone()
+    common.optimizer_step(opt, model(x).pow(2).sum())  # unclipped: a far larger step
+    assert (model.weight - before).norm() > 10 * 0.5

@@ -157,3 +157,86 @@ def test_nll_matches_cross_entropy_on_the_logits(head):
     hf, _ = head._run(head.forward_cell, x, None, None)
     ce = F.cross_entropy(head.forward_cls(hf).flatten(0, 1), y.flatten())
     torch.testing.assert_close(head.loss(outputs(head, x), y)["loss_forward"], ce)
+
+
+class TestTruncatedBPTTLoss:
+    """A whole video's loss under stateful truncated BPTT (thesis §5.4.2)."""
+
+    @staticmethod
+    def reference(head, x, y, window, ignore_index=-100):
+        """Slow reference without stateful_windows: the forward LSTM over the whole video (its
+        state carried), the backward LSTM per window; -log p summed in float64, over kept chunks."""
+        keep = (y != ignore_index).double()
+        fwd = head.directions(x)[0]
+        total = reference_nll(fwd, y, keep) * keep.sum()
+        for s in range(0, x.shape[0], window):
+            bwd = head.directions(x[s : s + window])[1]
+            k = keep[s : s + window]
+            if k.sum() > 0:
+                total = total + reference_nll(bwd, y[s : s + window], k) * k.sum()
+        return total / keep.sum().clamp(min=1)
+
+    def test_equals_the_forward_run_plus_each_windows_backward_run(self, head):
+        from scalekit.sequence import truncated_bptt_loss
+
+        x, y = torch.randn(11, 2, 6), torch.randint(0, 4, (11, 2))
+        for window in (1, 4, 11, 50):
+            torch.testing.assert_close(truncated_bptt_loss(head, x, y, window).double(),
+                                       self.reference(head, x, y, window))
+
+    def test_one_window_is_the_heads_mean_loss_of_both_directions(self, head):
+        from scalekit.sequence import truncated_bptt_loss
+
+        x, y = torch.randn(7, 1, 6), torch.randint(0, 4, (7, 1))
+        mean = head.loss(outputs(head, x), y)
+        torch.testing.assert_close(truncated_bptt_loss(head, x, y, window=7),
+                                   mean["loss_forward"] + mean["loss_backward"])
+        joint = head.loss(outputs(head, x), y, mode="joint")["loss_joint"]
+        torch.testing.assert_close(truncated_bptt_loss(head, x, y, window=100, mode="joint"), joint)
+
+    def test_ignored_chunks_are_neither_scored_nor_counted(self, head):
+        from scalekit.sequence import truncated_bptt_loss
+
+        x, y = torch.randn(9, 1, 6), torch.randint(0, 4, (9, 1))
+        y[3:6] = -1
+        torch.testing.assert_close(truncated_bptt_loss(head, x, y, window=4, ignore_index=-1).double(),
+                                   self.reference(head, x, y, 4, ignore_index=-1))
+        none = truncated_bptt_loss(head, x, torch.full((9, 1), -1), window=4, ignore_index=-1)
+        assert none.item() == 0.0
+
+    def test_gradients_stay_within_a_window(self, head):
+        """Truncation: the first window's inputs get no gradient from a later window's targets."""
+        from scalekit.sequence import truncated_bptt_loss
+
+        x, y = torch.randn(8, 1, 6, requires_grad=True), torch.randint(0, 4, (8, 1))
+        grads = []
+        for last in (0, 3):
+            y2 = y.clone()
+            y2[4:] = last
+            x.grad = None
+            truncated_bptt_loss(head, x, y2, window=4).backward()
+            grads.append(x.grad.clone())
+        assert torch.equal(grads[0][:4], grads[1][:4])
+        assert not torch.equal(grads[0][4:], grads[1][4:])
+
+    def test_continuation_indicators_reach_the_head(self, head):
+        from scalekit.sequence import truncated_bptt_loss
+
+        x, labels = torch.randn(8, 1, 6), torch.tensor([0, 0, 2, 2, 2, 1, 1, 1])[:, None]
+        cont = continuation_indicators(labels)
+        trimmed = sum(truncated_bptt_loss(head, x[a:e], labels[a:e], window=8) * (e - a)
+                      for a, e in ((0, 2), (2, 5), (5, 8))) / 8
+        torch.testing.assert_close(truncated_bptt_loss(head, x, labels, window=8, cont=cont), trimmed)
+
+    def test_bad_arguments_and_an_empty_video(self, head):
+        from scalekit.sequence import truncated_bptt_loss
+
+        x = torch.randn(5, 1, 6)
+        with pytest.raises(ValueError, match=r"targets must be a \[T, N\] = \[5, 1\] tensor, got \[5\]"):
+            truncated_bptt_loss(head, x, torch.zeros(5, dtype=torch.int64), window=2)
+        with pytest.raises(ValueError, match="window must be >= 1"):
+            truncated_bptt_loss(head, x, torch.zeros(5, 1, dtype=torch.int64), window=0)
+        with pytest.raises(ValueError, match="mode must be one of"):
+            truncated_bptt_loss(head, x, torch.zeros(5, 1, dtype=torch.int64), window=2, mode="both")
+        empty = truncated_bptt_loss(head, torch.randn(0, 1, 6), torch.zeros(0, 1, dtype=torch.int64), window=2)
+        assert empty.shape == () and empty.item() == 0.0

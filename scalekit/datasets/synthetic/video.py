@@ -275,14 +275,17 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
     }
 
 
-def save_video_dataset(videos, directory, classes, *, video_files: bool | None = None, fps: int = 15) -> dict:
-    """Write annotated videos in the formats the evaluation readers take.
+def save_video_dataset(videos, directory, classes, *, video_files: bool | None = None, fps: int = 15,
+                       frame_tensors: bool = False, splits: dict | None = None) -> dict:
+    """Write annotated videos in the formats the evaluation and dataset readers take.
 
     Writes ``annotations.json`` (``{video_id: {class_name: [[start, end], ...]}}``,
     for :func:`~scalekit.evaluation.read_class_segments`), ``annotations.csv``
     (``video,start_frame,end_frame,class``, for
     :func:`~scalekit.evaluation.read_segments_csv`) and, with PyAV, one
     ``videos/<video_id>.mp4`` per video (H.264 at ``fps``, 15 in the thesis §5.4.2).
+    With ``frame_tensors`` and ``splits`` it is the layout
+    :func:`scalekit.datasets.read_video_dataset` and :func:`scalekit.datasets.read_video` read.
 
     Args:
         videos: ``{video_id: video}``, each a dict as :func:`make_synthetic_shopping`
@@ -291,9 +294,13 @@ def save_video_dataset(videos, directory, classes, *, video_files: bool | None =
         classes: class names, indexed by the ground truth's labels.
         video_files: write MP4 files: ``True`` (PyAV required), ``False``, or
             ``None`` (when PyAV is installed).
+        frame_tensors: also write ``videos/<video_id>.pt``, the frames as uint8
+            ``[T, 3, H, W]`` (``round(frames * 255)``: lossless at 8 bits, no PyAV needed).
+        splits: ``{split_name: [video_id, ...]}`` written as ``split.json``.
 
     Returns:
-        ``{"annotations.json": path, "annotations.csv": path, "videos": [paths]}``.
+        ``{"annotations.json": path, "annotations.csv": path, "videos": [mp4 paths]}``,
+        plus ``"frames"`` (``.pt`` paths) with ``frame_tensors`` and ``"split.json"`` with ``splits``.
 
     Example:
         >>> import tempfile
@@ -338,6 +345,18 @@ def save_video_dataset(videos, directory, classes, *, video_files: bool | None =
         writer = csv.writer(f)
         writer.writerow(["video", "start_frame", "end_frame", "class"])
         writer.writerows(rows)
+    if frame_tensors:
+        os.makedirs(os.path.join(directory, "videos"), exist_ok=True)
+        out["frames"] = [os.path.join(directory, "videos", f"{vid}.pt") for vid in videos]
+        for path, video in zip(out["frames"], videos.values()):
+            torch.save((torch.as_tensor(video["frames"]) * 255).round().to(torch.uint8), path)
+    if splits is not None:
+        unknown = sorted({str(v) for part in splits.values() for v in part} - set(per_video))
+        if unknown:
+            raise ValueError(f"splits name videos not in videos: {unknown[:3]}")
+        out["split.json"] = os.path.join(directory, "split.json")
+        with open(out["split.json"], "w") as f:
+            json.dump({part: [str(v) for v in ids] for part, ids in splits.items()}, f)
     if video_files:
         try:
             import av
