@@ -229,6 +229,9 @@ class AutoFocus:
         if batch_size is not None:
             batch_size = integer("batch_size", batch_size, minimum=1)
         run = _runner(detector)
+        if getattr(run, "stride", self.stride) != self.stride:
+            raise ValueError(f"the detector's focus maps have stride {run.stride}, AutoFocus was made with "
+                             f"stride={self.stride}; make them equal")
         if isinstance(image, Tensor) and image.dim() == 4:
             raise ValueError(f"image must be one [C, H, W] image, got a batch {list(image.shape)}: call detect per image")
         image = as_float_image(image)
