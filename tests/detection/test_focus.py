@@ -123,3 +123,14 @@ def test_autofocus_runs_a_focus_detector_on_the_crops_at_their_own_size():
     with pytest.raises(ValueError, match="stride"):
         AutoFocus(levels, thresholds=(0.5,), dilations=(1,), min_chips=(2,), stride=8).detect(model,
                                                                                         torch.rand(3, 64, 64))
+
+
+def test_cells_of_the_padding_are_negatives():
+    model = _model()
+    keep_input_size(model.model)
+    captured = _capture_logits(model)
+    losses = model([torch.rand(3, 200, 200)], [dict(TARGET)])  # padded to 224: 14 x 14 cells, 13 x 13 of image
+    _, logits = captured[0]
+    labels = torch.zeros(14, 14, dtype=torch.int64)
+    labels[:13, :13] = focus_labels(torch.cat([TARGET["boxes"], TARGET["ignore_boxes"]]), (200, 200))
+    assert torch.allclose(losses["loss_focus"], focus_loss(logits, labels[None]))
