@@ -134,3 +134,6 @@ def test_cells_of_the_padding_are_negatives():
     labels = torch.zeros(14, 14, dtype=torch.int64)
     labels[:13, :13] = focus_labels(torch.cat([TARGET["boxes"], TARGET["ignore_boxes"]]), (200, 200))
     assert torch.allclose(losses["loss_focus"], focus_loss(logits, labels[None]))
+    losses["loss_focus"].backward()  # they learn: their gradient is not zero (an ignored cell's would be)
+    grad = logits.grad[0].abs().sum(0)
+    assert bool((grad[13, :] > 0).all()) and bool((grad[:, 13] > 0).all())
