@@ -209,12 +209,13 @@ def focus_chips(focus: Tensor, image_size, *, threshold: float = 0.02, dilation:
         raise ValueError("focus must not hold NaN probabilities")
     mask = (focus[:gh, :gw] >= threshold).to(torch.float32)
     if dilation > 1:
-        before = dilation // 2
-        mask = F.pad(mask[None, None], (before, dilation - 1 - before, before, dilation - 1 - before))
-        mask = F.max_pool2d(mask, dilation, stride=1)[0, 0]
+        # reaches dilation // 2 cells up and left, the rest down and right; no farther than the grid matters
+        before, after = min(dilation // 2, gh + gw), min(dilation - 1 - dilation // 2, gh + gw)
+        mask = F.pad(mask[None, None], (before, after, before, after))
+        mask = F.max_pool2d(mask, before + after + 1, stride=1)[0, 0]
     boxes = _boxes_of(label_components(mask > 0))
     if boxes.shape[0]:
-        boxes = _merge(boxes, min_chip, gw, gh)
+        boxes = _merge(boxes, min(min_chip, max(gh, gw)), gw, gh)  # a chip never outgrows the grid
     pixels = (boxes * stride).to(torch.float32)
     limit = torch.tensor([w, h, w, h], dtype=torch.float32, device=focus.device)
     return torch.minimum(pixels, limit)
