@@ -8,8 +8,6 @@ boxes by scatter-reductions, merging by a pairwise overlap graph."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor

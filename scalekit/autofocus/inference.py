@@ -176,8 +176,8 @@ class AutoFocus:
         ...     seen.append(tuple(image.shape[-2:]))
         ...     focus = torch.zeros((image.shape[-2] + 15) // 16, (image.shape[-1] + 15) // 16)
         ...     focus[:4, :4] = 1.0
-        ...     return {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long),
-        ...             "focus": focus}
+        ...     return {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
+        ...             "labels": torch.zeros(0, dtype=torch.long), "focus": focus}
         >>> out = AutoFocus().detect(detector, torch.rand(3, 480, 640))
         >>> seen  # the whole image at 384 x 512, then one 16-cell chip at 800 px, one 20-cell chip at 1400 px
         [(384, 512), (533, 533), (563, 563)]
@@ -233,7 +233,8 @@ class AutoFocus:
             raise ValueError(f"the detector's focus maps have stride {run.stride}, AutoFocus was made with "
                              f"stride={self.stride}; make them equal")
         if isinstance(image, Tensor) and image.dim() == 4:
-            raise ValueError(f"image must be one [C, H, W] image, got a batch {list(image.shape)}: call detect per image")
+            raise ValueError(f"image must be one [C, H, W] image, got a batch {list(image.shape)}: "
+                             "call detect per image")
         image = as_float_image(image)
         height, width = image.shape[-2:]
         sizes = self.pyramid.level_sizes(height, width)  # every level checked before anything runs

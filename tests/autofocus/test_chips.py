@@ -58,7 +58,7 @@ def test_components_equal_a_breadth_first_search(mask):
     assert partition(labels) == expected
     assert sorted(set(labels.flatten().tolist()) - {0}) == list(range(1, len(expected) + 1))
     if ndimage is not None:
-        ref, n = ndimage.label(mask, structure=[[1, 1, 1]] * 3)
+        _, n = ndimage.label(mask, structure=[[1, 1, 1]] * 3)
         assert n == len(expected)
 
 

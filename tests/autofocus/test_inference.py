@@ -106,11 +106,11 @@ def test_bad_arguments_and_detectors():
         AutoFocus(LEVELS, min_chips=(0, 4))
     with pytest.raises(TypeError, match="levels"):
         AutoFocus([(1, 2)])
-    no_focus = lambda image: {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),  # noqa: E731
+    no_focus = lambda image: {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
                               "labels": torch.zeros(0, dtype=torch.int64)}
     with pytest.raises(TypeError, match="'focus'"):
         _autofocus().detect(no_focus, _image())
-    short = lambda image: {**no_focus(image), "focus": torch.zeros(2, 2)}  # noqa: E731
+    short = lambda image: {**no_focus(image), "focus": torch.zeros(2, 2)}
     with pytest.raises(ValueError, match="focus must cover"):
         _autofocus().detect(short, _image())
     with pytest.raises(ValueError, match="batch"):

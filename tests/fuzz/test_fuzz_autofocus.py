@@ -35,7 +35,8 @@ def test_focus_labels(b, h, stride, small, low):
 def test_focus_loss(h, w, label, dtype, logit):
     labels = torch.full((1, h, w), label if abs(label) < 2 ** 31 else 0).to(dtype)
     with time_bound(1.0):
-        loss = expect_clear(focus_loss, torch.full((1, 2, h, w), logit, dtype=torch.float64), labels, names=("labels", "logits"))
+        logits = torch.full((1, 2, h, w), logit, dtype=torch.float64)
+        loss = expect_clear(focus_loss, logits, labels, names=("labels", "logits"))
     if loss is not None:
         assert loss.dim() == 0
 
