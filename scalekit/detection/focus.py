@@ -126,6 +126,17 @@ class FocusDetector(nn.Module):
         if self.training and targets is None:
             raise ValueError("targets must be given in training mode")
         images = list(images)
+        if targets is not None:
+            targets = list(targets)
+            if len(targets) != len(images):
+                raise ValueError(f"targets must hold one dict per image ({len(images)}), got {len(targets)}")
+            for i, t in enumerate(targets):
+                boxes = t.get("boxes") if isinstance(t, dict) else None
+                if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4 \
+                        or not boxes.is_floating_point():
+                    got = (f"{boxes.dtype} {list(boxes.shape)}" if isinstance(boxes, Tensor)
+                           else type(boxes if isinstance(t, dict) else t).__name__)
+                    raise ValueError(f"targets[{i}]['boxes'] must be a float [N, 4] tensor, got {got}")
         original_sizes = [tuple(im.shape[-2:]) for im in images]
         batch, targets = core.transform(images, targets)
         features = core.backbone(batch.tensors)

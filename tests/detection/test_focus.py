@@ -107,6 +107,10 @@ def test_a_map_at_another_stride_is_refused_or_found():
         FocusDetector(fpn_like.model, feature="p3", stride=8).eval()([torch.rand(3, 64, 64)])
     with pytest.raises(TypeError, match="GeneralizedRCNN"):
         FocusDetector(torch.nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match=r"targets\[0\]\['boxes'\]"):
+        _model()([torch.rand(3, 64, 64)], [{"boxes": torch.zeros(3), "labels": torch.zeros(3, dtype=torch.int64)}])
+    with pytest.raises(ValueError, match="targets must hold one dict per image"):
+        _model()([torch.rand(3, 64, 64)], [])
 
 
 def test_autofocus_runs_a_focus_detector_on_the_crops_at_their_own_size():
