@@ -10,11 +10,11 @@ one layer that needs it (the ``detection`` extra), is imported on first use
 
 import importlib
 
-from scalekit import boxes, chips, datasets, drawing, evaluation, heads, ops, scale, sequence, video
+from scalekit import autofocus, boxes, chips, datasets, drawing, evaluation, heads, ops, scale, sequence, video
 
 __version__ = "0.1.0"
-__all__ = ["boxes", "chips", "datasets", "drawing", "evaluation", "heads", "ops", "scale", "sequence", "video",
-           "__version__"]
+__all__ = ["autofocus", "boxes", "chips", "datasets", "drawing", "evaluation", "heads", "ops", "scale", "sequence",
+           "video", "__version__"]
 
 _LAZY = ("detection",)  # needs torchvision: imported when first asked for, not by `import scalekit`
 

@@ -17,6 +17,10 @@ The only layer that knows torchvision's detection internals:
   and its proposals at every level, the input of negative chips;
 * :func:`export_detector` — the whole detector (scalekit heads, ops and
   deformable stages included) as one ONNX model that ONNX Runtime runs;
+* :class:`FocusDetector` — AutoFocus's focus head on a detector's stride-16
+  feature map, trained with it (``"loss_focus"``) and returning focus maps
+  with the detections, which :class:`scalekit.autofocus.AutoFocus` runs
+  (found by its class, as ``Pyramid`` finds torchvision's detectors);
 * :func:`torchvision_level_detector` — torchvision detectors run by
   :class:`scalekit.scale.Pyramid` with every level at its own size
   (``Pyramid`` finds it by the model's class; nothing is registered on import).
@@ -42,6 +46,7 @@ except Exception as exc:  # missing, or built for another torch ("operator torch
 from scalekit.detection.backbones import deformable_resnet
 from scalekit.detection.decoupled import add_class, image_features, objectness_detections
 from scalekit.detection.export import DetectionOutputs, export_detector
+from scalekit.detection.focus import FocusDetector, focus_adapter
 from scalekit.detection.ignore import honour_ignore_boxes
 from scalekit.detection.mining import RPNOnly, mine_proposals
 from scalekit.detection.pyramid import torchvision_adapter, torchvision_level_detector
@@ -51,4 +56,4 @@ from scalekit.detection.transform import keep_input_size
 __all__ = ["keep_input_size", "honour_ignore_boxes", "TorchvisionRoIHeads", "faster_rcnn_with_head",
            "deformable_resnet", "torchvision_level_detector", "torchvision_adapter",
            "export_detector", "DetectionOutputs", "RPNOnly", "mine_proposals",
-           "objectness_detections", "add_class", "image_features"]
+           "objectness_detections", "add_class", "image_features", "FocusDetector", "focus_adapter"]
