@@ -20,7 +20,7 @@ on :mod:`scalekit.ops`; it never imports torchvision itself.
 """
 
 from scalekit.slicing.detect import sliced_detect
-from scalekit.slicing.grid import slice_grid
+from scalekit.slicing.grid import MAX_SLICES, slice_grid
 from scalekit.slicing.merge import NAMED_MERGES, MergeSettings, merge_detections
 
-__all__ = ["slice_grid", "sliced_detect", "merge_detections", "MergeSettings", "NAMED_MERGES"]
+__all__ = ["slice_grid", "MAX_SLICES", "sliced_detect", "merge_detections", "MergeSettings", "NAMED_MERGES"]

@@ -10,7 +10,11 @@ from torch import Tensor
 
 from scalekit._args import integer, real
 
-__all__ = ["slice_grid", "slice_sizes", "overlap_ratios"]
+__all__ = ["slice_grid", "slice_sizes", "overlap_ratios", "MAX_SLICES"]
+
+MAX_SLICES = 10**6
+"""The most windows :func:`slice_grid` makes (a 100,000-px square image in 512-px slices
+with overlap 0.2 needs 59,536); more raise a ``ValueError`` before any is made."""
 
 
 def _pair(value, name: str, check):
@@ -45,6 +49,11 @@ def overlap_ratios(overlap) -> tuple[float, float]:
                     f"got {type(overlap).__name__} {overlap!r}")
 
 
+def _count(length: int, size: int, step: int) -> int:
+    """How many windows :func:`_starts` makes, without making them."""
+    return 1 if length <= size else -(-(length - size) // step) + 1
+
+
 def _starts(length: int, size: int, step: int) -> list[tuple[int, int]]:
     """``(start, end)`` of the windows along one side: ``0, step, 2 step, ...`` until a
     window reaches the end; the last one ends at ``length`` (starting at ``max(0, length - size)``)."""
@@ -74,6 +83,8 @@ def slice_grid(image_height: int, image_width: int, slice_size=512, overlap=0.2)
     window and in the same order; the tests compare the two. Defaults:
     512-px slices, SNIPER's chip size (thesis §3.3), and SAHI's overlap 0.2.
 
+    More than :data:`MAX_SLICES` (10⁶) windows raise a ``ValueError`` before any is made.
+
     Args:
         image_height, image_width: the image size in pixels, ``>= 1``.
         slice_size: an int ``>= 1`` or ``(height, width)``.
@@ -95,6 +106,10 @@ def slice_grid(image_height: int, image_width: int, slice_size=512, overlap=0.2)
     """
     height, width = integer("image_height", image_height, minimum=1), integer("image_width", image_width, minimum=1)
     (sh, sw), (oh, ow) = slice_sizes(slice_size), overlap_ratios(overlap)
-    rows = _starts(height, sh, sh - int(oh * sh))
-    cols = _starts(width, sw, sw - int(ow * sw))
+    step_h, step_w = sh - int(oh * sh), sw - int(ow * sw)
+    count = _count(height, sh, step_h) * _count(width, sw, step_w)
+    if count > MAX_SLICES:
+        raise ValueError(f"slice_size={slice_size!r} with overlap={overlap!r} would cut the {height}x{width} image "
+                         f"into {count:.3g} slices, above MAX_SLICES={MAX_SLICES:.0e}; use larger slices")
+    rows, cols = _starts(height, sh, step_h), _starts(width, sw, step_w)
     return torch.tensor([[x1, y1, x2, y2] for y1, y2 in rows for x1, x2 in cols], dtype=torch.int64).reshape(-1, 4)
