@@ -15,7 +15,7 @@ from scalekit.progress import progress as _progress
 from scalekit.scale import ScaleSpec, resize_image
 from scalekit.scale.pyramid import _as_detections, _level_detector
 from scalekit.slicing.grid import slice_grid, slice_sizes
-from scalekit.slicing.merge import _check_merge, merge_detections, merge_settings
+from scalekit.slicing.merge import MergeSettings, _check_merge, merge_detections
 
 __all__ = ["sliced_detect"]
 
@@ -142,7 +142,7 @@ def sliced_detect(detector, image, *, slice_size=512, overlap=0.2, full_image=Tr
     spec = _full_image_spec(full_image, sh, sw)
     batch_size = integer("batch_size", batch_size, minimum=1)
     _check_merge(merge)
-    settings = merge_settings(iou_threshold, class_agnostic, sigma, soft_nms_method, score_threshold)
+    settings = MergeSettings(iou_threshold, class_agnostic, sigma, soft_nms_method, score_threshold)
     if max_detections is not None:
         max_detections = integer("max_detections", max_detections, minimum=1)
     if not isinstance(progress, bool):

@@ -25,12 +25,17 @@ Detections = tuple[Tensor, Tensor, Tensor]
 
 @dataclasses.dataclass(frozen=True)
 class MergeSettings:
-    """The settings a named merge reads (checked by :func:`merge_settings`).
+    """The settings a named merge reads, checked when made (errors name the field).
 
-    ``iou_threshold``: boxes overlap when their IoU is ``> iou_threshold``;
-    ``class_agnostic``: boxes of different labels merge too; ``sigma`` and
-    ``soft_nms_method``: Soft-NMS's decay (:func:`scalekit.ops.soft_nms`);
-    ``score_threshold``: Soft-NMS drops boxes whose decayed score falls below it.
+    ``iou_threshold``: boxes overlap when their IoU is ``> iou_threshold``, in
+    ``[0, 1]``; ``class_agnostic``: boxes of different labels merge too;
+    ``sigma`` (``> 0``) and ``soft_nms_method``: Soft-NMS's decay
+    (:func:`scalekit.ops.soft_nms`); ``score_threshold``: Soft-NMS drops boxes
+    whose decayed score falls below it.
+
+    Example:
+        >>> MergeSettings(iou_threshold=0.6, class_agnostic=True).iou_threshold
+        0.6
     """
 
     iou_threshold: float = 0.5
@@ -38,6 +43,24 @@ class MergeSettings:
     sigma: float = 0.5
     soft_nms_method: str = "gaussian"
     score_threshold: float = 0.0
+
+    def __post_init__(self):
+        iou_threshold = real("iou_threshold", self.iou_threshold)
+        if not 0.0 <= iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+        if not isinstance(self.class_agnostic, bool):
+            raise TypeError(f"class_agnostic must be True or False, got {type(self.class_agnostic).__name__} "
+                            f"{self.class_agnostic!r}")
+        object.__setattr__(self, "iou_threshold", iou_threshold)
+        object.__setattr__(self, "sigma", real("sigma", self.sigma))
+        object.__setattr__(self, "score_threshold", real("score_threshold", self.score_threshold))
+        # Soft-NMS checks its own settings (method, sigma > 0): run it once on nothing so that
+        # a bad value fails here, before any detector runs.
+        empty = torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+        try:
+            _soft_nms(*empty, self)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("method", "soft_nms_method", 1)) from None
 
 
 def _nms(boxes: Tensor, scores: Tensor, labels: Tensor, s: MergeSettings) -> Detections:
@@ -59,26 +82,6 @@ NAMED_MERGES: dict[str, Callable[[Tensor, Tensor, Tensor, MergeSettings], Detect
 }
 """``merge=`` names and their functions. ``"nms"``: greedy NMS (a box overlapping a
 higher-scored one is removed); ``"soft_nms"``: Soft-NMS (its score decays instead)."""
-
-
-def merge_settings(iou_threshold=0.5, class_agnostic=False, sigma=0.5, soft_nms_method="gaussian",
-                   score_threshold=0.0) -> MergeSettings:
-    """:class:`MergeSettings` checked, with errors naming the argument."""
-    iou_threshold = real("iou_threshold", iou_threshold)
-    if not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
-    if not isinstance(class_agnostic, bool):
-        raise TypeError(f"class_agnostic must be True or False, got {type(class_agnostic).__name__} {class_agnostic!r}")
-    settings = MergeSettings(iou_threshold, class_agnostic, real("sigma", sigma), soft_nms_method,
-                             real("score_threshold", score_threshold))
-    # Soft-NMS checks its own settings (method, sigma > 0): run it once on nothing so that
-    # a bad value fails here, before any detector runs.
-    empty = torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
-    try:
-        _soft_nms(*empty, settings)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("method", "soft_nms_method", 1)) from None
-    return settings
 
 
 def _check_merge(merge) -> None:

@@ -8,7 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scalekit.slicing import merge_detections, slice_grid, sliced_detect
+import scalekit.slicing as slicing
+from scalekit.slicing import MergeSettings, merge_detections, slice_grid, sliced_detect
 from tests.fuzz.hostile import boxes, covers, expect_clear, hostile_numbers, images, scores_like, time_bound
 
 
@@ -87,3 +88,26 @@ def test_merge_detections(b, data, merge):
         k = len(out["boxes"])
         assert k <= n and out["scores"].shape == (k,) and out["labels"].shape == (k,)
         assert not any(math.isnan(s) for s in out["scores"].tolist())
+
+
+MERGE_FIELDS = ("iou_threshold", "class_agnostic", "sigma", "soft_nms_method", "score_threshold")
+
+
+@covers(MergeSettings)
+@given(field=st.sampled_from(MERGE_FIELDS), value=st.one_of(hostile_numbers(), st.sampled_from(["hard", "x"])))
+def test_merge_settings(field, value):
+    with time_bound(1.0):
+        settings = expect_clear(MergeSettings, **{field: value}, names=(field,))
+    if settings is not None:  # usable: a merge with it runs
+        assert 0.0 <= settings.iou_threshold <= 1.0 and settings.sigma > 0 and isinstance(settings.class_agnostic, bool)
+        out = merge_detections(torch.tensor([[0.0, 0, 4, 4], [1, 1, 5, 5]]), torch.tensor([0.9, 0.8]),
+                               torch.tensor([1, 1]), "soft_nms", settings=settings)
+        assert len(out["boxes"]) <= 2
+
+
+def test_every_public_function_is_covered():
+    from tests.fuzz.hostile import COVERED
+
+    public = {f"{getattr(slicing, name).__module__}.{getattr(slicing, name).__qualname__}"
+              for name in slicing.__all__ if callable(getattr(slicing, name))}
+    assert public <= COVERED, sorted(public - COVERED)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scalekit.scale import ScaleSpec
-from scalekit.slicing import merge_detections, slice_grid, sliced_detect
+from scalekit.slicing import MergeSettings, merge_detections, slice_grid, sliced_detect
 from tests.slicing.scene import Scene, coordinate_image, origin
 
 
@@ -116,13 +116,11 @@ def test_the_detector_cannot_change_the_image():
 def test_merges():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [1, 1, 11, 11], [50, 50, 60, 60]])
     scores, labels = torch.tensor([0.9, 0.8, 0.7, 0.6]), torch.tensor([1, 1, 2, 1])
-    from scalekit.slicing.merge import merge_settings
-
     per_class = merge_detections(boxes, scores, labels, "nms")
     assert per_class["scores"].tolist() == pytest.approx([0.9, 0.7, 0.6])
-    agnostic = merge_detections(boxes, scores, labels, "nms", settings=merge_settings(class_agnostic=True))
+    agnostic = merge_detections(boxes, scores, labels, "nms", settings=MergeSettings(class_agnostic=True))
     assert agnostic["scores"].tolist() == pytest.approx([0.9, 0.6])
-    soft = merge_detections(boxes, scores, labels, "soft_nms", settings=merge_settings(sigma=0.5))
+    soft = merge_detections(boxes, scores, labels, "soft_nms", settings=MergeSettings(sigma=0.5))
     iou = (81 / 119)
     assert soft["scores"].tolist() == pytest.approx([0.9, 0.7, 0.6, 0.8 * torch.exp(torch.tensor(-iou ** 2 / 0.5)).item()])
     # a callable returning new detections: the union of everything, max score
