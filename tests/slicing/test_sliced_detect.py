@@ -189,3 +189,19 @@ def test_bad_images_and_bad_detector_outputs():
                       torch.zeros(3, 64, 64), merge=lambda b, s, lab: torch.tensor([5]))
     with pytest.raises(TypeError, match="merge must return keep indices"):
         sliced_detect(lambda im: ok, torch.zeros(3, 64, 64), merge=lambda b, s, lab: torch.zeros(0))
+
+
+def test_the_full_image_pass_sees_the_resized_image():
+    from scalekit.scale import resize_image
+
+    image = coordinate_image(300, 700)
+    shown = []
+
+    def detector(im):
+        shown.append(im.clone())
+        return torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+
+    sliced_detect(detector, image, slice_size=256)  # longer side to 256: factor 256 / 700
+    expected, _, _ = resize_image(image.float() / 255, 256 / 700)
+    assert shown[0].shape == (3, 110, 256)
+    torch.testing.assert_close(shown[0], expected, rtol=0, atol=1e-6)
