@@ -43,7 +43,7 @@ def _ratio(name: str, value) -> float:
 
 def overlap_ratios(overlap) -> tuple[float, float]:
     """``overlap`` (a ratio, or ``(height, width)`` ratios) checked: each in ``[0, 1)``."""
-    if isinstance(overlap, numbers.Real) or isinstance(overlap, (tuple, list, Tensor)):
+    if isinstance(overlap, (numbers.Real, tuple, list, Tensor)):
         return _pair(overlap, "overlap", _ratio)
     raise TypeError(f"overlap must be a number in [0, 1) or a (height, width) pair of them, "
                     f"got {type(overlap).__name__} {overlap!r}")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import scalekit.slicing as slicing
+from scalekit import slicing
 from scalekit.slicing import MergeSettings, merge_detections, slice_grid, sliced_detect
 from tests.fuzz.hostile import boxes, covers, expect_clear, hostile_numbers, images, scores_like, time_bound
 

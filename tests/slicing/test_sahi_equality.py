@@ -17,8 +17,8 @@ from scalekit.slicing import sliced_detect
 from tests.slicing.scene import Scene, coordinate_image
 
 sahi_predict = pytest.importorskip("sahi.predict", reason="SAHI is the reference (pip install sahi)")
-from sahi.models.base import DetectionModel  # noqa: E402
-from sahi.prediction import ObjectPrediction  # noqa: E402
+from sahi.models.base import DetectionModel
+from sahi.prediction import ObjectPrediction
 
 
 class SahiScene(DetectionModel):
@@ -31,7 +31,7 @@ class SahiScene(DetectionModel):
     def perform_inference(self, image: np.ndarray) -> None:
         self._original_predictions = self.scene(torch.from_numpy(image).permute(2, 0, 1))
 
-    def _create_object_prediction_list_from_original_predictions(self, shift_amount_list=[[0, 0]],
+    def _create_object_prediction_list_from_original_predictions(self, shift_amount_list=None,
                                                                  full_shape_list=None):
         boxes, scores, labels = self._original_predictions
         if shift_amount_list is not None and isinstance(shift_amount_list[0], int):  # as SAHI's own models do

@@ -9,7 +9,7 @@ import torch
 
 from scalekit.scale import ScaleSpec
 from scalekit.slicing import MergeSettings, merge_detections, slice_grid, sliced_detect
-from tests.slicing.scene import Scene, coordinate_image, origin
+from tests.slicing.scene import Scene, coordinate_image
 
 
 def test_a_torchvision_detector_gets_every_slice_at_the_slice_size_in_batches():
@@ -60,7 +60,7 @@ def test_a_large_image_streams_batch_by_batch():
 
 def test_boxes_come_back_in_image_pixels_and_clipped():
     def detector(image):  # one box from the slice's top-left corner, one leaving it to the right
-        h, w = image.shape[-2:]
+        w = image.shape[-1]
         return torch.tensor([[1.0, 2, 11, 12], [w - 5.0, 0, w + 50, 10]]), torch.tensor([0.9, 0.8]), torch.tensor([1, 2])
 
     dets = sliced_detect(detector, torch.zeros(3, 100, 150), slice_size=100, overlap=0.0, full_image=False,
