@@ -25,7 +25,7 @@ def test_import_scalekit_does_not_import_torchvision():
         import sys
         import scalekit, scalekit.ops, scalekit.boxes, scalekit.evaluation, scalekit.chips, scalekit.scale
         import scalekit.heads, scalekit.datasets, scalekit.drawing, scalekit.video, scalekit.sequence
-        import scalekit.autofocus
+        import scalekit.autofocus, scalekit.slicing
         print(sorted(m for m in sys.modules if m.split(".")[0] == "torchvision"))
     """)
     assert out.stdout.strip() == "[]"
