@@ -36,13 +36,13 @@ _WHITESPACE = b" \t\n\r"
 _STRUCT = b'{}[]:,"'
 _HIGH = 0x80  # structural classes carry the high bit; number characters keep their byte
 
-# Class of every byte, by bytes.translate: whitespace a space, number characters
-# themselves, structural characters themselves | 0x80, anything else (letters,
-# control characters, non-ASCII: not JSON outside a string) 0xFF. String
-# contents become 0.
+# Class of every byte, by bytes.translate: whitespace 0, number characters
+# themselves (1..127: positive as int8), structural characters themselves | 0x80,
+# anything else (letters, control characters, non-ASCII: not JSON outside a
+# string) 0xFF. String contents become 0.
 _CLASS = bytearray([0xFF]) * 256
 for _c in _WHITESPACE:
-    _CLASS[_c] = 32
+    _CLASS[_c] = 0
 for _c in _NUM_CHARS:
     _CLASS[_c] = _c
 for _c in _STRUCT:
@@ -81,7 +81,7 @@ def read_results(data: bytes):
     tok = np.flatnonzero(cls >= _HIGH)  # structural tokens, and any byte that is not JSON
     kind = cls[tok]
     depth = np.cumsum(_STEP[kind], dtype=np.int32)  # depth after each token
-    if depth.size == 0 or depth[-1] != 0 or depth.min() < 0 or kind[0] != _OPEN or (cls[:tok[0]] != 32).any():
+    if depth.size == 0 or depth[-1] != 0 or depth.min() < 0 or kind[0] != _OPEN or (cls[:tok[0]] != 0).any():
         return None
 
     def text(i: int) -> bytes:  # the string whose closing quote is token i
@@ -132,25 +132,30 @@ def read_results(data: bytes):
     n = int(counts.sum())
     region = slice(tok[first], tok[last] + 1)
     if n == 0:
-        inner = cls[region]
-        if ((inner > 32) & (inner < _HIGH)).any():  # a number where there is no prediction
+        if (cls[region].view(np.int8) > 0).any():  # a number where there is no prediction
             return None
         z = np.zeros(0)
         return videos, counts, [], np.zeros(0, np.int64), z.reshape(0, 2), z
-    starts = np.repeat(vkeys + 3, counts) + (_ROW + 1) * (np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts))
-    rows = starts[:, None] + np.arange(_ROW)
-    pattern = kind[starts[0]:starts[0] + _ROW]
-    if (kind[rows] != pattern).any():
+    # the tokens of the predictions, a row each: a video's lists '{' ... '}' ',' ... '{' ... '}' ']'
+    mark = np.zeros(kind.size + 1, dtype=np.int8)
+    full = counts > 0
+    mark[vkeys[full] + 3] = 1
+    mark[closes[full] + 1] = -1
+    inrow = np.cumsum(mark[:-1], out=mark[:-1]).view(bool)
+    row_kind = kind[inrow].reshape(n, _ROW + 1)
+    row_tok = tok[inrow].reshape(n, _ROW + 1)
+    pattern = row_kind[0, :_ROW]
+    if (row_kind[:, :_ROW] != pattern).any():
         return None
-    sep = np.ones(n, dtype=bool)
-    sep[np.cumsum(counts)[counts > 0] - 1] = False  # no comma after a video's last prediction
-    if (kind[starts[sep] + _ROW] != _COMMA).any():
+    ends = np.full(n, _COMMA, dtype=np.uint8)
+    ends[np.cumsum(counts)[full] - 1] = _RBR  # no comma after a video's last prediction
+    if (row_kind[:, _ROW] != ends).any():
         return None
 
     # the first prediction's shape: '{' then three "key": value separated by ',', then '}'
     cols, j = {}, 1
     for _ in range(3):
-        name = text(int(starts[0]) + j)
+        name = text(int(np.searchsorted(tok, row_tok[0, j])))
         if name not in _KEYS or name in cols:
             return None
         part = _PART[name]
@@ -163,7 +168,7 @@ def read_results(data: bytes):
         j += 1
     for name, col in cols.items():  # every prediction has the same keys in the same places
         need = np.frombuffer((b'"' + name).rjust(8, b" "), dtype=np.uint64)
-        have = _windows(a, tok[rows[:, col]] - 8, 8).view(np.uint64)
+        have = _windows(a, row_tok[:, col] - 8, 8).view(np.uint64)
         if len(name) < 7:  # the bytes before '"label' and '"score' are no part of it
             have = have & np.frombuffer(bytes(8 - 1 - len(name)) + b"\xff" * (1 + len(name)), dtype=np.uint64)
             need = need & np.frombuffer(bytes(8 - 1 - len(name)) + b"\xff" * (1 + len(name)), dtype=np.uint64)
@@ -177,17 +182,17 @@ def read_results(data: bytes):
     seg, sco = cols[b"segment"], cols[b"score"]
     gaps = np.array([seg + 2, seg + 3, sco + 1])
     order = np.argsort(gaps, kind="stable")  # the numbers' order within a prediction
-    lead = tok[rows[:, gaps[order]]].reshape(-1)
+    lead = row_tok[:, gaps[order]].reshape(-1)
     inner = cls[region]
-    digit = (inner > 32) & (inner < _HIGH)
+    digit = inner.view(np.int8) > 0
     if np.count_nonzero(digit[1:] != digit[:-1]) != 2 * lead.size:  # (the region starts with '{', ends with '}')
         return None
-    cls[lead] = ord(",")
+    inner[lead - tok[first]] = ord(",")
+    inner[-1] = ord("]")
     digit[lead - tok[first]] = True
-    size = int(np.count_nonzero(digit))
-    text_ = np.empty(size + 1, dtype=np.uint8)
-    np.compress(digit, inner, out=text_[:size])
-    text_[0], text_[size] = ord("["), ord("]")
+    digit[-1] = True
+    text_ = inner[digit]
+    text_[0] = ord("[")
     try:
         values = parse_number_array(memoryview(text_))
         if len(values) != 3 * n:
@@ -201,7 +206,7 @@ def read_results(data: bytes):
 
     # labels: fixed-width byte rows, numbered by one np.unique of a hash, checked byte for byte
     lab_col = cols[b"label"] + 2
-    lab_end = tok[rows[:, lab_col]]
+    lab_end = row_tok[:, lab_col]
     lab = s_open[np.searchsorted(s_close, lab_end)] + 1
     lab_len = lab_end - lab
     names, codes = _label_codes(a, lab, lab_len)
@@ -229,8 +234,10 @@ def _label_codes(a: np.ndarray, start: np.ndarray, length: np.ndarray):
     h = key[:, 0].copy()
     for k in range(1, words):  # a hash of the words (exact when one word holds the string)
         h = h * np.uint64(0x9E3779B97F4A7C15) + key[:, k]
-    _, first, codes = np.unique(h, return_index=True, return_inverse=True)
-    codes = codes.reshape(-1)
+    uniq = np.unique(h)
+    codes = np.searchsorted(uniq, h)
+    first = np.empty(uniq.size, dtype=np.int64)
+    first[codes] = np.arange(n)  # one string of each code
     if words > 1 and (key != key[first[codes]]).any():  # a collision: not worth a second path
         return None, None
     try:
