@@ -145,7 +145,8 @@ def _prepare(detections, ground_truth, classes, *, unknown_videos="raise", negat
 
 def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str = ""):
     """Run match_fn(class detections, class ground truth) per class with ground truth."""
-    d_order = np.argsort(det.label, kind="stable")  # each class's detections in input order
+    # each class's detections in decreasing score, ties in input order: one sort for all classes
+    d_order = np.lexsort((-det.score, det.label))
     d_label = det.label[d_order]
     g_order = np.argsort(gt.label, kind="stable")
     g_label = gt.label[g_order]
@@ -154,8 +155,7 @@ def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str 
     for c in progress_bar(classes_gt.tolist(), bool(progress), desc=desc):
         d_idx = d_order[np.searchsorted(d_label, c, "left"):np.searchsorted(d_label, c, "right")]
         g_idx = g_order[np.searchsorted(g_label, c, "left"):np.searchsorted(g_label, c, "right")]
-        rank = np.empty(d_idx.size, np.int64)  # decreasing score, ties by input order
-        rank[np.argsort(-det.score[d_idx], kind="stable")] = np.arange(d_idx.size)
+        rank = np.arange(d_idx.size)  # d_idx is in decreasing score, ties by input order
         per_class[c] = match_fn(d_idx, g_idx, rank, c, matches)
     ignored = sorted(set(np.unique(d_label).tolist()) - set(classes_gt.tolist()))
     return per_class, ignored, matches
