@@ -146,7 +146,11 @@ def _prepare(detections, ground_truth, classes, *, unknown_videos="raise", negat
 def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str = ""):
     """Run match_fn(class detections, class ground truth) per class with ground truth."""
     # each class's detections in decreasing score, ties in input order: one sort for all classes
-    d_order = np.lexsort((-det.score, det.label))
+    by_score = np.argsort(-det.score, kind="stable")
+    labels = det.label[by_score]
+    if labels.size and labels.max() < 2**15:  # numpy's stable sort of 16-bit integers is a radix sort
+        labels = labels.astype(np.int16)
+    d_order = by_score[np.argsort(labels, kind="stable")]
     d_label = det.label[d_order]
     g_order = np.argsort(gt.label, kind="stable")
     g_label = gt.label[g_order]
