@@ -67,18 +67,10 @@ def read_results(data: bytes):
     if len(data) == 0 or b"\\" in data:
         return None
     a = np.frombuffer(data, dtype=np.uint8)
-    q = np.flatnonzero(a == 34)
+    q, cls, tok = _classes(data, a)
     if q.size % 2 or (q.size and q[0] == 0):
         return None
     s_open, s_close = q[0::2], q[1::2]
-    # the class of every byte; string contents (opening quote included) blanked to 0
-    cls = np.zeros(a.size, dtype=np.int8)
-    cls[0] = -1
-    cls[s_open] = 1
-    cls[s_close] = -1
-    cls = np.cumsum(cls, out=cls).view(np.uint8)  # 0xFF outside strings, 0 inside
-    np.bitwise_and(np.frombuffer(data.translate(_CLASS), dtype=np.uint8), cls, out=cls)
-    tok = np.flatnonzero(cls >= _HIGH)  # structural tokens, and any byte that is not JSON
     kind = cls[tok]
     depth = np.cumsum(_STEP[kind], dtype=np.int32)  # depth after each token
     if depth.size == 0 or depth[-1] != 0 or depth.min() < 0 or kind[0] != _OPEN or (cls[:tok[0]] != 0).any():
@@ -183,16 +175,9 @@ def read_results(data: bytes):
     gaps = np.array([seg + 2, seg + 3, sco + 1])
     order = np.argsort(gaps, kind="stable")  # the numbers' order within a prediction
     lead = row_tok[:, gaps[order]].reshape(-1)
-    inner = cls[region]
-    digit = inner.view(np.int8) > 0
-    if np.count_nonzero(digit[1:] != digit[:-1]) != 2 * lead.size:  # (the region starts with '{', ends with '}')
+    changes, text_ = _numbers(cls[region], lead - tok[first])
+    if changes != 2 * lead.size:  # (the region starts with '{' and ends with '}')
         return None
-    inner[lead - tok[first]] = ord(",")
-    inner[-1] = ord("]")
-    digit[lead - tok[first]] = True
-    digit[-1] = True
-    text_ = inner[digit]
-    text_[0] = ord("[")
     try:
         values = parse_number_array(memoryview(text_))
         if len(values) != 3 * n:
@@ -213,6 +198,62 @@ def read_results(data: bytes):
     if names is None:
         return None
     return videos, counts, names, codes, values[:, :2].copy(), values[:, 2].copy()
+
+
+_CHUNK = 1 << 18  # bytes per block of the passes over the file: their temporaries stay in the cache
+
+
+def _classes(data: bytes, a: np.ndarray):
+    """``(quote positions, class of every byte, structural token positions)``.
+
+    The class is ``_CLASS``'s, with string contents (the opening quote
+    included, the closing quote not) blanked to 0. Block by block, so that the
+    temporaries of a block stay in the processor's cache (the file's bytes are
+    read twice and the classes written once, instead of a dozen passes through
+    memory); a block starts inside a string when an odd number of quotes
+    precede it.
+    """
+    cls = np.empty(a.size, dtype=np.uint8)
+    qs, toks, inside = [], [], False
+    for lo in range(0, a.size, _CHUNK):
+        hi = min(lo + _CHUNK, a.size)
+        q = np.flatnonzero(a[lo:hi] == 34)
+        # -1 (0xFF) outside strings, 0 inside: +1 at an opening quote, -1 after a closing one
+        keep = np.zeros(hi - lo, dtype=np.int8)
+        opening = q[1::2] if inside else q[0::2]
+        closing = q[0::2] if inside else q[1::2]
+        keep[opening] = 1
+        keep[closing] = -1
+        keep[0] += 0 if inside else -1
+        np.cumsum(keep, out=keep)
+        np.bitwise_and(np.frombuffer(data[lo:hi].translate(_CLASS), dtype=np.uint8), keep.view(np.uint8),
+                       out=cls[lo:hi])
+        qs.append(q + lo)
+        toks.append(np.flatnonzero(cls[lo:hi] >= _HIGH) + lo)
+        inside ^= bool(q.size % 2)
+    if not qs:
+        return np.zeros(0, np.int64), cls, np.zeros(0, np.int64)
+    return np.concatenate(qs), cls, np.concatenate(toks)
+
+
+def _numbers(region: np.ndarray, lead: np.ndarray):
+    """``(changes, text)``: how often the classes of the results (``region``) change
+    between number character and not (twice the number runs), and the JSON array
+    of the number characters with a comma for each token at ``lead`` (sorted
+    positions in ``region``); block by block, as :func:`_classes`."""
+    bounds = np.searchsorted(lead, np.arange(0, region.size + _CHUNK, _CHUNK))
+    pieces, changes, before = [], 0, False
+    for k, lo in enumerate(range(0, region.size, _CHUNK)):
+        block = region[lo:lo + _CHUNK]
+        digit = block.view(np.int8) > 0  # number characters (structural classes are negative)
+        changes += int(np.count_nonzero(digit[1:] != digit[:-1])) + int(bool(digit[0]) != before)
+        before = bool(digit[-1])
+        digit[lead[bounds[k]:bounds[k + 1]] - lo] = True
+        pieces.append(block[digit])
+    text = np.concatenate(pieces + [np.array([ord("]")], dtype=np.uint8)])
+    text[text >= _HIGH] = ord(",")  # the tokens at lead
+    text[0] = ord("[")
+    return changes, text
 
 
 def _label_codes(a: np.ndarray, start: np.ndarray, length: np.ndarray):
