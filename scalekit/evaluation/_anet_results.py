@@ -192,7 +192,14 @@ def read_results(data: bytes):
     # labels: fixed-width byte rows, numbered by one np.unique of a hash, checked byte for byte
     lab_col = cols[b"label"] + 2
     lab_end = row_tok[:, lab_col]
-    lab = s_open[np.searchsorted(s_close, lab_end)] + 1
+    # its opening quote by counting: the quotes before the results, two per video key
+    # before and eight per prediction before, and the label's place among its row's strings
+    strings = sorted([cols[b"segment"], cols[b"label"], lab_col, cols[b"score"]])
+    nth = (int(np.searchsorted(q, tok[first])) // 2 + np.repeat(np.arange(1, counts.size + 1), counts)
+           + 4 * np.arange(n) + strings.index(lab_col))
+    if (s_close[nth] != lab_end).any():  # pragma: no cover - the rows' tokens were checked above
+        return None
+    lab = s_open[nth] + 1
     lab_len = lab_end - lab
     names, codes = _label_codes(a, lab, lab_len)
     if names is None:
