@@ -145,7 +145,10 @@ def _prepare(detections, ground_truth, classes, *, unknown_videos="raise", negat
 
 def _score_order(det: Segments) -> np.ndarray:
     """[D] the detections by class, then decreasing score, ties in input order (one sort for all classes)."""
-    by_score = np.argsort(-det.score, kind="stable")
+    by_score = np.argsort(-det.score)  # numpy's fastest sort; stable only where no two scores are equal
+    ranked = det.score[by_score]
+    if (ranked[1:] == ranked[:-1]).any():  # ties: input order among them, by a stable sort
+        by_score = np.argsort(-det.score, kind="stable")
     labels = det.label[by_score]
     if labels.size and labels.max() < 2**15:  # numpy's stable sort of 16-bit integers is a radix sort
         labels = labels.astype(np.int16)
