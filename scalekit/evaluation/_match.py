@@ -21,8 +21,8 @@ large enough that numpy's per-call overhead is amortised, small enough that a
 piece stays under about 20 MB."""
 
 
-DENSE_GROUPS = 1 << 20
-"""Group ids below this (or below 4x the members) are looked up in a table of that size."""
+DENSE_GROUPS = 1 << 18
+"""Group ids below this (or below 4x the members) are looked up in a table of that size (at most 4 MiB)."""
 
 
 class GroupIndex:
