@@ -259,7 +259,7 @@ def read_activitynet(ground_truth, results=None, *, subset: str | None = "valida
     arrays, without a Python object per prediction; its numbers, and any
     other file, are parsed by orjson when it is installed (``pip install
     'torch-scalekit[fast-json]'``), else by the standard library's json, with
-    the same results: 342,000 predictions are read in about 0.2 s.
+    the same results: 342,000 predictions (36 MB) are read in about 0.3 s.
 
     Args:
         ground_truth: the ground-truth JSON (path or dict) with ``"database"``.
