@@ -24,7 +24,7 @@ PY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-installed
 # Everything the project needs to build, test, benchmark and document itself.
 # torch/torchvision: the registry's default (CUDA) builds, which run on the CPU too.
-DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setuptools build sphinx furo 'faster-coco-eval>=1.8' \
+DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setuptools build sphinx furo 'faster-coco-eval>=1.8' 'orjson>=3.9' \
 	onnx onnxscript onnxruntime
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built

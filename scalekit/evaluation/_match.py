@@ -21,21 +21,38 @@ large enough that numpy's per-call overhead is amortised, small enough that a
 piece stays under about 20 MB."""
 
 
+DENSE_GROUPS = 1 << 18
+"""Group ids below this (or below 4x the members) are looked up in a table of that size (at most 4 MiB)."""
+
+
 class GroupIndex:
     """The members of each group of one side, to pair them with the other side's."""
 
     def __init__(self, group: np.ndarray) -> None:
         self.order = np.argsort(group, kind="stable")
         self.sorted = group[self.order]
+        self._table = None  # small non-negative ids: each group's (first, count) by lookup, not by search
+        if group.size and self.sorted[0] >= 0 and self.sorted[-1] < max(4 * group.size, DENSE_GROUPS):
+            count = np.bincount(group)
+            self._table = (np.cumsum(count) - count, count)
+
+    def _where(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([N] first position in ``sorted``, [N] count) of each given group."""
+        if self._table is None:
+            lo = np.searchsorted(self.sorted, group, "left")
+            return lo, np.searchsorted(self.sorted, group, "right") - lo
+        first, count = self._table
+        known = (group >= 0) & (group < count.size)
+        at = np.where(known, group, 0)
+        return first[at], np.where(known, count[at], 0)
 
     def counts(self, group: np.ndarray) -> np.ndarray:
         """[N] number of members that share each given group."""
-        return np.searchsorted(self.sorted, group, "right") - np.searchsorted(self.sorted, group, "left")
+        return self._where(group)[1]
 
     def pairs(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All (position in ``group``, member index) pairs of equal group, members in index order."""
-        lo = np.searchsorted(self.sorted, group, "left")
-        n = np.searchsorted(self.sorted, group, "right") - lo
+        lo, n = self._where(group)
         total = int(n.sum())
         if total == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)

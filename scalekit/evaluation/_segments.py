@@ -46,8 +46,9 @@ def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | Non
                         f"got {type(data).__name__}")
     videos = list(videos) if videos is not None else list(data.keys())
     index_of = {v: i for i, v in enumerate(videos)}
-    parts = {k: [] for k in ("video", "label", "start", "end", "score", "index")}
-    for vid, entry in data.items():
+    parts = {k: [] for k in ("video", "label", "segments", "score")}
+    entries = []
+    for vid, entry in data.items():  # shapes and dtypes here; values below, over all videos at once
         where = f"{name}[{vid!r}]"
         if vid not in index_of:
             if unknown_videos != "keep":
@@ -67,45 +68,59 @@ def read_side(name: str, data: Mapping, *, with_scores: bool, videos: list | Non
             segments = segments.reshape(0, 2)
         if segments.shape != (n, 2):
             raise ValueError(f"{where}['segments'] must have shape [N, 2] with N = {n} labels, got {segments.shape}")
-        for i in np.flatnonzero(labels < 0)[:1]:
-            raise ValueError(f"{where}: segment {i} has a negative class id {labels[i]}")
-        bad = ~np.isfinite(segments).all(1)
-        for i in np.flatnonzero(bad)[:1]:
-            raise ValueError(f"{where}: segment {i} of class {labels[i]} is not finite: {segments[i].tolist()}")
-        for i in np.flatnonzero(segments[:, 0] > segments[:, 1])[:1]:
-            raise ValueError(f"{where}: segment {i} of class {labels[i]} has start > end: {segments[i].tolist()}; "
-                             f"its length and overlaps are undefined (ActivityNet's tool computes a negative "
-                             f"length, THUMOS14's kit swaps the ends silently): swap start and end, or drop it")
-        if negative_starts != "keep":
-            for i in np.flatnonzero(segments[:, 0] < 0)[:1]:
-                if negative_starts == "raise":
-                    raise ValueError(f"{where}: segment {i} of class {labels[i]} starts before 0: "
-                                     f"{segments[i].tolist()}; pass negative_starts='clip' to clip segments at 0, "
-                                     f"or negative_starts='keep' to use them as they are (as the official tools do)")
-                segments = segments.copy()
-                segments[:, 0] = np.maximum(segments[:, 0], 0.0)
-                segments[:, 1] = np.maximum(segments[:, 1], 0.0)
         if with_scores:
             if "scores" not in entry:
                 raise ValueError(f"{where} must have 'scores'")
             scores = _array(entry["scores"], f"{where}['scores']").astype(np.float64, copy=False)
             if scores.shape != (n,):
                 raise ValueError(f"{where}['scores'] must have shape [N] with N = {n}, got {scores.shape}")
-            for i in np.flatnonzero(np.isnan(scores))[:1]:
-                raise ValueError(f"{where}: score {i} of class {labels[i]} is NaN")
             parts["score"].append(scores)
-        parts["video"].append(np.full(n, index_of[vid], dtype=np.int64))
+        parts["video"].append(index_of[vid])
         parts["label"].append(labels.astype(np.int64, copy=False))
-        parts["start"].append(segments[:, 0])
-        parts["end"].append(segments[:, 1])
-        parts["index"].append(np.arange(n, dtype=np.int64))
+        parts["segments"].append(segments)
+        entries.append((where, n))
 
-    def cat(key, dtype):
-        return np.concatenate(parts[key]).astype(dtype, copy=False) if parts[key] else np.zeros(0, dtype)
+    counts = np.asarray([n for _, n in entries], dtype=np.int64)
+    video = np.repeat(np.asarray(parts["video"], dtype=np.int64), counts)
+    label = np.concatenate(parts["label"]) if entries else np.zeros(0, np.int64)
+    segments = np.concatenate(parts["segments"]) if entries else np.zeros((0, 2))
+    score = (np.concatenate(parts["score"]) if entries else np.zeros(0)) if with_scores else None
+    ends = np.cumsum(counts)
+    index = np.arange(label.size, dtype=np.int64) - np.repeat(ends - counts, counts)
+    bad = (label < 0) | ~np.isfinite(segments).all(1) | (segments[:, 0] > segments[:, 1])
+    if negative_starts == "raise":
+        bad |= segments[:, 0] < 0
+    if with_scores:
+        bad |= np.isnan(score)
+    for k in np.flatnonzero(bad)[:1]:  # the first video at fault, with the message of its first fault
+        e = int(np.searchsorted(ends, k, "right"))
+        lo = int(ends[e] - counts[e])
+        _value_errors(entries[e][0], label[lo:ends[e]], segments[lo:ends[e]],
+                      score[lo:ends[e]] if with_scores else None, negative_starts)
+    if negative_starts == "clip" and (segments[:, 0] < 0).any():
+        segments = np.maximum(segments, 0.0)
+    return Segments(video, label, segments[:, 0].copy(), segments[:, 1].copy(), score, index, videos)
 
-    return Segments(cat("video", np.int64), cat("label", np.int64), cat("start", np.float64),
-                    cat("end", np.float64), cat("score", np.float64) if with_scores else None,
-                    cat("index", np.int64), videos)
+
+def _value_errors(where: str, labels, segments, scores, negative_starts: str) -> None:
+    """Raise the ValueError of the first bad value of one video, in the order the checks are documented."""
+    for i in np.flatnonzero(labels < 0)[:1]:
+        raise ValueError(f"{where}: segment {i} has a negative class id {labels[i]}")
+    for i in np.flatnonzero(~np.isfinite(segments).all(1))[:1]:
+        raise ValueError(f"{where}: segment {i} of class {labels[i]} is not finite: {segments[i].tolist()}")
+    for i in np.flatnonzero(segments[:, 0] > segments[:, 1])[:1]:
+        raise ValueError(f"{where}: segment {i} of class {labels[i]} has start > end: {segments[i].tolist()}; "
+                         f"its length and overlaps are undefined (ActivityNet's tool computes a negative "
+                         f"length, THUMOS14's kit swaps the ends silently): swap start and end, or drop it")
+    if negative_starts == "raise":
+        for i in np.flatnonzero(segments[:, 0] < 0)[:1]:
+            raise ValueError(f"{where}: segment {i} of class {labels[i]} starts before 0: "
+                             f"{segments[i].tolist()}; pass negative_starts='clip' to clip segments at 0, "
+                             f"or negative_starts='keep' to use them as they are (as the official tools do)")
+    if scores is not None:
+        for i in np.flatnonzero(np.isnan(scores))[:1]:
+            raise ValueError(f"{where}: score {i} of class {labels[i]} is NaN")
+    raise AssertionError("unreachable: a value was flagged but no check names it")  # pragma: no cover
 
 
 def class_names(classes) -> dict | None:

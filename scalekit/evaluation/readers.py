@@ -254,10 +254,12 @@ def read_activitynet(ground_truth, results=None, *, subset: str | None = "valida
     When there are such predictions, one warning line says how many and what
     was done with them.
 
-    Files are parsed by orjson when it is installed (``pip install
-    "scalekit[fast-json]"``; the standard library otherwise), and the
-    predictions become arrays without a Python loop per prediction: 351,000
-    predictions are read in a fraction of a second.
+    A results file of the plain shape (``{"segment": [s, e], "label": l,
+    "score": p}`` predictions, no backslash escapes) is read straight into
+    arrays, without a Python object per prediction; its numbers, and any
+    other file, are parsed by orjson when it is installed (``pip install
+    'torch-scalekit[fast-json]'``), else by the standard library's json, with
+    the same results: 342,000 predictions (36 MB) are read in about 0.3 s.
 
     Args:
         ground_truth: the ground-truth JSON (path or dict) with ``"database"``.

@@ -143,9 +143,21 @@ def _prepare(detections, ground_truth, classes, *, unknown_videos="raise", negat
     return det, gt
 
 
+def _score_order(det: Segments) -> np.ndarray:
+    """[D] the detections by class, then decreasing score, ties in input order (one sort for all classes)."""
+    by_score = np.argsort(-det.score)  # numpy's fastest sort; stable only where no two scores are equal
+    ranked = det.score[by_score]
+    if (ranked[1:] == ranked[:-1]).any():  # ties: input order among them, by a stable sort
+        by_score = np.argsort(-det.score, kind="stable")
+    labels = det.label[by_score]
+    if labels.size and labels.max() < 2**15:  # numpy's stable sort of 16-bit integers is a radix sort
+        labels = labels.astype(np.int16)
+    return by_score[np.argsort(labels, kind="stable")]
+
+
 def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str = ""):
     """Run match_fn(class detections, class ground truth) per class with ground truth."""
-    d_order = np.argsort(det.label, kind="stable")  # each class's detections in input order
+    d_order = _score_order(det)
     d_label = det.label[d_order]
     g_order = np.argsort(gt.label, kind="stable")
     g_label = gt.label[g_order]
@@ -154,8 +166,7 @@ def _per_class(det: Segments, gt: Segments, match_fn, progress=False, desc: str 
     for c in progress_bar(classes_gt.tolist(), bool(progress), desc=desc):
         d_idx = d_order[np.searchsorted(d_label, c, "left"):np.searchsorted(d_label, c, "right")]
         g_idx = g_order[np.searchsorted(g_label, c, "left"):np.searchsorted(g_label, c, "right")]
-        rank = np.empty(d_idx.size, np.int64)  # decreasing score, ties by input order
-        rank[np.argsort(-det.score[d_idx], kind="stable")] = np.arange(d_idx.size)
+        rank = np.arange(d_idx.size)  # d_idx is in decreasing score, ties by input order
         per_class[c] = match_fn(d_idx, g_idx, rank, c, matches)
     ignored = sorted(set(np.unique(d_label).tolist()) - set(classes_gt.tolist()))
     return per_class, ignored, matches
@@ -270,10 +281,11 @@ def midpoint_map(detections: Mapping, ground_truth: Mapping, *, inclusive_end: b
     return _named({"mAP": mean, "per_class": per_class, "matches": matches, "ignored_classes": ignored}, classes)
 
 
-def _check_zero_union(union, d, g, det, gt, c):
-    """d, g: [P] detection and ground-truth indices of the pairs."""
+def _check_zero_union(union, d, g, det, gt, c=None):
+    """d, g: [P] detection and ground-truth indices of the pairs; c: their class (default: the detection's)."""
     for k in np.flatnonzero(union <= 0)[:1]:
         d, g = d[k], g[k]
+        c = int(det.label[d]) if c is None else c
         raise ValueError(
             f"tiou_map: detections[{det.videos[det.video[d]]!r}] segment {det.index[d]} and "
             f"ground_truth[{gt.videos[gt.video[g]]!r}] segment {gt.index[g]} of class {c} both have zero length ({[float(det.start[d]), float(det.end[d])]} and "
@@ -427,25 +439,35 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
             return np.where(inter > 0, inter / np.where(inter > 0, np.maximum(de, ge) - np.minimum(ds, gs), 1), 0.0)
         inter = np.clip(inter, 0, None)
         union = (de - ds + one) + (ge - gs + one) - inter
-        _check_zero_union(union, d, g, det, gt, c_now[0])
+        _check_zero_union(union, d, g, det, gt)
         return inter / union
 
-    c_now = [None]
-
-    def match_activitynet(d_idx, g_idx, rank):
-        # all thresholds at once: a (video, threshold) is a group of greedy_match,
-        # detection d at threshold t is d * T + t, ground truth g is g * T + t
+    def match_activitynet():
+        # all classes and thresholds at once: a (class, video, threshold) is a group of
+        # greedy_match; detection d at threshold t is d * T + t, ground truth g is g * T + t
         n_t = thresholds.size
-        hit = np.zeros((d_idx.size, n_t), dtype=bool)
-        free = np.ones(g_idx.size * n_t, dtype=bool)
-        for part, pd, pg in _by_score(d_idx, g_idx, rank, det, gt, copies=n_t):
-            tiou = tiou_of(d_idx[part[pd]], g_idx[pg])
+        d_all = _score_order(det)
+        classes_gt, n_gt = np.unique(gt.label, return_counts=True)
+        d_all = d_all[np.isin(det.label[d_all], classes_gt)]  # by class, then decreasing score
+        n_v = len(det.videos)  # the ground truth's videos first, then those only detections name
+        d_group = det.label[d_all] * n_v + det.video[d_all]
+        index = GroupIndex(gt.label * n_v + gt.video)
+        hit = np.zeros((d_all.size, n_t), dtype=bool)
+        free = np.ones(gt.label.size * n_t, dtype=bool)
+        for piece in pieces(index.counts(d_group) * n_t):
+            part = np.arange(piece.start, piece.stop)  # ranks: detections' positions in d_all
+            pd, pg = index.pairs(d_group[part])
+            tiou = tiou_of(d_all[part[pd]], pg)
             p, t = np.nonzero(tiou[:, None] >= thresholds[None, :])
-            dv = det.video[d_idx[part]]
-            matched = greedy_match(np.repeat(rank[part], n_t), (dv[:, None] * n_t + np.arange(n_t)).reshape(-1),
+            matched = greedy_match(np.repeat(part, n_t), (d_group[part][:, None] * n_t + np.arange(n_t)).reshape(-1),
                                    pd[p] * n_t + t, pg[p] * n_t + t, -tiou[p], free)
             hit[part] = (matched >= 0).reshape(-1, n_t)
-        return _ap_rows(hit[np.argsort(rank)].T, g_idx.size, ap)
+        bounds = np.searchsorted(det.label[d_all], np.r_[classes_gt, classes_gt[-1] + 1] if classes_gt.size else [])
+        per_class = {}
+        for k, c in enumerate(progress_bar(classes_gt.tolist(), bool(progress), desc="tiou_map")):
+            per_class[c] = _ap_rows(np.ascontiguousarray(hit[bounds[k]:bounds[k + 1]]).T, int(n_gt[k]), ap)
+        ignored = sorted(set(np.unique(det.label).tolist()) - set(classes_gt.tolist()))
+        return per_class, ignored
 
     def match_thumos(d_idx, g_idx, rank):
         # ground truths play in rounds: the r-th of every video in round r (input order)
@@ -474,11 +496,11 @@ def tiou_map(detections: Mapping, ground_truth: Mapping, *, protocol: str = "act
             aps.append(_ap_rows(hit[kept][None], g_idx.size, ap)[0])
         return np.asarray(aps)
 
-    def match(d_idx, g_idx, rank, c, matches):
-        c_now[0] = c
-        return (match_thumos if thumos else match_activitynet)(d_idx, g_idx, rank)
-
-    per_class, ignored, _ = _per_class(det, gt, match, progress, "tiou_map")
+    if thumos:
+        per_class, ignored, _ = _per_class(det, gt, lambda d_idx, g_idx, rank, c, matches: match_thumos(
+            d_idx, g_idx, rank), progress, "tiou_map")
+    else:
+        per_class, ignored = match_activitynet()
     per_thr = _mean_over_classes("tiou_map", per_class, thresholds.size)
     return _named({"mAP": float(per_thr.mean()), "per_class": per_class, "mAP_per_threshold": per_thr,
                    "thresholds": thresholds.tolist(), "ignored_classes": ignored,

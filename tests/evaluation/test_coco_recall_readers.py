@@ -261,12 +261,20 @@ class TestHostileInputIssue27:
             fast = read_activitynet(gt_file, res_file)
         from scalekit.evaluation import readers
 
+        with monkeypatch.context() as m:
+            m.setattr(_json, "_orjson", None)  # the numpy reader, its numbers through json
+            with pytest.warns(UserWarning):
+                fast_json = read_activitynet(gt_file, res_file)
         monkeypatch.setattr(readers, "read_results", lambda data: None)  # the JSON parsers, not the numpy reader
         with pytest.warns(UserWarning):
             parsed = read_activitynet(gt_file, res_file)
         monkeypatch.setattr(_json, "_orjson", None)
         with pytest.warns(UserWarning):
             slow = read_activitynet(gt_file, res_file)
+        assert fast_json[2] == slow[2]
+        for v in slow[1]:
+            for k in ("labels", "segments", "scores"):
+                np.testing.assert_array_equal(fast_json[1][v][k], slow[1][v][k])
         for v in slow[1]:
             for k in ("labels", "segments", "scores"):
                 np.testing.assert_array_equal(parsed[1][v][k], slow[1][v][k])
@@ -303,6 +311,19 @@ def _generic(res_json):
     return _predictions(res_json["results"])
 
 
+def _both_number_parsers(data):
+    """read_results(data) with orjson (where installed) and with the standard library's json."""
+    from unittest import mock
+
+    from scalekit import _json
+    from scalekit.evaluation._anet_results import read_results
+
+    out = [read_results(data)] if _json._orjson is not None else []
+    with mock.patch.object(_json, "_orjson", None):
+        out.append(read_results(data))
+    return out
+
+
 def _same_predictions(fast, generic):
     videos, counts, names, codes, segments, scores = fast
     g_videos, g_counts, g_names, g_codes, g_segments, g_scores = generic
@@ -328,17 +349,99 @@ class TestNumpyResultsReader:
 
     @given(st.data())
     def test_equals_a_json_parser_or_declines(self, data):
-        from scalekit.evaluation._anet_results import read_results
-
         number = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=64))
         pred = st.fixed_dictionaries({"segment": st.lists(number, min_size=2, max_size=2),
-                                      "label": st.text(max_size=6), "score": number})
+                                      "label": st.text(max_size=20), "score": number})
         results = data.draw(st.dictionaries(st.text(max_size=5), st.lists(pred, max_size=4), max_size=4))
         doc = {"version": "1.3", "results": results, "external_data": {"used": True, "n": None}}
-        text = json.dumps(doc, indent=data.draw(st.sampled_from([None, 1])), ensure_ascii=data.draw(st.booleans()))
-        fast = read_results(text.encode("utf-8"))
-        if fast is not None:
+        text = json.dumps(doc, indent=data.draw(st.sampled_from([None, 1])), ensure_ascii=data.draw(st.booleans()),
+                          separators=data.draw(st.sampled_from([None, (",", ":")])))
+        for fast in _both_number_parsers(text.encode("utf-8")):
+            if fast is not None:
+                _same_predictions(fast, _generic(json.loads(text)))
+
+    @pytest.mark.parametrize("dump", [
+        {}, {"indent": 2}, {"separators": (",", ":")}, {"ensure_ascii": False}, {"indent": "\t"}])
+    @pytest.mark.parametrize("keys", [("segment", "label", "score"), ("score", "label", "segment"),
+                                      ("label", "segment", "score")])
+    def test_plain_files_take_the_fast_path_with_either_parser(self, dump, keys):
+        rng = np.random.default_rng(len(keys[0]) + len(dump))
+        # labels of 0 to 20 bytes (1, 2 and 3 machine words), non-ASCII ones, numbers of every JSON form
+        labels = ["", "a", "Long jump", "12345678", "123456789", "ab" * 10, "x y,z:[]{}"]
+        raw = dump.get("ensure_ascii") is False  # else json writes \u escapes, which the fast path leaves to json
+        labels += ["Café", "食べる"] if raw else []
+        numbers = [0, -0.0, 1, -3, 1e-300, 123.45678901234567, 2.5e17, 1e22, -1.7976931348623157e308,
+                   5e-324, 0.1 + 0.2, 9007199254740993, 1 / 3]
+        results = {}
+        for v in range(5):
+            results[f"v{v}" if v != 3 or not raw else "vidéo 3"] = [
+                {k: {"segment": [float(rng.choice(numbers)), rng.choice(numbers)],
+                     "label": labels[int(rng.integers(len(labels)))], "score": rng.choice(numbers)}[k] for k in keys}
+                for _ in range(int(rng.integers(0, 6)))]
+        results["v9"] = [{k: {"segment": [1, 2], "label": "z", "score": 0.5}[k] for k in keys}]  # the file's end
+        text = json.dumps({"results": results}, **dump)
+        for fast in _both_number_parsers(text.encode("utf-8")):
+            assert fast is not None
             _same_predictions(fast, _generic(json.loads(text)))
+
+    @pytest.mark.parametrize("text", [
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}, 7{"segment": [0, 1], "label": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1 2], "label": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1} 5]}}',
+        '{"results": {"v": [], "w": [3]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}, {"segment": [0, 1], "label": "a", "scorf": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}, {"segment": [0, 1], "labek": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": +1}]}}',
+        '{"results": {"v": [{"segment": [0, 01], "label": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1.], "label": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": true}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a\x01", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a\tb", "score": 1}]}}',
+        '{"results": {"v\n": [{"segment": [0, 1], "label": "a", "score": 1}]}}',
+        '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}]}} 4',
+        '7 {"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}]}}',
+    ])
+    def test_declines_numbers_and_bytes_out_of_place(self, text):
+        data = text.encode()
+        assert all(fast is None for fast in _both_number_parsers(data))
+        try:
+            expected = json.loads(text)
+        except ValueError:
+            return
+        try:  # the JSON parser's reading is the answer: the predictions, or an error naming the entry
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _, det, _ = read_activitynet({"database": {"x": {"subset": "validation", "annotations": []}}}, expected)
+        except ValueError as e:
+            assert "results['results']" in str(e)
+            return
+        assert sum(len(d["scores"]) for d in det.values()) == sum(len(p) for p in expected["results"].values())
+
+    @pytest.mark.parametrize("orjson", [True, False])
+    def test_parse_json_restores_the_collector(self, orjson):
+        import gc
+        from unittest import mock
+
+        from scalekit import _json
+
+        with mock.patch.object(_json, "_orjson", _json._orjson if orjson else None):
+            for enabled in (True, False):
+                gc.enable() if enabled else gc.disable()
+                try:
+                    assert _json.parse_json(b'{"a": [1, {"b": 2}]}') == {"a": [1, {"b": 2}]}
+                    assert gc.isenabled() == enabled
+                    with pytest.raises(ValueError, match="x.json:1:"):
+                        _json.parse_json(b'{"a": [1,', "x.json")
+                    assert gc.isenabled() == enabled
+                finally:
+                    gc.enable()
+
+    def test_windows_past_the_end_of_the_bytes(self):
+        from scalekit.evaluation._anet_results import _windows
+
+        a = np.frombuffer(b"abcdefghij", dtype=np.uint8)
+        got = _windows(a, np.array([0, 5, 8, 9, -2]), 4)
+        assert [bytes(r) for r in got] == [b"abcd", b"fghi", b"ij\0\0", b"j\0\0\0", b"\0\0ab"]
 
     @pytest.mark.parametrize("text", [
         '{"results": {"v": [{"segment": [0, 1], "label": "a", "score": 1}, {"label": "a", "segment": [0, 1], "score": 1}]}}',

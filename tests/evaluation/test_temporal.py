@@ -320,3 +320,22 @@ class TestMemory:
             for c in a["per_class"]:
                 np.testing.assert_array_equal(a["per_class"][c], b["per_class"][c])
         assert whole[2]["matches"] == split[2]["matches"]
+
+
+@given(st.lists(st.integers(0, 30), max_size=60), st.lists(st.integers(-2, 33), max_size=40))
+def test_group_index_table_and_search_agree(members, queries):
+    """GroupIndex looks small ids up in a table and searches large ones: the same pairs."""
+    from scalekit.evaluation._match import GroupIndex
+
+    members, queries = np.asarray(members, np.int64), np.asarray(queries, np.int64)
+    small = GroupIndex(members)
+    large = GroupIndex(members + 10**12)  # beyond any table
+    assert (small._table is not None or members.size == 0) and large._table is None
+    shifted = np.where(queries >= 0, queries + 10**12, queries)
+    np.testing.assert_array_equal(small.counts(queries), large.counts(shifted))
+    np.testing.assert_array_equal(small.counts(queries), [(members == g).sum() for g in queries])
+    for a, b in zip(small.pairs(queries), large.pairs(shifted)):
+        np.testing.assert_array_equal(a, b)
+    which, member = small.pairs(queries)
+    assert sorted(zip(which.tolist(), member.tolist())) == [
+        (i, j) for i, g in enumerate(queries.tolist()) for j, m in enumerate(members.tolist()) if m == g]
