@@ -42,7 +42,10 @@ C10_HOST_DEVICE inline T match_value(
   const T h = max_(T(0), min_(ay2, by2) - max_(ay1, by1));
   const T inter = mul_rn(w, h);
   const T denom = metric == MatchMetric::kIoU ? aarea + barea - inter : min_(aarea, barea);
-  return denom > T(0) ? inter / denom : T(0);
+  // Divided unconditionally, then selected: a guarded division is a branch
+  // the compiler may not vectorise (it could trap), a select is not.
+  const T ratio = inter / denom;
+  return denom > T(0) ? ratio : T(0);
 }
 
 // True when box a comes before box b in the visiting order (a and b distinct

@@ -40,13 +40,20 @@ template <typename acc_t>
 class ActiveIndex {
  public:
   ActiveIndex(const Boxes<acc_t>& b, int64_t n) : b_(b), position_(n, -1) {
-    std::vector<int64_t> all(n);
-    std::iota(all.begin(), all.end(), int64_t(0));
-    std::sort(all.begin(), all.end(), [&](int64_t i, int64_t j) {
-      if (b.cat[i] != b.cat[j]) return b.cat[i] < b.cat[j];
-      if (b.x1[i] != b.x1[j]) return b.x1[i] < b.x1[j];
-      return i < j;
+    struct Key {
+      int64_t cat;
+      acc_t x1;
+      int64_t i;
+    };
+    std::vector<Key> keys(n);
+    for (int64_t i = 0; i < n; ++i) keys[i] = {b.cat[i], b.x1[i], i};
+    std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& c) {
+      if (a.cat != c.cat) return a.cat < c.cat;
+      if (a.x1 != c.x1) return a.x1 < c.x1;
+      return a.i < c.i;
     });
+    std::vector<int64_t> all(n);
+    for (int64_t p = 0; p < n; ++p) all[p] = keys[p].i;
     rebuild(all);
   }
 
@@ -63,9 +70,10 @@ class ActiveIndex {
   // Positions [lo, hi) of the boxes of category `cat` whose x-extent can give
   // a positive overlap width with [px1, px2]; with prune = false, the category.
   std::pair<int64_t, int64_t> window(int64_t cat, acc_t px1, acc_t px2, bool prune) const {
-    const auto seg = std::equal_range(cat_.begin(), cat_.end(), cat);
-    int64_t lo = seg.first - cat_.begin(), hi = seg.second - cat_.begin();
-    if (!prune || lo == hi) return {lo, hi};
+    const auto c = std::lower_bound(cats_.begin(), cats_.end(), cat);
+    if (c == cats_.end() || *c != cat) return {0, 0};
+    int64_t lo = cat_begin_[c - cats_.begin()], hi = cat_begin_[c - cats_.begin() + 1];
+    if (!prune) return {lo, hi};
     // The width is at most px2 - x1, which falls along the order, and at most
     // x2max - px1, which rises along it.
     hi = std::partition_point(x1_.begin() + lo, x1_.begin() + hi,
@@ -86,9 +94,17 @@ class ActiveIndex {
     const acc_t* __restrict barea = area_.data();
     const uint8_t* __restrict alive = alive_.data();
     auto run = [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p) {
-        const acc_t v = match_value(metric, x1, y1, x2, y2, area, bx1[p], by1[p], bx2[p], by2[p], barea[p]);
-        out[p - lo] = static_cast<uint8_t>((v >= threshold) & (alive[p] != 0));
+      // One loop per metric, so that the metric is no branch inside it.
+      auto loop = [&](MatchMetric m) {
+        for (int64_t p = b; p < e; ++p) {
+          const acc_t v = match_value(m, x1, y1, x2, y2, area, bx1[p], by1[p], bx2[p], by2[p], barea[p]);
+          out[p - lo] = static_cast<uint8_t>((v >= threshold) & (alive[p] != 0));
+        }
+      };
+      if (metric == MatchMetric::kIoU) {
+        loop(MatchMetric::kIoU);
+      } else {
+        loop(MatchMetric::kIoS);
       }
     };
     if (hi - lo < 2 * kParallelGrain) {
@@ -120,6 +136,7 @@ class ActiveIndex {
   void rebuild(const std::vector<int64_t>& sorted) {
     const int64_t m = static_cast<int64_t>(sorted.size());
     index_ = sorted;
+    cats_.clear(), cat_begin_.clear();
     cat_.resize(m), x1_.resize(m), y1_.resize(m), x2_.resize(m), y2_.resize(m);
     area_.resize(m), x2max_.resize(m);
     alive_.assign(m, 1);
@@ -132,12 +149,15 @@ class ActiveIndex {
       area_[p] = b_.area[i];
       const bool first = p == 0 || cat_[p] != cat_[p - 1];
       x2max_[p] = first ? x2_[p] : max_(x2max_[p - 1], x2_[p]);
+      if (first) cats_.push_back(cat_[p]), cat_begin_.push_back(p);
     }
+    cat_begin_.push_back(m);
   }
 
   const Boxes<acc_t>& b_;
   std::vector<int64_t> position_;  // position of box i, or -1 once compacted away
   std::vector<int64_t> index_, cat_;
+  std::vector<int64_t> cats_, cat_begin_;  // the categories present, and where each begins
   std::vector<acc_t> x1_, y1_, x2_, y2_, area_, x2max_;
   std::vector<uint8_t> alive_;
   int64_t alive_count_ = 0;
@@ -165,12 +185,17 @@ Boxes<acc_t> read_boxes(const at::Tensor& boxes, const at::Tensor& scores, const
 
 template <typename acc_t>
 std::vector<int64_t> visiting_order(const Boxes<acc_t>& b, int64_t n) {
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), int64_t(0));
-  std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) {
-    return visits_before(b.score[i], b.x1[i], b.y1[i], b.x2[i], b.y2[i], i,
-                         b.score[j], b.x1[j], b.y1[j], b.x2[j], b.y2[j], j);
+  struct Key {
+    acc_t s, x1, y1, x2, y2;
+    int64_t i;
+  };
+  std::vector<Key> keys(n);  // sorted by value: no indirection in the comparisons
+  for (int64_t i = 0; i < n; ++i) keys[i] = {b.score[i], b.x1[i], b.y1[i], b.x2[i], b.y2[i], i};
+  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& c) {
+    return visits_before(a.s, a.x1, a.y1, a.x2, a.y2, a.i, c.s, c.x1, c.y1, c.x2, c.y2, c.i);
   });
+  std::vector<int64_t> order(n);
+  for (int64_t r = 0; r < n; ++r) order[r] = keys[r].i;
   return order;
 }
 
@@ -290,12 +315,10 @@ std::pair<std::vector<int64_t>, std::vector<acc_t>> nmm_impl(
     for (const int64_t j : claims) members[fill[group[j]]++] = j;
   }
   std::vector<acc_t> merged(4 * groups);
-  at::parallel_for(0, groups, 256, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g) {
-      merge_group(b, metric, threshold, keep[g], members.data() + start[g], start[g + 1] - start[g],
-                  merged.data() + 4 * g);
-    }
-  });
+  for (int64_t g = 0; g < groups; ++g) {  // O(N) in all: not worth a thread pool
+    merge_group(b, metric, threshold, keep[g], members.data() + start[g], start[g + 1] - start[g],
+                merged.data() + 4 * g);
+  }
   return {keep, merged};
 }
 
