@@ -169,6 +169,7 @@ Boxes<acc_t> read_boxes(const at::Tensor& boxes, const at::Tensor& scores, const
   const scalar_t* b = boxes.data_ptr<scalar_t>();
   const acc_t* s = scores.data_ptr<acc_t>();
   Boxes<acc_t> out;
+  bool finite = true;
   out.x1.resize(n), out.y1.resize(n), out.x2.resize(n), out.y2.resize(n);
   out.area.resize(n), out.score.resize(n), out.cat.resize(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -179,7 +180,12 @@ Boxes<acc_t> read_boxes(const at::Tensor& boxes, const at::Tensor& scores, const
     out.area[i] = merge_area(out.x1[i], out.y1[i], out.x2[i], out.y2[i]);
     out.score[i] = s[i];
     out.cat[i] = idxs != nullptr ? idxs[i] : 0;
+    finite &= std::isfinite(out.x1[i]) & std::isfinite(out.y1[i]) & std::isfinite(out.x2[i]) &
+              std::isfinite(out.y2[i]) & std::isfinite(out.score[i]);
   }
+  // Checked in this serial pass rather than by ATen reductions before it: a
+  // thread-pool round trip costs more than the merge on a busy machine.
+  if (!finite) nms_detail::check_finite(boxes, scores);  // raises, naming the tensor
   return out;
 }
 
@@ -330,7 +336,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> merge_cpu(
     return {at::empty({0}, boxes.options().dtype(at::kLong)), at::empty({0, 4}, boxes.options()),
             at::empty({0}, scores.options())};
   }
-  nms_detail::check_finite(boxes, scores);
   const at::Tensor bx = boxes.contiguous();
   const at::Tensor c = idxs.has_value() ? idxs->contiguous() : at::Tensor();
   const int64_t* cat = c.defined() ? c.data_ptr<int64_t>() : nullptr;
