@@ -31,6 +31,9 @@ Conventions, shared by both functions:
 * with ``idxs``, only boxes of the same category match; results stay in one
   order by decreasing score (SAHI's batched functions list them category by
   category);
+* boxes may have any finite coordinates (SAHI's prediction objects clip them
+  at 0 first); for two empty boxes the metric is 0 in the re-check too (SAHI's
+  re-check divides 0 by 0 there, which matters only for a threshold <= 0);
 * non-finite boxes or scores raise a :class:`ValueError`;
 * no gradient flows through either function, and neither exports to ONNX yet.
 """

@@ -283,6 +283,45 @@ def test_compiles_with_dynamic_output_size(kind):
         assert torch.equal(a, b)
 
 
+# ---- CUDA (compile-checked here; run by `make gpu-check` on a GPU machine)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_cuda_equals_cpu(kind, dtype):
+    boxes, scores, idxs = _clustered(3000, seed=7, classes=3)
+    boxes, scores = boxes.to(dtype), scores.to(dtype)
+    fn = KINDS[kind][0]
+    for args in ((None, 0.5, "iou"), (idxs, 0.3, "ios"), (None, 0.0, "iou"), (idxs, 2.0, "ios")):
+        cpu = fn(boxes, scores, *args)
+        cuda = fn(boxes.cuda(), scores.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
+        for a, b in zip(cpu, cuda):
+            assert b.is_cuda and torch.equal(a, b.cpu())
+
+
+@pytest.mark.cuda
+@given(data=st.data(), kind=st.sampled_from(sorted(KINDS)), metric=st.sampled_from(["iou", "ios"]),
+       thr=st.sampled_from(THRESHOLDS + [0.0]), classes=st.sampled_from([0, 2]))
+def test_cuda_equals_reference(data, kind, metric, thr, classes):
+    boxes = data.draw(S.boxes(max_n=30, dtype=torch.float32))
+    scores = _scores(data, len(boxes), torch.float32)
+    idxs = None if classes == 0 else torch.arange(len(boxes)) % classes
+    fn, ref = KINDS[kind]
+    keep, merged, merged_scores = fn(boxes.cuda(), scores.cuda(), None if idxs is None else idxs.cuda(), thr, metric)
+    ref_keep, ref_merged, ref_scores = ref(boxes, scores, idxs, thr, metric)
+    assert keep.cpu().tolist() == ref_keep.tolist()
+    assert torch.equal(merged.cpu(), ref_merged) and torch.equal(merged_scores.cpu(), ref_scores)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("op", ["greedy_nmm", "nmm"])
+def test_opcheck_cuda(op):
+    boxes, scores, idxs = _clustered(300, seed=1, classes=4)
+    for args in [(boxes.cuda(), scores.cuda(), None, 0.5, "iou"), (boxes.cuda(), scores.cuda(), idxs.cuda(), 0.3, "ios")]:
+        torch.library.opcheck(getattr(torch.ops.scalekit, op).default, args)
+
+
 # ---- bad, empty, non-finite and huge input
 
 
