@@ -260,6 +260,23 @@ def test_equals_sahi(data, kind, metric, thr, agnostic):
             assert sahi_label[tuple(row)] == labels[k]
 
 
+@needs_sahi
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("metric,agnostic", [("IOS", False), ("IOU", True)])
+def test_equals_sahi_on_clusters_past_its_sparse_threshold(kind, metric, agnostic):
+    # 2,500 boxes: SAHI answers from its STRtree (its "sparse" path, from 2,000 boxes) rather than a matrix.
+    boxes, scores, labels = _clustered(2500, seed=11, classes=3)
+    boxes = boxes.clamp(min=0)
+    _, _, postprocess = _SAHI[kind]()
+    keep, merged, merged_scores = KINDS[kind][0](boxes, scores, None if agnostic else labels, 0.5, metric)
+    expected = postprocess(match_threshold=0.5, match_metric=metric, class_agnostic=agnostic)(
+        _object_predictions(boxes, scores, labels))
+    ours = torch.cat([merged.double(), merged_scores.double()[:, None], labels[keep].double()[:, None]], 1).tolist()
+    theirs = [p.bbox.to_xyxy() + [p.score.value, p.category.id] for p in expected]
+    assert len(keep) < 2000
+    assert (ours == theirs) if agnostic else (sorted(ours) == sorted(theirs))
+
+
 # ---- op registration
 
 
