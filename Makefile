@@ -25,7 +25,9 @@ STAMP_DEPS := $(VENV)/.deps-installed
 # Everything the project needs to build, test, benchmark and document itself.
 # torch/torchvision: the registry's default (CUDA) builds, which run on the CPU too.
 DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setuptools build sphinx furo 'faster-coco-eval>=1.8' 'orjson>=3.9' \
-	onnx onnxscript onnxruntime
+	onnx onnxscript onnxruntime sahi
+# sahi: the peer that greedy_nmm / nmm are tested and benchmarked against (tests and benchmarks only,
+# never a runtime dependency; it brings opencv-python, shapely and matplotlib).
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 

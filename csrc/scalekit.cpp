@@ -20,6 +20,15 @@ TORCH_LIBRARY(scalekit, m) {
       "soft_nms(Tensor boxes, Tensor scores, Tensor? idxs, float iou_threshold, "
       "float sigma, float score_threshold, str method, float pixel_offset) "
       "-> (Tensor, Tensor)");
+  // Non-maximum merging (SAHI's GREEDYNMM and NMM): boxes matched at
+  // metric >= match_threshold (metric: "iou" | "ios") merge into their union.
+  // Returns (keeper indices in visiting order, [K, 4] merged boxes, [K] scores).
+  m.def(
+      "greedy_nmm(Tensor boxes, Tensor scores, Tensor? idxs, float match_threshold, "
+      "str metric) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "nmm(Tensor boxes, Tensor scores, Tensor? idxs, float match_threshold, "
+      "str metric) -> (Tensor, Tensor, Tensor)");
 
   // Position-sensitive RoI pooling (R-FCN, Dai et al. 2016). rois: [K, 5]
   // (batch index, x1, y1, x2, y2); input [N, C * ph * pw, H, W] -> [K, C, ph, pw].

@@ -9,6 +9,7 @@ of :func:`torch.fx.symbolic_trace`.
 
 from scalekit import _ext
 from scalekit.ops._deform_conv import DeformConv2d, DeformConv2dPack, deform_conv2d
+from scalekit.ops._merge import greedy_nmm, nmm
 from scalekit.ops._onnx import ONNX_OPSET, export_onnx, onnx_translation_table
 from scalekit.ops._nms import SoftNMS, batched_nms, batched_soft_nms, grouped_nms, nms, soft_nms
 from scalekit.ops._ps_roi import (
@@ -27,7 +28,7 @@ if _ext.has_ops():
     _registrations.register()
 
 __all__ = [
-    "nms", "batched_nms", "grouped_nms", "soft_nms", "batched_soft_nms", "SoftNMS",
+    "nms", "batched_nms", "grouped_nms", "soft_nms", "batched_soft_nms", "SoftNMS", "greedy_nmm", "nmm",
     "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "PSRoIPool", "PSRoIAlign", "DeformPSRoIPool",
     "DeformPSRoIPoolPack", "deform_conv2d", "DeformConv2d", "DeformConv2dPack",
     "export_onnx", "onnx_translation_table", "ONNX_OPSET",

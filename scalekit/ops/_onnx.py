@@ -192,10 +192,19 @@ def _translations():
         raise NotImplementedError("scalekit.ops.deform_ps_roi_pool has no ONNX export: its deformed sub-bin sampling "
                                   "has no standard-operator form (see scalekit.ops.onnx_translation_table)")
 
+    def greedy_nmm(*args, **kwargs):
+        raise NotImplementedError("scalekit.ops.greedy_nmm has no ONNX export yet (non-maximum merging: its "
+                                  "sequential re-check against the growing merged box has no translation here)")
+
+    def nmm(*args, **kwargs):
+        raise NotImplementedError("scalekit.ops.nmm has no ONNX export yet (non-maximum merging: its "
+                                  "sequential re-check against the growing merged box has no translation here)")
+
     ops = torch.ops.scalekit
     return {ops.nms.default: nms, ops.soft_nms.default: soft_nms, ops.ps_roi_align.default: ps_roi_align,
             ops.ps_roi_pool.default: ps_roi_pool, ops.deform_conv2d.default: deform_conv2d,
-            ops.deform_ps_roi_pool.default: deform_ps_roi_pool}
+            ops.deform_ps_roi_pool.default: deform_ps_roi_pool, ops.greedy_nmm.default: greedy_nmm,
+            ops.nmm.default: nmm}
 
 
 def _eye(n: int):
@@ -216,8 +225,8 @@ def onnx_translation_table() -> dict:
     Pass it as ``custom_translation_table`` to ``torch.onnx.export(..., dynamo=True,
     opset_version=19)`` (opset 19: ``DeformConv``), or call :func:`export_onnx`,
     which does both. Each op becomes standard ONNX operators (see the table of
-    :mod:`scalekit.ops._onnx` and the guide's export page); ``deform_ps_roi_pool``
-    raises a clear error.
+    :mod:`scalekit.ops._onnx` and the guide's export page); ``deform_ps_roi_pool``,
+    ``greedy_nmm`` and ``nmm`` raise a clear error.
 
     Returns:
         ``{torch.ops.scalekit.<op>.default: onnxscript function}``.

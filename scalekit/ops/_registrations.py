@@ -44,6 +44,14 @@ def register() -> None:
         return (boxes.new_empty((picks, 3), dtype=torch.int64), need.new_empty((picks, boxes.shape[0])),
                 need.new_empty(need.shape))
 
+    def _merge(boxes, scores, idxs, match_threshold, metric):
+        _check_nms(boxes, scores, idxs)
+        kept = torch.library.get_ctx().new_dynamic_size()
+        return (boxes.new_empty((kept,), dtype=torch.int64), boxes.new_empty((kept, 4)), scores.new_empty((kept,)))
+
+    torch.library.register_fake(_lib + "greedy_nmm", _merge)
+    torch.library.register_fake(_lib + "nmm", _merge)
+
     # ---- position-sensitive RoI pooling
     @torch.library.register_fake(_lib + "ps_roi_pool")
     def _ps_roi_pool(input, rois, spatial_scale, ph, pw):
@@ -136,11 +144,14 @@ def register() -> None:
 # ---- mixed precision: what torchvision's csrc/ops/autocast/ kernels do, in Python. Under
 # torch.autocast every floating tensor argument except float64 is cast to float32, the op runs
 # with autocast off, and floating results go back to the dtype of the argument they belong to
-# (the features for pooling and convolution, the scores for Soft-NMS; NMS indices stay int64).
+# (the features for pooling and convolution, the scores for Soft-NMS, boxes and scores for the merges;
+# NMS indices stay int64).
 # Boxes and RoIs therefore never follow the features into float16 or bfloat16.
 _AUTOCAST_RESULT_DTYPE_FROM = {
     "nms": (None,),
     "soft_nms": (None, 1),
+    "greedy_nmm": (None, 0, 1),
+    "nmm": (None, 0, 1),
     "ps_roi_pool": (0,),
     "ps_roi_align": (0,),
     "deform_ps_roi_pool": (0,),

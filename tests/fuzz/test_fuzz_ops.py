@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from scalekit import ops
 from tests.fuzz.hostile import HOSTILE_FLOATS, boxes, covers, expect_clear, hostile_ints, hostile_numbers, time_bound
+from tests.ops.merge_reference import ref_greedy_nmm, ref_nmm
 
 BOUND = 2.0  # seconds per call: every example here is small (the dense Soft-NMS case has its own)
 
@@ -185,6 +186,45 @@ def test_soft_nms_on_dense_clusters_is_bounded(n, method, seed):
         result = expect_clear(ops.soft_nms, b, s, 0.3, 0.5, -math.inf, method, names=SOFT_NAMES)
     check_soft(result, b, s, -math.inf)
     assert len(result[0]) == n
+
+
+# ---------------------------------------------------------------- non-maximum merging (SAHI's GREEDYNMM, NMM)
+
+MERGE_NAMES = ("boxes", "scores", "idxs", "match_threshold", "metric")
+MERGE_KINDS = {"greedy_nmm": (ops.greedy_nmm, ref_greedy_nmm), "nmm": (ops.nmm, ref_nmm)}
+
+
+@covers(ops.greedy_nmm, ops.nmm)
+@given(b=boxes(), data=st.data(), thr=hostile_numbers(), kind=st.sampled_from(sorted(MERGE_KINDS)),
+       metric=st.sampled_from(["iou", "ios", "IoS", "giou", "", None, 1]), per_class=st.booleans())
+def test_merge(b, data, thr, kind, metric, per_class):
+    n = b.shape[0] if b.dim() else 0
+    s = data.draw(scores_for(n))
+    c = data.draw(categories(n)) if per_class else None
+    fn, ref = MERGE_KINDS[kind]
+    with time_bound(BOUND):
+        result = expect_clear(fn, b, s, c, thr, metric, names=MERGE_NAMES)
+    if result is None:
+        return
+    assert usable_boxes(b, s) and as_number(thr) is not None
+    keep, merged, merged_scores = result
+    check_keep(keep, b, s)
+    assert merged.dtype == b.dtype and merged_scores.dtype == s.dtype and merged.shape == (len(keep), 4)
+    assert torch.equal(merged_scores, s[keep])
+    with np.errstate(all="ignore"):  # huge coordinates overflow the reference's areas as they do the kernel's
+        expected = ref(b, s, None if c is None else c.long(), as_number(thr), metric.lower())
+    assert torch.equal(keep, expected[0]) and torch.equal(merged, expected[1])
+
+
+@covers(ops.greedy_nmm, ops.nmm)
+@given(n=st.integers(0, 20000), kind=st.sampled_from(sorted(MERGE_KINDS)), seed=st.integers(0, 99))
+def test_merge_on_dense_clusters_is_bounded(n, kind, seed):
+    # N identical boxes: the first keeper takes all the others in one pass.
+    b = torch.tensor([[0.0, 0, 10, 10]]).repeat(n, 1)
+    s = torch.rand(n, generator=torch.Generator().manual_seed(seed))
+    with time_bound(2.0):
+        keep, merged, _ = MERGE_KINDS[kind][0](b, s, None, 0.5, "iou")
+    assert len(keep) == min(n, 1) and merged.tolist() == [[0.0, 0, 10, 10]] * min(n, 1)
 
 
 # ---------------------------------------------------------------- position-sensitive RoI pooling

@@ -17,7 +17,8 @@ ROIS = torch.tensor([[0.0, 1.3, 2.7, 11.2, 13.9], [1.0, 0.5, 0.5, 7.25, 9.75]])
 
 
 def test_every_op_has_autocast_kernels():
-    for name in ("nms", "soft_nms", "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool", "deform_conv2d"):
+    for name in ("nms", "soft_nms", "greedy_nmm", "nmm", "ps_roi_pool", "ps_roi_align", "deform_ps_roi_pool",
+                 "deform_conv2d"):
         for key in ("AutocastCPU", "AutocastCUDA"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(f"scalekit::{name}", key), (name, key)
 
@@ -85,6 +86,21 @@ def test_nms_family_under_autocast_runs_in_float32():
     assert torch.equal(soft_keep, ref_keep)
     assert soft_scores.dtype == torch.bfloat16
     torch.testing.assert_close(soft_scores, ref_scores.bfloat16(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["greedy_nmm", "nmm"])
+def test_merges_under_autocast_run_in_float32_and_return_the_input_dtypes(name):
+    g = torch.Generator().manual_seed(4)
+    xy = torch.rand(200, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + 5 + torch.rand(200, 2, generator=g) * 30], 1).bfloat16()
+    scores = torch.rand(200, generator=g).bfloat16()
+    op = getattr(torch.ops.scalekit, name)
+    with torch.autocast(**CPU_BF16):
+        keep, merged, merged_scores = op(boxes, scores, None, 0.4, "ios")
+    ref_keep, ref_merged, _ = op(boxes.float(), scores.float(), None, 0.4, "ios")
+    assert torch.equal(keep, ref_keep) and len(keep) < 200
+    assert merged.dtype == torch.bfloat16 and torch.equal(merged, ref_merged.bfloat16())
+    assert merged_scores.dtype == torch.bfloat16 and torch.equal(merged_scores, scores[keep])
 
 
 @pytest.mark.cuda

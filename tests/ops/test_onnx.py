@@ -122,3 +122,10 @@ def test_deform_ps_roi_pool_says_it_does_not_export():
     x, r = torch.randn(1, 9 * 2, 8, 8), rois(3, 8, size=8.0, batch=1)
     with pytest.raises(Exception, match="deform_ps_roi_pool has no ONNX export"):
         export_onnx(Fn(lambda x, r: ops.deform_ps_roi_pool(x, r, None, 3, 1.0)), (x, r))
+
+
+@pytest.mark.parametrize("name", ["greedy_nmm", "nmm"])
+def test_merges_say_they_do_not_export(name):
+    boxes, scores = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8])
+    with pytest.raises(Exception, match=f"{name} has no ONNX export yet"):
+        export_onnx(Fn(lambda b, s: getattr(ops, name)(b, s)[1]), (boxes, scores))
