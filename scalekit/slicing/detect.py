@@ -57,7 +57,7 @@ def _in_image(d: dict, dx: float, dy: float, scale_x: float, scale_y: float, hei
 
 
 def sliced_detect(detector, image, *, slice_size=512, overlap=0.2, full_image=True, batch_size: int = 4,
-                  merge="nms", iou_threshold: float = 0.5, class_agnostic: bool = False,
+                  merge="nms", iou_threshold: float = 0.5, match_metric: str = "iou", class_agnostic: bool = False,
                   score_threshold: float = 0.001, sigma: float = 0.5, soft_nms_method: str = "gaussian",
                   max_detections: int | None = None, progress: bool = False) -> dict:
     """Detect objects in a large image slice by slice: ``{"boxes" [N, 4], "scores" [N], "labels" [N]}``.
@@ -110,12 +110,18 @@ def sliced_detect(detector, image, *, slice_size=512, overlap=0.2, full_image=Tr
         overlap: a ratio in ``[0, 1)`` or ``(height, width)`` ratios (0.2, SAHI's default).
         full_image: ``True`` (default), ``False`` or a ``ScaleSpec``, see above.
         batch_size: slices per detector call, ``>= 1``.
-        merge: ``"nms"`` (greedy NMS, default), ``"soft_nms"`` or a callable
+        merge: ``"nms"`` (greedy NMS, default), ``"soft_nms"``, ``"greedy_nmm"``
+            or ``"nmm"`` (SAHI's non-maximum merging: matched boxes merge into
+            their union with the highest score, :func:`scalekit.ops.greedy_nmm`;
+            SAHI's own default is ``"greedy_nmm"`` with ``match_metric="ios"``), or a callable
             ``(boxes, scores, labels) -> keep`` (indices or a boolean mask) or
             ``-> (boxes, scores, labels)``: see :func:`merge_detections`.
         iou_threshold: boxes overlap when their IoU is ``> iou_threshold``, in
             ``[0, 1]`` (0.5, SAHI's benchmark setting; SAHI itself merges at
-            ``>=``: only an IoU exactly at the threshold is treated apart).
+            ``>=``: only an IoU exactly at the threshold is treated apart). The
+            merges match at ``>=``, as SAHI.
+        match_metric: ``"iou"`` or ``"ios"`` (intersection over the smaller
+            area), the match of ``"greedy_nmm"`` and ``"nmm"``.
         class_agnostic: merge boxes of different labels too (default: per label).
         score_threshold: detections below it are dropped before the merge, and
             Soft-NMS drops those decayed below it (0.001, SNIPER's, as ``Pyramid``).
@@ -148,7 +154,7 @@ def sliced_detect(detector, image, *, slice_size=512, overlap=0.2, full_image=Tr
     spec = _full_image_spec(full_image, sh, sw)
     batch_size = integer("batch_size", batch_size, minimum=1)
     _check_merge(merge)
-    settings = MergeSettings(iou_threshold, class_agnostic, sigma, soft_nms_method, score_threshold)
+    settings = MergeSettings(iou_threshold, class_agnostic, sigma, soft_nms_method, score_threshold, match_metric)
     if max_detections is not None:
         max_detections = integer("max_detections", max_detections, minimum=1)
     if not isinstance(progress, bool):

@@ -1,10 +1,11 @@
-"""Merging the detections of overlapping slices: NMS and Soft-NMS on scalekit's
-kernels (:mod:`scalekit.ops`), per class or class-agnostic, or any callable.
+"""Merging the detections of overlapping slices on scalekit's kernels
+(:mod:`scalekit.ops`): NMS, Soft-NMS, and SAHI's non-maximum *merging* (greedy
+NMM and NMM: matched boxes merge into their union), per class or class-agnostic;
+or any callable.
 
 A named merge is a function ``(boxes, scores, labels, settings) -> (boxes, scores,
-labels)`` in :data:`NAMED_MERGES`; a new kind (SAHI's greedy non-maximum merging,
-once :mod:`scalekit.ops` has it) is one function and one entry there, and
-``merge="<name>"`` takes it everywhere.
+labels)`` in :data:`NAMED_MERGES`; a new kind is one function and one entry
+there, and ``merge="<name>"`` takes it everywhere.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from scalekit._args import real
-from scalekit.ops import batched_nms, batched_soft_nms, nms, soft_nms
+from scalekit.ops import batched_nms, batched_soft_nms, greedy_nmm, nmm, nms, soft_nms
 
 __all__ = ["merge_detections", "MergeSettings", "NAMED_MERGES"]
 
@@ -28,7 +29,10 @@ class MergeSettings:
     """The settings a named merge reads, checked when made (errors name the field).
 
     ``iou_threshold``: boxes overlap when their IoU is ``> iou_threshold``, in
-    ``[0, 1]``; ``class_agnostic``: boxes of different labels merge too;
+    ``[0, 1]`` (for ``"greedy_nmm"`` and ``"nmm"``: when their ``match_metric``
+    is ``>= iou_threshold``, as SAHI's merging does); ``match_metric``:
+    ``"iou"`` or ``"ios"`` (intersection over the smaller area; the merges
+    only); ``class_agnostic``: boxes of different labels merge too;
     ``sigma`` (``> 0``) and ``soft_nms_method``: Soft-NMS's decay
     (:func:`scalekit.ops.soft_nms`); ``score_threshold``: Soft-NMS drops boxes
     whose decayed score falls below it.
@@ -43,8 +47,12 @@ class MergeSettings:
     sigma: float = 0.5
     soft_nms_method: str = "gaussian"
     score_threshold: float = 0.0
+    match_metric: str = "iou"
 
     def __post_init__(self):
+        if not isinstance(self.match_metric, str) or self.match_metric.lower() not in ("iou", "ios"):
+            raise ValueError(f"match_metric must be 'iou' or 'ios', got {self.match_metric!r}")
+        object.__setattr__(self, "match_metric", self.match_metric.lower())
         iou_threshold = real("iou_threshold", self.iou_threshold)
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
@@ -76,9 +84,20 @@ def _soft_nms(boxes: Tensor, scores: Tensor, labels: Tensor, s: MergeSettings) -
     return boxes[keep], kept, labels[keep]
 
 
+def _merging(op: Callable) -> Callable[[Tensor, Tensor, Tensor, MergeSettings], Detections]:
+    def merge(boxes: Tensor, scores: Tensor, labels: Tensor, s: MergeSettings) -> Detections:
+        keep, merged, merged_scores = op(boxes, scores, None if s.class_agnostic else labels,
+                                         match_threshold=s.iou_threshold, metric=s.match_metric)
+        return merged, merged_scores, labels[keep]
+
+    return merge
+
+
 NAMED_MERGES: dict[str, Callable[[Tensor, Tensor, Tensor, MergeSettings], Detections]] = {
     "nms": _nms,
     "soft_nms": _soft_nms,
+    "greedy_nmm": _merging(greedy_nmm),  # SAHI's GREEDYNMM, its get_sliced_prediction's default (with "ios")
+    "nmm": _merging(nmm),
 }
 """``merge=`` names and their functions. ``"nms"``: greedy NMS (a box overlapping a
 higher-scored one is removed); ``"soft_nms"``: Soft-NMS (its score decays instead)."""
@@ -126,7 +145,7 @@ def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, merge="nms",
         boxes: ``[N, 4]`` float boxes ``(x1, y1, x2, y2)`` in image pixels.
         scores: ``[N]`` float scores.
         labels: ``[N]`` int64 labels.
-        merge: a name in :data:`NAMED_MERGES` (``"nms"``, ``"soft_nms"``) or a
+        merge: a name in :data:`NAMED_MERGES` (``"nms"``, ``"soft_nms"``, ``"greedy_nmm"``, ``"nmm"``) or a
             callable ``merge(boxes, scores, labels)`` returning the indices (or
             a boolean mask) of the detections to keep, or new
             ``(boxes [K, 4], scores [K], labels [K])``.

@@ -99,3 +99,47 @@ def test_both_run_the_same_windows():
     _sahi(scene, image, 256, 0.2, 0.5, False, batch_size=1)
     assert sorted(ours) == sorted(scene.calls)
     assert (0, 0, height, width) in ours  # the full-image pass
+
+
+def _ios(boxes):
+    inter = box_iou(boxes, boxes)  # from IoU and areas: inter = iou * union, union = a + b - inter
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inter = inter * (area[:, None] + area[None, :]) / (1 + inter)
+    return inter / torch.minimum(area[:, None], area[None, :])
+
+
+@pytest.mark.parametrize("kind,metric,agnostic,seed", [
+    ("greedy_nmm", "ios", False, 0),  # SAHI's get_sliced_prediction default
+    ("greedy_nmm", "iou", True, 5),
+    ("nmm", "ios", True, 2),
+    ("nmm", "iou", False, 3),
+])
+def test_sliced_merging_equals_sahi(kind, metric, agnostic, seed):
+    """The merges (union box, highest score) as SAHI's GREEDYNMM / NMM postprocess
+    gives them; order aside (SAHI lists per-class results class by class)."""
+    height, width, size, overlap, threshold = 700, 1000, 256, 0.2, 0.5
+    image, scene = coordinate_image(height, width), Scene(height, width, n=40, seed=seed)
+    raw = []
+    sliced_detect(scene, image, slice_size=size, overlap=overlap, full_image=ScaleSpec.fixed(1.0),
+                  merge=lambda b, s, lab: raw.append((b, s, lab)) or torch.arange(len(b)), score_threshold=0.0)
+    boxes, scores, labels = raw[0]
+    assert len(torch.unique(scores)) == len(scores), "score ties: SAHI breaks them another way"
+    match = _ios(boxes.double()) if metric == "ios" else box_iou(boxes.double(), boxes.double())
+    assert not ((match - threshold).abs() < 1e-6).any(), "a match at the threshold"
+
+    ours = sliced_detect(scene, image, slice_size=size, overlap=overlap, full_image=ScaleSpec.fixed(1.0),
+                         merge=kind, match_metric=metric, iou_threshold=threshold, class_agnostic=agnostic,
+                         score_threshold=0.0)
+    result = sahi_predict.get_sliced_prediction(
+        image.permute(1, 2, 0).numpy(), SahiScene(scene), slice_height=size, slice_width=size,
+        overlap_height_ratio=overlap, overlap_width_ratio=overlap, perform_standard_pred=True,
+        postprocess_type=kind.upper().replace("_", ""), postprocess_match_metric=metric.upper(),
+        postprocess_match_threshold=threshold, postprocess_class_agnostic=agnostic, verbose=0,
+        force_postprocess_type=True)
+    theirs = sorted(((p.score.value, p.category.id, p.bbox.to_xyxy()) for p in result.object_prediction_list),
+                    key=lambda t: -t[0])
+    assert len(theirs) < len(boxes)  # boxes were merged
+    assert [round(t[0], 6) for t in theirs] == [round(v, 6) for v in ours["scores"].tolist()]
+    assert [t[1] for t in theirs] == ours["labels"].tolist()
+    torch.testing.assert_close(ours["boxes"], torch.tensor([t[2] for t in theirs], dtype=torch.float32),
+                               atol=1e-4, rtol=0)
