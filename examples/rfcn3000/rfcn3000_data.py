@@ -6,12 +6,10 @@ train.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -19,9 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import common  # noqa: E402
 
-from scalekit.datasets import CocoDetection  # noqa: E402
+from scalekit.datasets import CocoDetection, crops_from_boxes, read_classification  # noqa: E402
 from scalekit.datasets.synthetic import make_synthetic_fine_classification, make_synthetic_fine_coco  # noqa: E402
-from scalekit.detection import deformable_resnet, objectness_detections  # noqa: E402
+from scalekit.detection import objectness_detections  # noqa: E402
 from scalekit.evaluation import coco_evaluate, to_coco_results  # noqa: E402
 
 IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's detector normalisation
@@ -40,46 +38,6 @@ class Crops(Dataset):
 
     def __getitem__(self, i):
         return self.images[i].float() / 255, self.labels[i]
-
-
-def read_crops(image_dir: str, labels_json: str, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All crops of a classification split, resized to ``crop`` x ``crop``: uint8 images and category ids."""
-    from PIL import Image
-
-    with open(labels_json) as f:
-        records = json.load(f).get("images", [])
-    images, cats = [], []
-    for r in records:
-        path = os.path.join(image_dir, r["file_name"])
-        if not os.path.isfile(path):
-            common.fail(f"classification split: no such image {path} (named in {labels_json})")
-        with Image.open(path) as im:
-            im = im.convert("RGB").resize((crop, crop))
-            images.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
-        cats.append(int(r["category_id"]))
-    if not images:
-        common.fail(f"classification split {labels_json} has no images")
-    return torch.stack(images), torch.tensor(cats)
-
-
-def crops_from_boxes(data: CocoDetection, crop: int, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ground-truth boxes of a detection set cut out as classification crops (``--data`` without a split)."""
-    rng = np.random.default_rng(seed)
-    images, cats, count = [], [], {}
-    for i in rng.permutation(len(data)).tolist():
-        image, target = data[i]
-        for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
-            cat = data.label_to_category[label]
-            if count.get(cat, 0) >= per_class or box[2] - box[0] < 2 or box[3] - box[1] < 2:
-                continue
-            x1, y1, x2, y2 = (int(round(v)) for v in box)
-            patch = F.interpolate(image[None, :, y1:y2, x1:x2], size=(crop, crop), mode="bilinear", align_corners=False)
-            images.append((patch[0] * 255).round().clamp(0, 255).to(torch.uint8))
-            cats.append(cat)
-            count[cat] = count.get(cat, 0) + 1
-    if not images:
-        common.fail("--data: the training split has no boxes to cut classification crops from")
-    return torch.stack(images), torch.tensor(cats)
 
 
 class DetectionSplit(Dataset):
@@ -191,10 +149,11 @@ def load_data(args) -> dict:
     if not known:
         common.fail("--held-out leaves no class to train with boxes")
     out["known"], out["held_out"], out["categories"] = known, held, cats
-    if "classification" in paths:
-        out["crops"] = read_crops(*paths["classification"], args.crop_size)
-    else:
-        out["crops"] = crops_from_boxes(out["train"], args.crop_size, args.per_class, args.seed)
+    try:
+        out["crops"] = (read_classification(*paths["classification"], args.crop_size) if "classification" in paths
+                        else crops_from_boxes(out["train"], args.crop_size, args.per_class, args.seed))
+    except (FileNotFoundError, ValueError) as exc:
+        common.fail(f"classification crops: {exc}")
     gt = out["val"].coco.dataset
     out["families"] = {c["id"]: c.get("supercategory", "") for c in gt["categories"]}
     return out
@@ -228,28 +187,6 @@ class ClassifierNet(torch.nn.Module):
         return self.fc(self.features(x))
 
 
-def adjusted_rand_index(a, b) -> float:
-    """Agreement of two clusterings, 1 = identical, ~0 = chance (Hubert & Arabie 1985)."""
-    a, b = np.unique(np.asarray(a), return_inverse=True)[1], np.unique(np.asarray(b), return_inverse=True)[1]
-    table = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(table, (a, b), 1)
-
-    def pairs(x):
-        return (x * (x - 1) / 2).sum()
-
-    n = len(a)
-    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
-    expected = rows * cols / (n * (n - 1) / 2)
-    top = (rows + cols) / 2
-    return float((index - expected) / (top - expected)) if top != expected else 1.0
-
-
-def purity(clusters, families) -> float:
-    """Fraction of classes in their cluster's most common family."""
-    clusters, families = np.asarray(clusters), np.asarray(families)
-    hits = sum(np.unique(families[clusters == k], return_counts=True)[1].max() for k in np.unique(clusters))
-    return float(hits / len(clusters))
-
 def train_classifier(args, data, device) -> tuple[ClassifierNet, DataLoader, float]:
     """The classification network of step 1, trained on the crops of the known classes
     (or loaded from ``--classifier-cache``): the net, a loader of its crops, its train accuracy."""
@@ -263,14 +200,9 @@ def train_classifier(args, data, device) -> tuple[ClassifierNet, DataLoader, flo
     missing = sorted(set(range(len(known))) - set(labels.tolist()))
     if missing:
         common.fail(f"the classification split has no crops of categories {[known[m] for m in missing[:10]]}")
-    net = ClassifierNet(make_backbone(args.backbone, args.deformable, args.pretrained), len(known)).to(device)
-    cache = None
-    if args.classifier_cache:
-        tag = f"{args.backbone}{'_deform' if args.deformable else ''}_{len(known)}c{sum(known) % 9973}"
-        cache = os.path.join(args.classifier_cache, f"classifier_{tag}_s{args.seed}_e{args.cls_epochs}.pt")
-    if cache and os.path.exists(cache):
-        net.load_state_dict(torch.load(cache, map_location=device, weights_only=True))
-    else:
+    net = ClassifierNet(common.single_level_backbone(args.backbone, args.deformable, args.pretrained),
+                        len(known)).to(device)
+    def fit():
         loader = DataLoader(Crops(images[keep], labels), batch_size=64, shuffle=True,
                             generator=torch.Generator().manual_seed(args.seed))
         opt = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -278,15 +210,16 @@ def train_classifier(args, data, device) -> tuple[ClassifierNet, DataLoader, flo
         for epoch in range(args.cls_epochs):
             bar = common.Progress(loader, desc=f"classifier {epoch + 1}/{args.cls_epochs}", quiet=not args.dist.main)
             for x, y in bar:
-                loss = F.cross_entropy(net(x.to(device)), y.to(device))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                bar.set(loss=loss.item())
-        if cache and args.dist.main:
-            os.makedirs(args.classifier_cache, exist_ok=True)
-            torch.save(net.state_dict(), cache + ".tmp")
-            os.replace(cache + ".tmp", cache)
+                bar.set(loss=common.optimizer_step(opt, F.cross_entropy(net(x.to(device)), y.to(device))))
+        return net.state_dict()
+
+    if args.classifier_cache:  # the same classes, backbone, seed and epochs: the same classifier
+        key = common.fingerprint(backbone=args.backbone, deformable=args.deformable, known=known, seed=args.seed,
+                                 epochs=args.cls_epochs, crops=images.shape)
+        path = os.path.join(args.classifier_cache, f"classifier_{key}.pt")
+        net.load_state_dict(common.cached(path, key, fit) if args.dist.main else fit())  # one writer
+    else:
+        fit()
     net.eval()
     crops = DataLoader(Crops(images[keep], labels), batch_size=256)
     with torch.no_grad():
@@ -299,54 +232,6 @@ def crops_of(data, categories) -> torch.Tensor:
     images, cats = data["crops"]
     wanted = torch.tensor([int(c) in set(categories) for c in cats.tolist()], dtype=torch.bool)
     return images[wanted].float() / 255
-
-
-# ----------------------------------------------------------------------------- backbones
-
-
-class TinyBackbone(torch.nn.Module):
-    """Three conv stages to stride 8 and 96 channels: a detector that trains in minutes on a CPU.
-
-    BatchNorm, not GroupNorm: GroupNorm normalises each image's channel groups
-    on their own and so removes the absolute colour that tells many of the
-    synthetic classes apart (with it, neither the classifier nor the
-    fine-grained branch learned anything in a few epochs).
-    """
-
-    def __init__(self, widths=(24, 48, 96), out_channels: int = 96):
-        super().__init__()
-        layers, c = [], 3
-        for w in widths:
-            layers += [torch.nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(w),
-                       torch.nn.ReLU(inplace=True), torch.nn.Conv2d(w, w, 3, padding=1, bias=False),
-                       torch.nn.BatchNorm2d(w), torch.nn.ReLU(inplace=True)]
-            c = w
-        layers += [torch.nn.Conv2d(c, out_channels, 3, padding=1), torch.nn.ReLU(inplace=True)]
-        self.body = torch.nn.Sequential(*layers)
-        self.out_channels, self.stride = out_channels, 8
-
-    def forward(self, x):
-        return self.body(x)
-
-
-def make_backbone(name: str, deformable: bool, pretrained: bool):
-    if name == "tiny":
-        if pretrained:
-            common.fail("--pretrained: the tiny backbone has no pretrained weights; use --backbone resnet18")
-        return TinyBackbone()
-    import torchvision
-
-    try:
-        resnet = getattr(torchvision.models, name)(weights="DEFAULT" if pretrained else None)
-    except Exception as exc:  # no network: weights cannot be downloaded
-        common.fail(f"--pretrained: could not load {name}'s ImageNet weights ({exc.__class__.__name__}: {exc})")
-    if deformable:
-        deformable_resnet(resnet, ("layer3",))  # the last stage kept (conv4): deformable, as D-R-FCN's conv5
-    body = torch.nn.Sequential(*list(resnet.children())[:-3])  # conv4: stride 16
-    last = resnet.layer3[-1]
-    body.out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
-    body.stride = 16
-    return body
 
 
 # ----------------------------------------------------------------------------- evaluation

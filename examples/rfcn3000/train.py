@@ -56,6 +56,7 @@ import common  # noqa: E402
 import rfcn3000_data as data_lib  # noqa: E402
 
 from scalekit.detection import add_class, faster_rcnn_with_head, honour_ignore_boxes, image_features  # noqa: E402
+from scalekit.evaluation import adjusted_rand_index, cluster_purity  # noqa: E402
 from scalekit.heads import DecoupledHead, RFCNHead, class_mean_features, discover_superclasses  # noqa: E402
 
 # Thesis values (§4.5.2 unless said otherwise)
@@ -79,8 +80,8 @@ def superclasses(args, data, device) -> dict:
     found = discover_superclasses(features, n_fam, seed=args.seed).numpy()  # do clusters recover the families?
     chosen = discover_superclasses(features, min(args.superclasses, len(known)), seed=args.seed)
     out = {"classifier_train_accuracy": accuracy, "families": n_fam,
-           "recovery_purity": data_lib.purity(found, families),
-           "recovery_ari": data_lib.adjusted_rand_index(found, families), "k": int(chosen.max()) + 1,
+           "recovery_purity": cluster_purity(found, families),
+           "recovery_ari": adjusted_rand_index(found, families), "k": int(chosen.max()) + 1,
            "seconds": time.perf_counter() - t0, "superclass_of": chosen, "backbone": net.backbone.state_dict()}
     if args.dist.main:
         print(f"super-classes: classifier train accuracy {accuracy:.3f}; K-means with K = {n_fam} (the number of "
@@ -93,7 +94,7 @@ def build_model(args, num_classes: int, superclass_of=None):
     """Step 2: backbone + torchvision RPN + the chosen head, as one torchvision ``FasterRCNN``."""
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-    backbone = data_lib.make_backbone(args.backbone, args.deformable, args.pretrained)
+    backbone = common.single_level_backbone(args.backbone, args.deformable, args.pretrained)
     c, scale = backbone.out_channels, 1 / backbone.stride
     if args.head == "decoupled":
         head = DecoupledHead(c, num_classes, superclass_of, pool_size=args.pool_size, spatial_scale=scale,

@@ -1,10 +1,12 @@
 """Evaluation: temporal action detection (mid-point hit, temporal IoU), COCO
-detection through pycocotools, and proposal recall by object size.
+detection through pycocotools, proposal recall by object size, and how well a
+clustering recovers known groups.
 
 Every convention that changes a number (interval ends, AP interpolation, tIoU
 thresholds, size bins) is an explicit, documented argument.
 """
 
+from scalekit.evaluation.clustering import adjusted_rand_index, cluster_purity
 from scalekit.evaluation.coco import coco_evaluate, to_coco_results
 from scalekit.evaluation.readers import read_activitynet, read_class_segments, read_segments_csv, read_thumos14
 from scalekit.evaluation.recall import proposal_recall
@@ -19,7 +21,7 @@ from scalekit.evaluation.temporal import (
 
 __all__ = [
     "average_precision", "clips_from_scores", "clips_to_detections", "midpoint_map", "tiou_map",
-    "coco_evaluate", "to_coco_results", "proposal_recall",
+    "coco_evaluate", "to_coco_results", "proposal_recall", "adjusted_rand_index", "cluster_purity",
     "read_class_segments", "read_segments_csv", "read_activitynet", "read_thumos14",
     "ACTIVITYNET_THRESHOLDS", "THUMOS14_THRESHOLDS",
 ]
