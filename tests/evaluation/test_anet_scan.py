@@ -184,6 +184,7 @@ def test_label_order_and_codes_are_the_numpy_passes():
 def test_every_prefix_and_deep_nesting_decline_without_reading_past_the_end():
     data = PLAIN.encode()
     for k in range(len(data)):
+        assert_read_or_declined(data[:k])
         assert compiled(data[:k]) is None
     for deep in [b"[" * 200000, b"{" * 200000, b'{"results": {"v": [' + b"[" * 100000,
                  b'{"a": ' + b"[" * 100000 + b"]" * 100000 + b', "results": {}}', b'"' * 7, b"{" + b'"' * 5]:
