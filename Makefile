@@ -104,7 +104,7 @@ export SMOKE
 # exception. Leak checks are off: Python leaks by design. The ONNX tests are left out: they
 # run ONNX Runtime (not built with ASan) and exercise our kernels only as the other op tests do.
 SANITIZE_PROFILE ?= dev
-SANITIZE_TESTS ?= tests/ops tests/chips/test_cover.py
+SANITIZE_TESTS ?= tests/ops tests/chips/test_cover.py tests/evaluation/test_anet_scan.py
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize=vptr -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
 SAN := build/sanitize
 sanitize: $(STAMP_DEPS)

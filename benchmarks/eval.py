@@ -126,12 +126,12 @@ def _ours_activitynet(gt_file, res_file):
 
 
 def _reading_breakdown(gt_file, res_file) -> str:
-    """Seconds of read_activitynet with each parser (the numpy reader, then the JSON parsers
-    alone: orjson, json), and of tiou_map, best of 3."""
+    """Seconds of read_activitynet with each parser (the compiled scanner, the numpy reader,
+    then the JSON parsers alone: orjson, json), and of tiou_map, best of 3."""
     from unittest import mock
 
-    from scalekit import _json
-    from scalekit.evaluation import readers
+    from scalekit import _ext, _json
+    from scalekit.evaluation import _anet_results, readers
 
     def read():
         with warnings.catch_warnings():
@@ -139,10 +139,13 @@ def _reading_breakdown(gt_file, res_file) -> str:
             return read_activitynet(gt_file, res_file)
 
     parts = {}
-    if _json._orjson is not None:
-        parts["numpy reader, orjson numbers"] = min(_once(read) for _ in range(3))
-    with mock.patch.object(_json, "_orjson", None):
-        parts["numpy reader, json numbers"] = min(_once(read) for _ in range(3))
+    if _ext.has_ops():
+        parts["compiled scanner"] = min(_once(read) for _ in range(3))
+    with mock.patch.object(_anet_results, "_use_op", lambda: False):
+        if _json._orjson is not None:
+            parts["numpy reader, orjson numbers"] = min(_once(read) for _ in range(3))
+        with mock.patch.object(_json, "_orjson", None):
+            parts["numpy reader, json numbers"] = min(_once(read) for _ in range(3))
     with mock.patch.object(readers, "read_results", lambda data: None):
         if _json._orjson is not None:
             parts["orjson"] = min(_once(read) for _ in range(3))

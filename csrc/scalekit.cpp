@@ -67,6 +67,13 @@ TORCH_LIBRARY(scalekit, m) {
       "chip_cover(Tensor boxes, Tensor need, Tensor factors, Tensor xs, Tensor ys, "
       "Tensor x_offsets, Tensor y_offsets, float chip, int[] min_count) -> (Tensor, Tensor, Tensor)");
 
+  // ActivityNet results JSON in one pass (scalekit.evaluation, private; CPU only). data: the
+  // file's bytes, uint8 [B]. Returns (info int64 [3]: (1 if read else 0, the results object's
+  // '{' and '}' offsets), counts [V] int64, video key spans [V, 2], unique label spans [L, 2]
+  // (first appearance order; byte offsets [start, end)), label codes [N] int64, segments
+  // [N, 2] float64, scores [N] float64); all empty when it declines.
+  m.def("_anet_scan(Tensor data) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+
   // Deformable convolution v1 / v2 (Dai et al. 2017; Zhu et al. 2019), torchvision's
   // layout: offset [N, 2 * offset_groups * kH * kW, H_out, W_out] as (dy, dx) pairs,
   // mask [N, offset_groups * kH * kW, H_out, W_out] or None.

@@ -44,6 +44,7 @@ def register() -> None:
         return (boxes.new_empty((picks, 3), dtype=torch.int64), need.new_empty((picks, boxes.shape[0])),
                 need.new_empty(need.shape))
 
+    # ---- SAHI's non-maximum merging (greedy_nmm, nmm): as many keepers as the data leaves
     def _merge(boxes, scores, idxs, match_threshold, metric):
         _check_nms(boxes, scores, idxs)
         kept = torch.library.get_ctx().new_dynamic_size()
@@ -51,6 +52,17 @@ def register() -> None:
 
     torch.library.register_fake(_lib + "greedy_nmm", _merge)
     torch.library.register_fake(_lib + "nmm", _merge)
+
+    # ---- ActivityNet results JSON (scalekit.evaluation._anet_results): sizes the file decides
+    @torch.library.register_fake(_lib + "_anet_scan")
+    def _anet_scan(data):
+        torch._check(data.dim() == 1 and data.dtype == torch.uint8, lambda: "data must be uint8 [B]")
+        ctx = torch.library.get_ctx()
+        videos, labels, n = ctx.new_dynamic_size(), ctx.new_dynamic_size(), ctx.new_dynamic_size()
+        i64, f64 = torch.int64, torch.float64
+        return (data.new_empty((3,), dtype=i64), data.new_empty((videos,), dtype=i64),
+                data.new_empty((videos, 2), dtype=i64), data.new_empty((labels, 2), dtype=i64),
+                data.new_empty((n,), dtype=i64), data.new_empty((n, 2), dtype=f64), data.new_empty((n,), dtype=f64))
 
     # ---- position-sensitive RoI pooling
     @torch.library.register_fake(_lib + "ps_roi_pool")

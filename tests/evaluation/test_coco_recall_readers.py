@@ -172,6 +172,19 @@ class TestFasterCocoEval:
             coco_evaluate(preds, gt, backend="detectron2")
 
 
+@pytest.fixture(params=["compiled", "numpy"], scope="class")
+def reader_path(request):
+    """Each reader test through both paths of read_results: the compiled scanner and the numpy passes."""
+    from scalekit import _ext
+    from scalekit.evaluation import _anet_results
+
+    if request.param == "compiled" and not _ext.has_ops():
+        pytest.skip("the compiled ops are not built")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_anet_results, "_use_op", lambda: request.param == "compiled")
+        yield request.param
+
+
 class TestHostileInputIssue27:
     """The reader and recall inputs of issue 27: each gives a clear error, none a silent answer."""
 
@@ -252,6 +265,7 @@ class TestHostileInputIssue27:
         with pytest.raises(FileNotFoundError, match="results: no such result file"):
             read_activitynet({"database": {}}, str(tmp_path / "missing.json"), subset=None)
 
+    @pytest.mark.usefixtures("reader_path")
     def test_activitynet_the_fast_and_the_standard_parser_agree(self, tmp_path, monkeypatch):
         from benchmarks.eval import activitynet_files
         from scalekit import _json
@@ -333,6 +347,7 @@ def _same_predictions(fast, generic):
     np.testing.assert_array_equal(scores, g_scores)
 
 
+@pytest.mark.usefixtures("reader_path")
 class TestNumpyResultsReader:
     """The object-free reader of ActivityNet results (issue 27): the numbers of a JSON
     parser, or None so that the JSON parser reads the file."""
