@@ -7,7 +7,7 @@ import torch
 
 from benchmarks import _common
 
-SUITES = ["nms", "merge", "ps_roi", "deform_conv", "chips", "eval", "heads", "video"]
+SUITES = ["nms", "merge", "ps_roi", "deform_conv", "chips", "slicing", "eval", "heads", "video"]
 
 # Suites with options of their own (add_options(parser) and options_from(args)): their
 # options are in --help whichever suites are named (python -m benchmarks eval --help).
