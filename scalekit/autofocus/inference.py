@@ -5,7 +5,6 @@ valid ranges, resizing, and :class:`~scalekit.scale.Pyramid`'s Soft-NMS merge)."
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -18,7 +17,7 @@ from scalekit.autofocus.chips import focus_chips
 from scalekit.autofocus.labels import _image_size
 from scalekit.boxes import _check_boxes
 from scalekit.scale.levels import AreaRange, ScaleSpec
-from scalekit.scale.pyramid import MAX_LEVEL_PIXELS, Pyramid, _as_detections, resize_image
+from scalekit.scale.pyramid import MAX_LEVEL_PIXELS, Pyramid, _as_detections, _known_adapter, resize_image
 
 __all__ = ["AutoFocus", "AUTOFOCUS_LEVELS", "near_chip_border"]
 
@@ -76,18 +75,8 @@ def near_chip_border(boxes: Tensor, chip, image_size, border: float = 10.0) -> T
     return drop
 
 
-def _known_adapter(detector) -> FocusRunner | None:
-    for cls in type(detector).__mro__:
-        for prefix, module, name in _KNOWN_ADAPTERS:
-            if cls.__module__.startswith(prefix):
-                runner = getattr(importlib.import_module(module), name)(detector)
-                if runner is not None:
-                    return runner
-    return None
-
-
 def _runner(detector) -> FocusRunner:
-    runner = _known_adapter(detector)
+    runner = _known_adapter(detector, _KNOWN_ADAPTERS)
     if runner is not None:
         return runner
     if not callable(detector):

@@ -132,9 +132,12 @@ def _as_detections(out, where: str) -> dict:
     return {"boxes": boxes, "scores": scores, "labels": labels}
 
 
-def _known_adapter(detector) -> LevelDetector | None:
+def _known_adapter(detector, known=_KNOWN_ADAPTERS):
+    """The runner of the first ``(module prefix, adapter module, adapter name)`` in ``known``
+    whose prefix names a class of ``detector`` (its MRO) and whose adapter accepts it;
+    the adapter module is imported only then (no import side effect for other detectors)."""
     for cls in type(detector).__mro__:
-        for prefix, module, name in _KNOWN_ADAPTERS:
+        for prefix, module, name in known:
             if cls.__module__.startswith(prefix):
                 runner = getattr(importlib.import_module(module), name)(detector)
                 if runner is not None:
