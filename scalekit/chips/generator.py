@@ -343,8 +343,9 @@ class ChipGenerator:
         """Valid boxes that no window of their level contains (too large for a chip there), per level."""
         b, clipped = self._boxes(boxes, image_size)
         valid = self._valid(b)
+        # nothing is needed, so nothing is picked: only the cover's ``coverable`` is read
         _, _, coverable = _cover(clipped, np.zeros_like(valid), self._plan(_image_size(image_size)), self.chip_size,
-                                 self.neg_min_proposals)
+                                 (1,) * len(self.levels))
         return {level: bad.tolist() for level in range(len(self.levels))
                 if (bad := np.flatnonzero(valid[level] & ~coverable[level])).size}
 
