@@ -1,16 +1,21 @@
-"""Build scalekit's compiled op library ``scalekit._C``; the metadata is in pyproject.toml.
+"""Build scalekit's compiled op libraries; the metadata is in pyproject.toml.
 
-The extension is compiled against the torch installed in the environment you
-install into (a C++ extension only loads with the torch it was built against).
-pip builds in an isolated environment that hides that torch; rather than
+``scalekit._C_stable`` declares every op and holds the CPU kernels. It uses
+torch's stable ABI only (``torch/csrc/stable``, the C shim), with
+``TORCH_TARGET_VERSION`` set to the oldest torch scalekit supports
+(``STABLE_TARGET``): built once, against any torch at or after that release, it
+loads on that release and every later one. ``scalekit._C_cuda`` holds the CUDA
+kernels on the classic C++ ABI, so it loads only with the torch it was built
+against; it is built only when ``FORCE_CUDA=1`` is set or a GPU is visible, so
+that CPU-only machines (and CI) build in a minute.
+
+Both are compiled against the torch installed in the environment you install
+into. pip builds in an isolated environment that hides that torch; rather than
 download a second, possibly different torch for the build (see
 REFERENCE-FACTS: "avoid torch as an isolated build requirement"), this file
 finds the environment's own torch and builds against it, so ``pip install .``
 and ``pip install -e .`` work as they do for pure-Python projects. Where no
 torch can be found, the build stops with the commands to run.
-
-CUDA kernels are built only when ``FORCE_CUDA=1`` is set or a GPU is visible,
-so that CPU-only machines (and CI) build in a minute.
 """
 
 import glob
@@ -82,33 +87,56 @@ def _sources(pattern: str) -> list[str]:
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern), recursive=True))
 
 
-def _extension():
-    with_cuda = _with_cuda()
-    sources = _sources("csrc/*.cpp") + _sources("csrc/*/cpu/*.cpp")
-    define_macros = [("SCALEKIT_TORCH_VERSION", f'"{torch.__version__}"')]
+# The oldest torch the stable library loads on (its stable-ABI target), as (major, minor).
+STABLE_TARGET = (2, 13)
+
+
+def _extra(name: str) -> list[str]:
+    return os.environ.get(name, "").split()
+
+
+def _stable_extension():
+    target = STABLE_TARGET[0] << 56 | STABLE_TARGET[1] << 48
     # -ffp-contract=off: no fused multiply-adds, so that IoUs round exactly as
     # torchvision's do and CPU and CUDA agree bit for bit.
-    # -fopenmp: at::parallel_for is inlined from ATen's OpenMP header.
-    cxx = ["-O3", "-fopenmp", "-ffp-contract=off"] + os.environ.get("SCALEKIT_EXTRA_CFLAGS", "").split()
-    kwargs = dict(
-        name="scalekit._C",
-        sources=sources,
+    return CppExtension(
+        name="scalekit._C_stable",
+        sources=["csrc/scalekit.cpp"] + _sources("csrc/*/cpu/*.cpp"),
         include_dirs=[os.path.join(HERE, "csrc")],
         depends=_sources("csrc/**/*.h"),  # rebuilt when a header changes; shipped in an sdist
-        define_macros=define_macros,
-        extra_link_args=["-fopenmp"] + os.environ.get("SCALEKIT_EXTRA_LDFLAGS", "").split(),
+        define_macros=[
+            ("TORCH_TARGET_VERSION", f"0x{target:016x}ULL"),
+            ("SCALEKIT_TORCH_TARGET", '"%d.%d"' % STABLE_TARGET),
+        ],
+        extra_compile_args={"cxx": ["-O3", "-ffp-contract=off"] + _extra("SCALEKIT_EXTRA_CFLAGS")},
+        extra_link_args=_extra("SCALEKIT_EXTRA_LDFLAGS"),
     )
-    if with_cuda:
-        kwargs["sources"] += _sources("csrc/*/cuda/*.cu")
-        kwargs["define_macros"] = define_macros + [("SCALEKIT_WITH_CUDA", None)]
-        kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": ["-O3"]}
-        return CUDAExtension(**kwargs)
-    kwargs["extra_compile_args"] = {"cxx": cxx}
-    return CppExtension(**kwargs)
+
+
+def _cuda_extension():
+    return CUDAExtension(
+        name="scalekit._C_cuda",
+        sources=["csrc/scalekit_cuda.cpp"] + _sources("csrc/*/cuda/*.cu"),
+        include_dirs=[os.path.join(HERE, "csrc")],
+        depends=_sources("csrc/**/*.h"),
+        define_macros=[("SCALEKIT_TORCH_VERSION", f'"{torch.__version__}"')],
+        extra_compile_args={"cxx": ["-O3", "-ffp-contract=off"] + _extra("SCALEKIT_EXTRA_CFLAGS"), "nvcc": ["-O3"]},
+        extra_link_args=_extra("SCALEKIT_EXTRA_LDFLAGS"),
+    )
+
+
+def _extensions():
+    torch_version = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+    if torch_version < STABLE_TARGET:
+        raise SystemExit(
+            f"scalekit builds against torch >= {STABLE_TARGET[0]}.{STABLE_TARGET[1]}; "
+            f"this environment has torch {torch.__version__}"
+        )
+    return [_stable_extension()] + ([_cuda_extension()] if _with_cuda() else [])
 
 
 # Name, version, dependencies, extras and licence: pyproject.toml.
 setup(
-    ext_modules=[_extension()],
+    ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -225,8 +225,8 @@ step_build() {
   "$PY" -c "
 from scalekit import _ext
 assert _ext.has_ops(), _ext._LOAD_ERROR
-assert _ext.has_cuda_kernels(), 'built without CUDA kernels'
-print('scalekit._C loads, with CUDA kernels')"
+assert _ext.has_cuda_kernels(), _ext.cuda_load_error() or 'built without CUDA kernels'
+print('scalekit._C_stable and scalekit._C_cuda load, with CUDA kernels')"
 }
 
 pytest_args() {  # common options; $1: name of the JUnit file

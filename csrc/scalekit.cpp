@@ -1,14 +1,21 @@
-// The scalekit op library: every schema is declared here, once.
-// Kernels attach per device with TORCH_LIBRARY_IMPL in csrc/<family>/{cpu,cuda}/;
-// fake (meta) kernels and Python-side checks live in scalekit/ops/.
+// The scalekit op library, scalekit._C_stable: every schema is declared here,
+// once. It is built on torch's stable ABI only (torch/csrc/stable, targeting
+// the oldest supported torch, see setup.py), so one binary loads on that torch
+// and every later one. The CPU kernels attach with STABLE_TORCH_LIBRARY_IMPL
+// in csrc/<family>/cpu/; the CUDA kernels, still on the classic ABI, live in a
+// second library (scalekit._C_cuda, csrc/scalekit_cuda.cpp). Fake (meta)
+// kernels and Python-side checks live in scalekit/ops/.
 #include <Python.h>
-#include <torch/library.h>
 
-#ifndef SCALEKIT_TORCH_VERSION
-#define SCALEKIT_TORCH_VERSION "unknown"
+#include <torch/csrc/stable/library.h>
+
+#include "common/interrupt.h"
+
+#ifndef SCALEKIT_TORCH_TARGET
+#define SCALEKIT_TORCH_TARGET "unknown"
 #endif
 
-TORCH_LIBRARY(scalekit, m) {
+STABLE_TORCH_LIBRARY(scalekit, m) {
   // Greedy NMS. `idxs` (optional, int64 [N]) restricts suppression to boxes of
   // the same category. Returns kept indices sorted by decreasing score.
   m.def(
@@ -87,14 +94,34 @@ TORCH_LIBRARY(scalekit, m) {
       "int groups, int offset_groups) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
-// The built library is also an (empty) Python extension module, so that
-// `import scalekit._C` loads it and registers the ops above.
-extern "C" PyMODINIT_FUNC PyInit__C(void) {
+namespace {
+
+// Raises the exception a signal handler raised inside a kernel (common/interrupt.h);
+// returns None when there is none.
+PyObject* reraise_interrupt(PyObject*, PyObject*) {
+  scalekit::PendingInterrupt& p = scalekit::pending_interrupt();
+  if (p.type == nullptr) Py_RETURN_NONE;
+  PyErr_Restore(p.type, p.value, p.traceback);  // steals the references
+  p = scalekit::PendingInterrupt{};
+  return nullptr;
+}
+
+PyMethodDef methods[] = {
+    {"_reraise_interrupt", reraise_interrupt, METH_NOARGS,
+     "Raise the exception a signal handler raised inside a kernel, if any."},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
+// The built library is also a Python extension module, so that
+// `import scalekit._C_stable` loads it and registers the ops above.
+extern "C" PyMODINIT_FUNC PyInit__C_stable(void) {
   static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT, "_C", "scalekit's compiled op library", -1, nullptr};
+      PyModuleDef_HEAD_INIT, "_C_stable", "scalekit's compiled op library (torch stable ABI)", -1, methods};
   PyObject* module = PyModule_Create(&module_def);
+  // The oldest torch this binary loads on ("2.13"): the stable ABI's target.
   if (module != nullptr &&
-      PyModule_AddStringConstant(module, "torch_version", SCALEKIT_TORCH_VERSION) != 0) {
+      PyModule_AddStringConstant(module, "torch_target", SCALEKIT_TORCH_TARGET) != 0) {
     Py_DECREF(module);
     return nullptr;
   }

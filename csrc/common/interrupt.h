@@ -5,22 +5,43 @@
 // A kernel whose work can grow large (Soft-NMS on dense clusters) calls
 // `InterruptCheck::poll(work)` in its main loop. Every ~100 ms of wall time it
 // takes the GIL for a moment and runs PyErr_CheckSignals() (the mechanism of
-// faiss's PythonInterruptCallback); if a handler raised (KeyboardInterrupt
-// from Ctrl-C), the Python exception travels out of the kernel as
-// pybind11::error_already_set, which torch's Python bindings hand back to the
-// caller unchanged. Signal handlers run only in Python's main thread, so a
-// call from another thread is never interrupted. Without a Python interpreter
-// (libtorch alone) the check does nothing. The kernel must own no state that
-// leaks when an exception leaves it (plain std::vector / at::Tensor only).
+// faiss's PythonInterruptCallback). If a handler raised (KeyboardInterrupt
+// from Ctrl-C), the Python exception is taken out of the interpreter and kept
+// (pending_interrupt()), and the kernel leaves by std::runtime_error with
+// kInterruptedMessage: the stable ABI carries C++ exceptions only, and no
+// pybind11 object may cross it. scalekit.ops sees that message and re-raises
+// the kept exception through scalekit._C_stable._reraise_interrupt(), so the
+// caller gets the handler's own exception and traceback; a direct
+// torch.ops.scalekit call gets the RuntimeError. Signal handlers run only in
+// Python's main thread, so a call from another thread is never interrupted.
+// Without a Python interpreter (libtorch alone) the check does nothing. The
+// kernel must own no state that leaks when an exception leaves it (plain
+// std::vector / tensors only).
 #pragma once
 
 #include <Python.h>
-#include <pybind11/pybind11.h>
 
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
 
 namespace scalekit {
+
+// Keep in sync with scalekit/_ext.py (_INTERRUPTED).
+constexpr const char* kInterruptedMessage =
+    "scalekit: interrupted by a Python signal handler (scalekit.ops re-raises its exception)";
+
+// The exception a signal handler raised inside a kernel, until Python takes it
+// back (guarded by the GIL). One per process: only the main thread runs handlers.
+struct PendingInterrupt {
+  PyObject* type = nullptr;
+  PyObject* value = nullptr;
+  PyObject* traceback = nullptr;
+};
+inline PendingInterrupt& pending_interrupt() {
+  static PendingInterrupt pending;
+  return pending;
+}
 
 class InterruptCheck {
  public:
@@ -40,9 +61,11 @@ class InterruptCheck {
     if (!Py_IsInitialized() || finalizing()) return;
     const PyGILState_STATE state = PyGILState_Ensure();
     if (PyErr_CheckSignals() != 0) {
-      pybind11::error_already_set error;  // takes the pending exception
+      PendingInterrupt& p = pending_interrupt();
+      Py_XDECREF(p.type), Py_XDECREF(p.value), Py_XDECREF(p.traceback);
+      PyErr_Fetch(&p.type, &p.value, &p.traceback);  // takes the handler's exception
       PyGILState_Release(state);
-      throw error;
+      throw std::runtime_error(kInterruptedMessage);
     }
     PyGILState_Release(state);
   }

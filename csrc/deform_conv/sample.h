@@ -3,7 +3,7 @@
 // sample at or beyond one pixel outside reads 0; corners off the map read 0).
 #pragma once
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cstdint>
 #include <limits>

@@ -8,8 +8,7 @@
 // then by index: SAHI's order.
 #pragma once
 
-#include <ATen/ATen.h>
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cmath>
 #include <limits>
@@ -83,22 +82,23 @@ inline T merge_threshold(double t) {
   return static_cast<T>(t);
 }
 
-inline MatchMetric parse_metric(c10::string_view metric) {
-  const std::string_view m(metric.data(), metric.size());
+inline MatchMetric parse_metric(std::string_view m) {
   if (m == "iou") return MatchMetric::kIoU;
   if (m == "ios") return MatchMetric::kIoS;
-  TORCH_CHECK_VALUE(false, "metric must be 'iou' or 'ios', got '", std::string(m), "'");
+  SK_CHECK(false, "metric must be 'iou' or 'ios', got '", std::string(m), "'");
+  return MatchMetric::kIoU;  // not reached
 }
 
 // Every argument of greedy_nmm / nmm; returns the parsed metric. The tensor
 // checks are NMS's (one rule, one place).
-inline MatchMetric check_merge_args(
-    const at::Tensor& boxes, const at::Tensor& scores,
-    const std::optional<at::Tensor>& idxs, double match_threshold,
-    c10::string_view metric) {
+template <typename Tensor>
+MatchMetric check_merge_args(
+    const Tensor& boxes, const Tensor& scores,
+    const std::optional<Tensor>& idxs, double match_threshold,
+    std::string_view metric) {
   nms_detail::check_nms_args(boxes, scores, idxs, /*iou_threshold=*/0.0, /*pixel_offset=*/0.0);
-  TORCH_CHECK_VALUE(!std::isnan(match_threshold), "match_threshold must not be NaN");
-  TORCH_CHECK_VALUE(
+  SK_CHECK(!std::isnan(match_threshold), "match_threshold must not be NaN");
+  SK_CHECK(
       boxes.size(0) < std::numeric_limits<int32_t>::max(), "too many boxes: ", boxes.size(0));
   return parse_metric(metric);
 }

@@ -2,7 +2,7 @@
 // so that both round exactly alike (and exactly like torchvision's kernels).
 #pragma once
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cmath>
 #include <limits>

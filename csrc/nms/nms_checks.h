@@ -1,56 +1,60 @@
-// Argument checks shared by the CPU and CUDA NMS kernels. The Python wrappers
-// check first with friendlier messages; these guard direct torch.ops calls.
+// Argument checks shared by the CPU (stable ABI) and CUDA (classic ABI) NMS
+// kernels, written once for both tensor types (common/check.h). The Python
+// wrappers check first with friendlier messages; these guard direct torch.ops
+// calls. The finiteness check needs a reduction and lives with each device
+// (nms/cpu/finite.h, nms/cuda/finite.h).
 #pragma once
-
-#include <ATen/ATen.h>
 
 #include <cmath>
 #include <optional>
+#include <string>
 #include <string_view>
 
+#include "common/check.h"
 #include "nms/iou.h"
 
 namespace scalekit {
 namespace nms_detail {
 
-inline void check_nms_args(
-    const at::Tensor& boxes,
-    const at::Tensor& scores,
-    const std::optional<at::Tensor>& idxs,
+template <typename Tensor>
+void check_nms_args(
+    const Tensor& boxes,
+    const Tensor& scores,
+    const std::optional<Tensor>& idxs,
     double iou_threshold,
     double pixel_offset) {
-  TORCH_CHECK_VALUE(
+  SK_CHECK(
       boxes.dim() == 2 && boxes.size(1) == 4,
-      "boxes must have shape [N, 4], got ", boxes.sizes());
-  TORCH_CHECK_VALUE(
+      "boxes must have shape [N, 4], got ", shape(boxes));
+  SK_CHECK(
       scores.dim() == 1 && scores.size(0) == boxes.size(0),
       "scores must have shape [N] with N = boxes.size(0) = ", boxes.size(0),
-      ", got ", scores.sizes());
-  TORCH_CHECK_TYPE(
-      at::isFloatingType(boxes.scalar_type()),
+      ", got ", shape(scores));
+  SK_CHECK(
+      is_floating(boxes.scalar_type()),
       "boxes must be a floating point tensor, got ", boxes.scalar_type());
-  TORCH_CHECK_TYPE(
-      at::isFloatingType(scores.scalar_type()),
+  SK_CHECK(
+      is_floating(scores.scalar_type()),
       "scores must be a floating point tensor, got ", scores.scalar_type());
-  TORCH_CHECK_VALUE(
+  SK_CHECK(
       scores.device() == boxes.device(),
-      "scores must be on the device of boxes (", boxes.device(), "), got ",
-      scores.device());
+      "scores must be on the device of boxes (", device_name(boxes.device()), "), got ",
+      device_name(scores.device()));
   if (idxs.has_value()) {
-    TORCH_CHECK_VALUE(
+    SK_CHECK(
         idxs->dim() == 1 && idxs->size(0) == boxes.size(0),
         "idxs must have shape [N] with N = boxes.size(0) = ", boxes.size(0),
-        ", got ", idxs->sizes());
-    TORCH_CHECK_TYPE(
-        idxs->scalar_type() == at::kLong,
+        ", got ", shape(*idxs));
+    SK_CHECK(
+        idxs->scalar_type() == c10::ScalarType::Long,
         "idxs must be an int64 tensor, got ", idxs->scalar_type());
-    TORCH_CHECK_VALUE(
+    SK_CHECK(
         idxs->device() == boxes.device(),
-        "idxs must be on the device of boxes (", boxes.device(), "), got ",
-        idxs->device());
+        "idxs must be on the device of boxes (", device_name(boxes.device()), "), got ",
+        device_name(idxs->device()));
   }
-  TORCH_CHECK_VALUE(!std::isnan(iou_threshold), "iou_threshold must not be NaN");
-  TORCH_CHECK_VALUE(
+  SK_CHECK(!std::isnan(iou_threshold), "iou_threshold must not be NaN");
+  SK_CHECK(
       std::isfinite(pixel_offset) && pixel_offset >= 0,
       "pixel_offset must be a finite number >= 0 (0 or 1), got ", pixel_offset);
 }
@@ -59,37 +63,29 @@ inline SoftNMSMethod parse_method(std::string_view method) {
   if (method == "linear") return SoftNMSMethod::kLinear;
   if (method == "gaussian") return SoftNMSMethod::kGaussian;
   if (method == "hard") return SoftNMSMethod::kHard;
-  TORCH_CHECK_VALUE(
+  SK_CHECK(
       false, "method must be one of 'linear', 'gaussian', 'hard', got '",
       std::string(method), "'");
+  return SoftNMSMethod::kLinear;  // not reached
 }
 
 // All soft_nms arguments; returns the parsed method.
-inline SoftNMSMethod check_soft_nms_args(
-    const at::Tensor& boxes,
-    const at::Tensor& scores,
-    const std::optional<at::Tensor>& idxs,
+template <typename Tensor>
+SoftNMSMethod check_soft_nms_args(
+    const Tensor& boxes,
+    const Tensor& scores,
+    const std::optional<Tensor>& idxs,
     double iou_threshold,
     double sigma,
     double score_threshold,
-    c10::string_view method,
+    std::string_view method,
     double pixel_offset) {
   check_nms_args(boxes, scores, idxs, iou_threshold, pixel_offset);
-  TORCH_CHECK_VALUE(
+  SK_CHECK(
       std::isfinite(sigma) && sigma > 0, "sigma must be a finite number > 0, got ",
       sigma);
-  TORCH_CHECK_VALUE(!std::isnan(score_threshold), "score_threshold must not be NaN");
-  return parse_method(std::string_view(method.data(), method.size()));
-}
-
-// One reduction (and one device sync on CUDA) for both tensors.
-inline void check_finite(const at::Tensor& boxes, const at::Tensor& scores) {
-  TORCH_CHECK_VALUE(
-      at::isfinite(boxes).all().item<bool>(),
-      "boxes must be finite: found NaN or infinite coordinates");
-  TORCH_CHECK_VALUE(
-      at::isfinite(scores).all().item<bool>(),
-      "scores must be finite: found NaN or infinite values");
+  SK_CHECK(!std::isnan(score_threshold), "score_threshold must not be NaN");
+  return parse_method(method);
 }
 
 }  // namespace nms_detail

@@ -8,7 +8,7 @@
 // with respect to a shift of the whole bin along that axis (deformable offsets).
 #pragma once
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cmath>
 #include <cstdint>

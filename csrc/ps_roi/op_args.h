@@ -2,8 +2,6 @@
 // struct and checked once for the CPU and CUDA kernels.
 #pragma once
 
-#include <ATen/ATen.h>
-
 #include <optional>
 
 #include "ps_roi/checks.h"
@@ -55,42 +53,43 @@ inline OpArgs deform_args(double spatial_scale, int64_t pooled_h, int64_t pooled
 // Sample counts within kMaxSamplesPerSide (forward and backward alike).
 inline void check_samples(const OpArgs& a) {
   if (a.mode == Mode::kAlign) {
-    TORCH_CHECK_VALUE(a.sampling_ratio <= kMaxSamplesPerSide, "sampling_ratio must be <= ",
+    SK_CHECK(a.sampling_ratio <= kMaxSamplesPerSide, "sampling_ratio must be <= ",
                       kMaxSamplesPerSide, " (samples per bin side; <= 0 for adaptive), got ",
                       a.sampling_ratio);
   }
   if (a.mode == Mode::kDeform) {
-    TORCH_CHECK_VALUE(a.sample_per_part > 0 && a.sample_per_part <= kMaxSamplesPerSide,
+    SK_CHECK(a.sample_per_part > 0 && a.sample_per_part <= kMaxSamplesPerSide,
                       "sample_per_part must be in [1, ", kMaxSamplesPerSide, "], got ",
                       a.sample_per_part);
   }
 }
 
-// Checks for a forward call; returns the number of output channels.
-inline int64_t check_forward(const at::Tensor& input, const at::Tensor& rois,
-                             const std::optional<at::Tensor>& offset, const OpArgs& a) {
+// Checks for a forward call but the RoIs' values (check_roi_values, per device,
+// next); returns the number of output channels.
+template <typename Tensor>
+int64_t check_forward(const Tensor& input, const Tensor& rois,
+                      const std::optional<Tensor>& offset, const OpArgs& a) {
   check_input_rois(input, rois);
   check_pooled(input.size(1), a.pooled_h, a.pooled_w, a.group_h, a.group_w);
-  TORCH_CHECK_VALUE(std::isfinite(a.spatial_scale) && a.spatial_scale > 0,
+  SK_CHECK(std::isfinite(a.spatial_scale) && a.spatial_scale > 0,
                     "spatial_scale must be a finite number > 0, got ", a.spatial_scale);
   if (a.mode == Mode::kDeform) {
-    TORCH_CHECK_VALUE(a.part_h > 0 && a.part_w > 0, "part_size must be positive, got (",
+    SK_CHECK(a.part_h > 0 && a.part_w > 0, "part_size must be positive, got (",
                       a.part_h, ", ", a.part_w, ")");
-    TORCH_CHECK_VALUE(std::isfinite(a.trans_std), "trans_std must be finite, got ", a.trans_std);
+    SK_CHECK(std::isfinite(a.trans_std), "trans_std must be finite, got ", a.trans_std);
     check_offset(offset, input, rois.size(0), a.part_h, a.part_w);
   }
   check_samples(a);
-  check_roi_values(rois, input.size(0));
   return input.size(1) / a.groups();
 }
 
-inline void check_backward(const at::Tensor& grad, const at::Tensor& rois, const OpArgs& a,
-                           int64_t channels) {
+template <typename Tensor>
+void check_backward(const Tensor& grad, const Tensor& rois, const OpArgs& a, int64_t channels) {
   check_samples(a);
-  TORCH_CHECK_VALUE(
+  SK_CHECK(
       grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(2) == a.pooled_h &&
           grad.size(3) == a.pooled_w && grad.size(1) * a.groups() == channels,
-      "grad must have shape [K, C, pooled_h, pooled_w], got ", grad.sizes());
+      "grad must have shape [K, C, pooled_h, pooled_w], got ", shape(grad));
 }
 
 }  // namespace ps_roi

@@ -111,6 +111,10 @@ def deform_conv2d(
     if offset.shape[1] % (2 * kh * kw) != 0 or offset.shape[1] == 0:
         raise ValueError(f"offset channels ({offset.shape[1]}) must be a positive multiple of 2 * kH * kW = {2 * kh * kw}")
     offset_groups = offset.shape[1] // (2 * kh * kw)
+    if not torch.is_autocast_enabled(input.device.type):  # under autocast the dispatcher casts them first
+        for name, t in (("weight", weight), ("offset", offset), ("mask", mask), ("bias", bias)):
+            if t is not None and t.dtype != input.dtype:
+                raise TypeError(f"{name} must have the dtype of input ({input.dtype}), got {t.dtype}")
     return torch.ops.scalekit.deform_conv2d(input, weight, offset, mask, bias, sh, sw, ph, pw, dh, dw,
                                             groups, offset_groups)
 

@@ -111,7 +111,7 @@ def greedy_nmm(
                 [50., 50., 60., 60.]])
     """
     boxes, scores, idxs, match_threshold, metric = _merge_args(boxes, scores, idxs, match_threshold, metric)
-    return torch.ops.scalekit.greedy_nmm(boxes, scores, idxs, match_threshold, metric)
+    return _ext.call_op(torch.ops.scalekit.greedy_nmm, boxes, scores, idxs, match_threshold, metric)
 
 
 @fx_leaf
@@ -158,4 +158,4 @@ def nmm(
         tensor([0, 2])
     """
     boxes, scores, idxs, match_threshold, metric = _merge_args(boxes, scores, idxs, match_threshold, metric)
-    return torch.ops.scalekit.nmm(boxes, scores, idxs, match_threshold, metric)
+    return _ext.call_op(torch.ops.scalekit.nmm, boxes, scores, idxs, match_threshold, metric)

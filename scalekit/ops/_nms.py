@@ -258,8 +258,8 @@ def soft_nms(
     """
     boxes, scores, _, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset)
     sigma, score_threshold = _soft_nms_args(sigma, score_threshold, method)
-    return torch.ops.scalekit.soft_nms(
-        boxes, scores, None, iou_threshold, sigma, score_threshold, method, pixel_offset
+    return _ext.call_op(
+        torch.ops.scalekit.soft_nms, boxes, scores, None, iou_threshold, sigma, score_threshold, method, pixel_offset
     )
 
 
@@ -294,8 +294,8 @@ def batched_soft_nms(
     """
     boxes, scores, idxs, iou_threshold, pixel_offset = _nms_args(boxes, scores, iou_threshold, pixel_offset, idxs)
     sigma, score_threshold = _soft_nms_args(sigma, score_threshold, method)
-    return torch.ops.scalekit.soft_nms(
-        boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, pixel_offset
+    return _ext.call_op(
+        torch.ops.scalekit.soft_nms, boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, pixel_offset
     )
 
 

@@ -4,7 +4,7 @@ plain conv at zero offsets, golden values, gradcheck, opcheck, bad input."""
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
+from tests.peers import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ the memory layout; where torchvision answers, it is torchvision's answer."""
 
 import pytest
 import torch
-import torchvision
+from tests.peers import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
 

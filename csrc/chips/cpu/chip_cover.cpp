@@ -16,47 +16,47 @@
 //
 // Containment is tested in double exactly as the Python reference does:
 // xs[i] <= x1 * f && x2 * f <= xs[i] + chip (no fused multiply-add, see setup.py).
-#include <ATen/ATen.h>
-#include <torch/library.h>
-
 #include <cstdint>
 #include <vector>
+
+#include "common/stable.h"
 
 namespace scalekit {
 namespace {
 
 void check_cover_args(
-    const at::Tensor& boxes, const at::Tensor& need, const at::Tensor& factors,
-    const at::Tensor& xs, const at::Tensor& ys, const at::Tensor& x_offsets,
-    const at::Tensor& y_offsets, double chip, at::IntArrayRef min_count) {
-  TORCH_CHECK_VALUE(boxes.dim() == 2 && boxes.size(1) == 4, "boxes must have shape [N, 4], got ",
-                    boxes.sizes());
+    const Tensor& boxes, const Tensor& need, const Tensor& factors,
+    const Tensor& xs, const Tensor& ys, const Tensor& x_offsets,
+    const Tensor& y_offsets, double chip, const std::vector<int64_t>& min_count) {
+  SK_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes must have shape [N, 4], got ",
+                    shape(boxes));
   const int64_t levels = factors.numel();
-  TORCH_CHECK_VALUE(factors.dim() == 1, "factors must have shape [L], got ", factors.sizes());
-  TORCH_CHECK_VALUE(need.dim() == 2 && need.size(0) == levels && need.size(1) == boxes.size(0),
+  SK_CHECK(factors.dim() == 1, "factors must have shape [L], got ", shape(factors));
+  SK_CHECK(need.dim() == 2 && need.size(0) == levels && need.size(1) == boxes.size(0),
                     "need must have shape [L, N] = [", levels, ", ", boxes.size(0), "], got ",
-                    need.sizes());
-  TORCH_CHECK_VALUE(x_offsets.dim() == 1 && x_offsets.numel() == levels + 1 &&
+                    shape(need));
+  SK_CHECK(x_offsets.dim() == 1 && x_offsets.numel() == levels + 1 &&
                         y_offsets.dim() == 1 && y_offsets.numel() == levels + 1,
                     "x_offsets and y_offsets must have shape [L + 1] = [", levels + 1, "], got ",
-                    x_offsets.sizes(), " and ", y_offsets.sizes());
-  TORCH_CHECK_VALUE(static_cast<int64_t>(min_count.size()) == levels,
+                    shape(x_offsets), " and ", shape(y_offsets));
+  SK_CHECK(static_cast<int64_t>(min_count.size()) == levels,
                     "min_count needs one value per level (", levels, "), got ", min_count.size());
-  TORCH_CHECK_VALUE(xs.dim() == 1 && ys.dim() == 1, "xs and ys must be 1-D");
+  SK_CHECK(xs.dim() == 1 && ys.dim() == 1, "xs and ys must be 1-D");
   for (const auto* t : {&boxes, &factors, &xs, &ys}) {
-    TORCH_CHECK_TYPE(t->scalar_type() == at::kDouble, "boxes, factors, xs and ys must be float64");
-    TORCH_CHECK_VALUE(t->device().is_cpu(), "chip_cover runs on the CPU");
+    SK_CHECK(t->scalar_type() == ScalarType::Double, "boxes, factors, xs and ys must be float64");
+    SK_CHECK(t->device().is_cpu(), "chip_cover runs on the CPU");
   }
-  TORCH_CHECK_TYPE(need.scalar_type() == at::kBool, "need must be bool, got ", need.scalar_type());
-  TORCH_CHECK_TYPE(x_offsets.scalar_type() == at::kLong && y_offsets.scalar_type() == at::kLong,
+  SK_CHECK(need.scalar_type() == ScalarType::Bool, "need must be bool, got ", need.scalar_type());
+  SK_CHECK(x_offsets.scalar_type() == ScalarType::Long && y_offsets.scalar_type() == ScalarType::Long,
                    "x_offsets and y_offsets must be int64");
-  TORCH_CHECK_VALUE(chip > 0, "chip must be > 0, got ", chip);
-  const int64_t* xo = x_offsets.data_ptr<int64_t>();
-  const int64_t* yo = y_offsets.data_ptr<int64_t>();
-  TORCH_CHECK_VALUE(xo[0] == 0 && xo[levels] == xs.numel() && yo[0] == 0 && yo[levels] == ys.numel(),
+  SK_CHECK(chip > 0, "chip must be > 0, got ", chip);
+  const Tensor xo_t = contiguous(x_offsets), yo_t = contiguous(y_offsets);
+  const int64_t* xo = xo_t.const_data_ptr<int64_t>();
+  const int64_t* yo = yo_t.const_data_ptr<int64_t>();
+  SK_CHECK(xo[0] == 0 && xo[levels] == xs.numel() && yo[0] == 0 && yo[levels] == ys.numel(),
                     "offsets must run from 0 to len(xs) and len(ys)");
   for (int64_t l = 0; l < levels; ++l) {
-    TORCH_CHECK_VALUE(xo[l] < xo[l + 1] && yo[l] < yo[l + 1],
+    SK_CHECK(xo[l] < xo[l + 1] && yo[l] < yo[l + 1],
                       "every level needs at least one window position; level ", l, " has none");
   }
 }
@@ -70,24 +70,25 @@ void fitting(const double* xs, int64_t lo, int64_t hi, double a, double b, doubl
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> chip_cover_cpu(
-    const at::Tensor& boxes_, const at::Tensor& need_, const at::Tensor& factors_,
-    const at::Tensor& xs_, const at::Tensor& ys_, const at::Tensor& x_offsets_,
-    const at::Tensor& y_offsets_, double chip, at::IntArrayRef min_count) {
+std::tuple<Tensor, Tensor, Tensor> chip_cover_cpu(
+    const Tensor& boxes_, const Tensor& need_, const Tensor& factors_,
+    const Tensor& xs_, const Tensor& ys_, const Tensor& x_offsets_,
+    const Tensor& y_offsets_, double chip, const std::vector<int64_t>& min_count) {
   check_cover_args(boxes_, need_, factors_, xs_, ys_, x_offsets_, y_offsets_, chip, min_count);
-  const at::Tensor boxes = boxes_.contiguous(), need_t = need_.contiguous();
-  const at::Tensor factors = factors_.contiguous(), xs_t = xs_.contiguous(), ys_t = ys_.contiguous();
+  const Tensor boxes = contiguous(boxes_), need_t = contiguous(need_);
+  const Tensor factors = contiguous(factors_), xs_t = contiguous(xs_), ys_t = contiguous(ys_);
+  const Tensor xo_t = contiguous(x_offsets_), yo_t = contiguous(y_offsets_);
   const int64_t n = boxes.size(0), levels = factors.numel();
-  const double* b = boxes.data_ptr<double>();
-  const bool* need = need_t.data_ptr<bool>();
-  const double* f = factors.data_ptr<double>();
-  const double* xs = xs_t.data_ptr<double>();
-  const double* ys = ys_t.data_ptr<double>();
-  const int64_t* xo = x_offsets_.contiguous().data_ptr<int64_t>();
-  const int64_t* yo = y_offsets_.contiguous().data_ptr<int64_t>();
+  const double* b = boxes.const_data_ptr<double>();
+  const bool* need = need_t.const_data_ptr<bool>();
+  const double* f = factors.const_data_ptr<double>();
+  const double* xs = xs_t.const_data_ptr<double>();
+  const double* ys = ys_t.const_data_ptr<double>();
+  const int64_t* xo = xo_t.const_data_ptr<int64_t>();
+  const int64_t* yo = yo_t.const_data_ptr<int64_t>();
 
-  at::Tensor coverable = at::zeros({levels, n}, need_.options());
-  bool* cov = coverable.data_ptr<bool>();
+  Tensor coverable = new_zeros({levels, n}, ScalarType::Bool);
+  bool* cov = coverable.mutable_data_ptr<bool>();
   std::vector<int64_t> picks;     // (level, global i, global j) triples
   std::vector<uint8_t> members;   // one row of n per pick
   std::vector<int32_t> counts, in_x, in_y;
@@ -134,17 +135,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> chip_cover_cpu(
     }
   }
   const int64_t p = static_cast<int64_t>(picks.size() / 3);
-  at::Tensor picks_t = at::empty({p, 3}, boxes_.options().dtype(at::kLong));
-  std::copy(picks.begin(), picks.end(), picks_t.data_ptr<int64_t>());
-  at::Tensor members_t = at::empty({p, n}, need_.options());
-  std::copy(members.begin(), members.end(), reinterpret_cast<uint8_t*>(members_t.data_ptr<bool>()));
+  const Tensor picks_t = from_vector(picks, ScalarType::Long, {p, 3});
+  const Tensor members_t = from_vector(members, ScalarType::Bool, {p, n});
   return {picks_t, members_t, coverable};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
-  m.impl("chip_cover", TORCH_FN(chip_cover_cpu));
+STABLE_TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
+  m.impl("chip_cover", TORCH_BOX(&chip_cover_cpu));
 }
 
 }  // namespace scalekit

@@ -20,14 +20,15 @@
 //
 // No recursion: the top level keeps a depth counter, the results object has a
 // fixed depth of 4. Every read is bounds-checked against the buffer's length.
-#include <ATen/ATen.h>
-#include <torch/library.h>
-
 #include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
+#include <vector>
+
+#include "common/stable.h"
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -305,49 +306,45 @@ bool scan(const uint8_t* b, size_t n, Scanner& results, size_t& open, size_t& cl
   return any_token && depth == 0 && found && !expect_results_value;
 }
 
-at::Tensor vector_tensor(const std::vector<int64_t>& v) {
-  at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kLong);
-  if (!v.empty()) std::memcpy(t.data_ptr<int64_t>(), v.data(), v.size() * sizeof(int64_t));
-  return t;
+// [size / columns, columns] (or [size]) tensor holding a copy of v.
+template <typename T>
+Tensor vector_tensor(const std::vector<T>& v, int64_t columns = 0) {
+  const int64_t size = static_cast<int64_t>(v.size());
+  const ScalarType dtype = std::is_same_v<T, double> ? ScalarType::Double : ScalarType::Long;
+  return from_vector(v, dtype, columns ? std::vector<int64_t>{size / columns, columns} : std::vector<int64_t>{size});
 }
 
-at::Tensor vector_tensor(const std::vector<double>& v) {
-  at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kDouble);
-  if (!v.empty()) std::memcpy(t.data_ptr<double>(), v.data(), v.size() * sizeof(double));
-  return t;
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-anet_scan_cpu(const at::Tensor& data_) {
-  TORCH_CHECK_TYPE(data_.scalar_type() == at::kByte, "data must be uint8 (the file's bytes), got ",
-                   data_.scalar_type());
-  TORCH_CHECK_VALUE(data_.dim() == 1, "data must have shape [B], got ", data_.sizes());
-  TORCH_CHECK_VALUE(data_.device().is_cpu(), "_anet_scan runs on the CPU");
-  const at::Tensor data = data_.contiguous();
-  const uint8_t* b = data.data_ptr<uint8_t>();
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> anet_scan_cpu(const Tensor& data_) {
+  SK_CHECK(data_.scalar_type() == ScalarType::Byte, "data must be uint8 (the file's bytes), got ",
+           data_.scalar_type());
+  SK_CHECK(data_.dim() == 1, "data must have shape [B], got ", shape(data_));
+  SK_CHECK(data_.device().is_cpu(), "_anet_scan runs on the CPU");
+  const Tensor data = contiguous(data_);
+  const uint8_t* b = data.const_data_ptr<uint8_t>();
   const size_t n = static_cast<size_t>(data.numel());
   Scanner results(b, n);
   size_t open = 0, close = 0;
-  at::Tensor info = at::zeros({3}, at::kLong);
+  Tensor info = new_zeros({3}, ScalarType::Long);
   if (!scan(b, n, results, open, close)) {
-    return {info, at::empty({0}, at::kLong), at::empty({0, 2}, at::kLong), at::empty({0, 2}, at::kLong),
-            at::empty({0}, at::kLong), at::empty({0, 2}, at::kDouble), at::empty({0}, at::kDouble)};
+    return {info, new_empty({0}, ScalarType::Long), new_empty({0, 2}, ScalarType::Long),
+            new_empty({0, 2}, ScalarType::Long), new_empty({0}, ScalarType::Long),
+            new_empty({0, 2}, ScalarType::Double), new_empty({0}, ScalarType::Double)};
   }
-  int64_t* in = info.data_ptr<int64_t>();
+  int64_t* in = info.mutable_data_ptr<int64_t>();
   in[0] = 1;
   in[1] = static_cast<int64_t>(open);
   in[2] = static_cast<int64_t>(close);
   return {info,
           vector_tensor(results.counts),
-          vector_tensor(results.vspans).view({-1, 2}),
-          vector_tensor(results.lspans).view({-1, 2}),
+          vector_tensor(results.vspans, 2),
+          vector_tensor(results.lspans, 2),
           vector_tensor(results.codes),
-          vector_tensor(results.segments).view({-1, 2}),
+          vector_tensor(results.segments, 2),
           vector_tensor(results.scores)};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalekit, CPU, m) { m.impl("_anet_scan", &anet_scan_cpu); }
+STABLE_TORCH_LIBRARY_IMPL(scalekit, CPU, m) { m.impl("_anet_scan", TORCH_BOX(&anet_scan_cpu)); }
 
 }  // namespace scalekit

@@ -8,17 +8,14 @@
 // with the work left. A group's candidates are then re-checked in SAHI's order
 // against the merged box as it grows (a candidate that no longer matches it is
 // dropped). Work O(N log N + the unassigned boxes the windows hold), memory O(N).
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
 #include <algorithm>
 #include <numeric>
 #include <tuple>
 #include <vector>
 
 #include "common/interrupt.h"
+#include "common/stable.h"
+#include "nms/cpu/finite.h"
 #include "merge/merge.h"
 
 namespace scalekit {
@@ -110,7 +107,7 @@ class ActiveIndex {
     if (hi - lo < 2 * kParallelGrain) {
       run(lo, hi);
     } else {
-      at::parallel_for(lo, hi, kParallelGrain, run);
+      torch::stable::parallel_for(lo, hi, kParallelGrain, run);
     }
   }
 
@@ -164,10 +161,10 @@ class ActiveIndex {
 };
 
 template <typename scalar_t, typename acc_t>
-Boxes<acc_t> read_boxes(const at::Tensor& boxes, const at::Tensor& scores, const int64_t* idxs) {
+Boxes<acc_t> read_boxes(const Tensor& boxes, const Tensor& scores, const int64_t* idxs) {
   const int64_t n = boxes.size(0);
-  const scalar_t* b = boxes.data_ptr<scalar_t>();
-  const acc_t* s = scores.data_ptr<acc_t>();
+  const scalar_t* b = boxes.const_data_ptr<scalar_t>();
+  const acc_t* s = scores.const_data_ptr<acc_t>();
   Boxes<acc_t> out;
   bool finite = true;
   out.x1.resize(n), out.y1.resize(n), out.x2.resize(n), out.y2.resize(n);
@@ -328,51 +325,51 @@ std::pair<std::vector<int64_t>, std::vector<acc_t>> nmm_impl(
   return {keep, merged};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> merge_cpu(
-    const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
-    double match_threshold, c10::string_view metric_name, bool greedy) {
+std::tuple<Tensor, Tensor, Tensor> merge_cpu(
+    const Tensor& boxes, const Tensor& scores, const std::optional<Tensor>& idxs,
+    double match_threshold, std::string_view metric_name, bool greedy) {
   const MatchMetric metric = check_merge_args(boxes, scores, idxs, match_threshold, metric_name);
   if (boxes.size(0) == 0) {
-    return {at::empty({0}, boxes.options().dtype(at::kLong)), at::empty({0, 4}, boxes.options()),
-            at::empty({0}, scores.options())};
+    return {new_empty({0}, ScalarType::Long), new_empty({0, 4}, boxes.scalar_type()),
+            new_empty({0}, scores.scalar_type())};
   }
-  const at::Tensor bx = boxes.contiguous();
-  const at::Tensor c = idxs.has_value() ? idxs->contiguous() : at::Tensor();
-  const int64_t* cat = c.defined() ? c.data_ptr<int64_t>() : nullptr;
+  const Tensor bx = contiguous(boxes);
+  const std::optional<Tensor> c = idxs.has_value() ? std::optional(contiguous(*idxs)) : std::nullopt;
+  const int64_t* cat = c.has_value() ? c->const_data_ptr<int64_t>() : nullptr;
   const int64_t n = boxes.size(0);
-  at::Tensor keep, merged;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, bx.scalar_type(), "scalekit_merge_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const auto acc = c10::CppTypeToScalarType<acc_t>::value;
-        const at::Tensor s = scores.to(acc).contiguous();
-        const Boxes<acc_t> b = read_boxes<scalar_t, acc_t>(bx, s, cat);
-        auto [k, m] = greedy ? greedy_nmm_impl(b, n, metric, match_threshold)
-                             : nmm_impl(b, n, metric, match_threshold);
-        keep = at::tensor(k, boxes.options().dtype(at::kLong));
-        merged = at::tensor(m, boxes.options().dtype(acc)).view({-1, 4}).to(boxes.scalar_type());
-      });
+  Tensor keep, merged;
+  dispatch_floating(bx.scalar_type(), "boxes", [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    using acc_t = acc_type<scalar_t>;
+    const ScalarType acc = scalar_type_of<acc_t>();
+    const Tensor s = contiguous(to_dtype(scores, acc));
+    const Boxes<acc_t> b = read_boxes<scalar_t, acc_t>(bx, s, cat);
+    auto [k, m] = greedy ? greedy_nmm_impl(b, n, metric, match_threshold)
+                         : nmm_impl(b, n, metric, match_threshold);
+    keep = from_vector(k, ScalarType::Long);
+    merged = to_dtype(from_vector(m, acc, {static_cast<int64_t>(m.size() / 4), 4}), boxes.scalar_type());
+  });
   // The keeper scores highest in its group: its score is the group's.
-  return {keep, merged, scores.index_select(0, keep)};
+  return {keep, merged, index_select(scores, 0, keep)};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> greedy_nmm_cpu(
-    const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
-    double match_threshold, c10::string_view metric) {
+std::tuple<Tensor, Tensor, Tensor> greedy_nmm_cpu(
+    const Tensor& boxes, const Tensor& scores, const std::optional<Tensor>& idxs,
+    double match_threshold, std::string_view metric) {
   return merge_cpu(boxes, scores, idxs, match_threshold, metric, /*greedy=*/true);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> nmm_cpu(
-    const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
-    double match_threshold, c10::string_view metric) {
+std::tuple<Tensor, Tensor, Tensor> nmm_cpu(
+    const Tensor& boxes, const Tensor& scores, const std::optional<Tensor>& idxs,
+    double match_threshold, std::string_view metric) {
   return merge_cpu(boxes, scores, idxs, match_threshold, metric, /*greedy=*/false);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
-  m.impl("greedy_nmm", TORCH_FN(greedy_nmm_cpu));
-  m.impl("nmm", TORCH_FN(nmm_cpu));
+STABLE_TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
+  m.impl("greedy_nmm", TORCH_BOX(&greedy_nmm_cpu));
+  m.impl("nmm", TORCH_BOX(&nmm_cpu));
 }
 
 }  // namespace scalekit

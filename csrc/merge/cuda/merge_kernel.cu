@@ -26,6 +26,7 @@
 
 #include "common/cuda_launch.h"
 #include "merge/merge.h"
+#include "nms/cuda/finite.h"
 
 namespace scalekit {
 namespace {

@@ -5,11 +5,8 @@
 // category whose x-extent can overlap it (a binary search in the spatial
 // index), with a branch-free loop the compiler vectorises, split over threads
 // when the window is large.
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
+#include "common/stable.h"
+#include "nms/cpu/finite.h"
 #include "nms/cpu/spatial_index.h"
 #include "nms/iou.h"
 #include "nms/nms_checks.h"
@@ -42,16 +39,15 @@ void suppress_window(
 }
 
 template <typename scalar_t, typename acc_t>
-at::Tensor nms_cpu_impl(
-    const at::Tensor& boxes, const at::Tensor& scores, const int64_t* idxs,
+Tensor nms_cpu_impl(
+    const Tensor& boxes, const Tensor& scores, const int64_t* idxs,
     double iou_threshold, double pixel_offset) {
   const int64_t n = boxes.size(0);
   const auto s = build_spatial_index<scalar_t, acc_t>(
-      boxes, idxs, static_cast<acc_t>(pixel_offset));
+      boxes.const_data_ptr<scalar_t>(), n, idxs, static_cast<acc_t>(pixel_offset));
   // Decreasing score, ties by increasing index.
-  const at::Tensor order_t =
-      std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
-  const int64_t* order = order_t.data_ptr<int64_t>();
+  const Tensor order_t = argsort_descending(scores);
+  const int64_t* order = order_t.const_data_ptr<int64_t>();
   std::vector<int32_t> rank(n);
   for (int64_t r = 0; r < n; ++r) rank[s.position[order[r]]] = static_cast<int32_t>(r);
   std::vector<uint8_t> removed(n, 0);
@@ -68,41 +64,40 @@ at::Tensor nms_cpu_impl(
     if (hi - lo < 2 * kParallelGrain) {
       suppress_window(s, rank.data(), removed.data(), p, int32_t(r), threshold, lo, hi);
     } else {
-      at::parallel_for(lo, hi, kParallelGrain, [&](int64_t b, int64_t e) {
+      torch::stable::parallel_for(lo, hi, kParallelGrain, [&](int64_t b, int64_t e) {
         suppress_window(s, rank.data(), removed.data(), p, int32_t(r), threshold, b, e);
       });
     }
   }
-  return at::tensor(keep, boxes.options().dtype(at::kLong));
+  return from_vector(keep, ScalarType::Long);
 }
 
-at::Tensor nms_cpu(
-    const at::Tensor& boxes, const at::Tensor& scores,
-    const std::optional<at::Tensor>& idxs, double iou_threshold,
+Tensor nms_cpu(
+    const Tensor& boxes, const Tensor& scores,
+    const std::optional<Tensor>& idxs, double iou_threshold,
     double pixel_offset) {
   check_nms_args(boxes, scores, idxs, iou_threshold, pixel_offset);
-  TORCH_CHECK_VALUE(
+  SK_CHECK(
       boxes.size(0) < std::numeric_limits<int32_t>::max(), "too many boxes");
-  if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
+  if (boxes.size(0) == 0) return new_empty({0}, ScalarType::Long);
   check_finite(boxes, scores);
-  const at::Tensor b = boxes.contiguous();
-  const at::Tensor c = idxs.has_value() ? idxs->contiguous() : at::Tensor();
-  const int64_t* cat = c.defined() ? c.data_ptr<int64_t>() : nullptr;
-  at::Tensor keep;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "scalekit_nms_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        keep = nms_cpu_impl<scalar_t, acc_t>(
-            b, scores.to(c10::CppTypeToScalarType<acc_t>::value), cat, iou_threshold,
-            pixel_offset);
-      });
+  const Tensor b = contiguous(boxes);
+  const std::optional<Tensor> c = idxs.has_value() ? std::optional(contiguous(*idxs)) : std::nullopt;
+  const int64_t* cat = c.has_value() ? c->const_data_ptr<int64_t>() : nullptr;
+  Tensor keep;
+  dispatch_floating(b.scalar_type(), "boxes", [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    using acc_t = acc_type<scalar_t>;
+    keep = nms_cpu_impl<scalar_t, acc_t>(
+        b, to_dtype(scores, scalar_type_of<acc_t>()), cat, iou_threshold, pixel_offset);
+  });
   return keep;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
-  m.impl("nms", TORCH_FN(nms_cpu));
+STABLE_TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
+  m.impl("nms", TORCH_BOX(&nms_cpu));
 }
 
 }  // namespace scalekit

@@ -13,14 +13,12 @@
 // again at every decay: on a dense cluster that is one heap entry per
 // overlapping pair, O(pairs log pairs) time and O(pairs) memory, about
 // N^2.7 on identical boxes.)
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <torch/library.h>
-
 #include <algorithm>
 #include <tuple>
 
 #include "common/interrupt.h"
+#include "common/stable.h"
+#include "nms/cpu/finite.h"
 #include "nms/cpu/spatial_index.h"
 #include "nms/iou.h"
 #include "nms/nms_checks.h"
@@ -76,14 +74,14 @@ class Tournament {
 };
 
 template <typename scalar_t, typename acc_t>
-std::tuple<at::Tensor, at::Tensor> soft_nms_cpu_impl(
-    const at::Tensor& boxes, const at::Tensor& scores, const int64_t* idxs,
+std::tuple<Tensor, Tensor> soft_nms_cpu_impl(
+    const Tensor& boxes, const Tensor& scores, const int64_t* idxs,
     double iou_threshold, double sigma, double score_threshold,
     SoftNMSMethod method, double pixel_offset) {
   const int64_t n = boxes.size(0);
   const auto s = build_spatial_index<scalar_t, acc_t>(
-      boxes, idxs, static_cast<acc_t>(pixel_offset));
-  const acc_t* in_scores = scores.data_ptr<acc_t>();
+      boxes.const_data_ptr<scalar_t>(), n, idxs, static_cast<acc_t>(pixel_offset));
+  const acc_t* in_scores = scores.const_data_ptr<acc_t>();
 
   std::vector<acc_t> score(n);
   std::vector<uint8_t> alive(n);
@@ -130,39 +128,38 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu_impl(
     interrupt.poll((hi - lo) + tree.update(changed_lo, changed_hi));
   }
   return {
-      at::tensor(keep, boxes.options().dtype(at::kLong)),
-      at::tensor(kept_scores, scores.options())};
+      from_vector(keep, ScalarType::Long),
+      from_vector(kept_scores, scalar_type_of<acc_t>())};
 }
 
-std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(
-    const at::Tensor& boxes, const at::Tensor& scores,
-    const std::optional<at::Tensor>& idxs, double iou_threshold, double sigma,
-    double score_threshold, c10::string_view method, double pixel_offset) {
+std::tuple<Tensor, Tensor> soft_nms_cpu(
+    const Tensor& boxes, const Tensor& scores,
+    const std::optional<Tensor>& idxs, double iou_threshold, double sigma,
+    double score_threshold, std::string_view method, double pixel_offset) {
   const SoftNMSMethod m = check_soft_nms_args(
       boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, pixel_offset);
   if (boxes.size(0) == 0) {
-    return {at::empty({0}, boxes.options().dtype(at::kLong)), at::empty({0}, scores.options())};
+    return {new_empty({0}, ScalarType::Long), new_empty({0}, scores.scalar_type())};
   }
   check_finite(boxes, scores);
-  const at::Tensor b = boxes.contiguous();
-  const at::Tensor c = idxs.has_value() ? idxs->contiguous() : at::Tensor();
-  const int64_t* cat = c.defined() ? c.data_ptr<int64_t>() : nullptr;
-  at::Tensor keep, kept_scores;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "scalekit_soft_nms_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const auto acc_scores =
-            scores.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
-        std::tie(keep, kept_scores) = soft_nms_cpu_impl<scalar_t, acc_t>(
-            b, acc_scores, cat, iou_threshold, sigma, score_threshold, m, pixel_offset);
-      });
-  return {keep, kept_scores.to(scores.scalar_type())};
+  const Tensor b = contiguous(boxes);
+  const std::optional<Tensor> c = idxs.has_value() ? std::optional(contiguous(*idxs)) : std::nullopt;
+  const int64_t* cat = c.has_value() ? c->const_data_ptr<int64_t>() : nullptr;
+  Tensor keep, kept_scores;
+  dispatch_floating(b.scalar_type(), "boxes", [&](auto tag) {
+    using scalar_t = typename decltype(tag)::type;
+    using acc_t = acc_type<scalar_t>;
+    const Tensor acc_scores = contiguous(to_dtype(scores, scalar_type_of<acc_t>()));
+    std::tie(keep, kept_scores) = soft_nms_cpu_impl<scalar_t, acc_t>(
+        b, acc_scores, cat, iou_threshold, sigma, score_threshold, m, pixel_offset);
+  });
+  return {keep, to_dtype(kept_scores, scores.scalar_type())};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
-  m.impl("soft_nms", TORCH_FN(soft_nms_cpu));
+STABLE_TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
+  m.impl("soft_nms", TORCH_BOX(&soft_nms_cpu));
 }
 
 }  // namespace scalekit

@@ -3,8 +3,6 @@
 // width, computed with the very roundings that box_iou uses.
 #pragma once
 
-#include <ATen/ATen.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -49,12 +47,10 @@ struct SpatialIndex {
   }
 };
 
-// `boxes` [N, 4] contiguous CPU, finite; `idxs` nullptr or [N] categories.
+// `b` [n, 4] contiguous boxes, finite; `idxs` nullptr or [n] categories.
 template <typename scalar_t, typename acc_t>
 SpatialIndex<acc_t> build_spatial_index(
-    const at::Tensor& boxes, const int64_t* idxs, acc_t off) {
-  const int64_t n = boxes.size(0);
-  const scalar_t* b = boxes.data_ptr<scalar_t>();
+    const scalar_t* b, int64_t n, const int64_t* idxs, acc_t off) {
   SpatialIndex<acc_t> s;
   s.off = off;
   s.index.resize(n);

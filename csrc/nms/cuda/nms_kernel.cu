@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include "nms/iou.h"
+#include "nms/cuda/finite.h"
 #include "nms/nms_checks.h"
 
 namespace scalekit {

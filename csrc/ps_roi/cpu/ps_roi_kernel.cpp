@@ -7,16 +7,13 @@
 //                   every input channel has exactly one writer, so there are
 //                   no atomics and the result is deterministic.
 // backward (offset): parallel over RoIs, deterministic too.
-#include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <type_traits>
 #include <vector>
 
+#include "common/stable.h"
 #include "ps_roi/entry.h"
 
 namespace scalekit {
@@ -57,7 +54,7 @@ struct Taps {
       } else if (n > 1 && pi[n - 2] == at) {
         pw[n - 2] += wi, pd[n - 2] += dwi;
       } else {
-        TORCH_INTERNAL_ASSERT(static_cast<size_t>(n) < cap, "ps_roi: more taps than pixels");
+        STD_TORCH_CHECK(static_cast<size_t>(n) < cap, "ps_roi: more taps than pixels (internal error)");
         pi[n] = at, pw[n] = wi, pd[n] = dwi, ++n;
       }
     });
@@ -152,7 +149,7 @@ void forward_impl(const Geometry<T>& g, const scalar_t* input, int64_t channels,
                   int64_t c_out, scalar_t* out) {
   const int64_t bins = g.bins(), groups = g.p.group_h * g.p.group_w;
   const int64_t plane = g.p.height * g.p.width;
-  at::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
+  torch::stable::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
     std::vector<Bin<T>> roi_bins(bins);
     std::vector<Axis<T>> ys(g.p.pooled_h), xs(g.p.pooled_w);
@@ -193,7 +190,7 @@ void backward_input_impl(const Geometry<T>& g, const scalar_t* grad_t, int64_t k
   std::unique_ptr<Axis<T>[]> ys(new Axis<T>[sep ? k_count * ph : 0]);
   std::unique_ptr<Axis<T>[]> xs(new Axis<T>[sep ? k_count * pw : 0]);
   std::unique_ptr<Bin<T>[]> all_bins(new Bin<T>[sep ? 0 : k_count * bins]);
-  at::parallel_for(0, k_count, 64, [&](int64_t lo, int64_t hi) {
+  torch::stable::parallel_for(0, k_count, 64, [&](int64_t lo, int64_t hi) {
     std::vector<Bin<T>> roi(bins);
     for (int64_t k = lo; k < hi; ++k) {
       if (sep) {
@@ -208,10 +205,10 @@ void backward_input_impl(const Geometry<T>& g, const scalar_t* grad_t, int64_t k
     return sep ? g.assemble(ys[k * ph + b / pw], xs[k * pw + b % pw], b) : all_bins[b * k_count + k];
   };
   // Split output channels into blocks only when the groups alone leave threads idle.
-  const int64_t want = 4 * at::get_num_threads();
+  const int64_t want = 4 * static_cast<int64_t>(torch::stable::get_num_threads());
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(c_out, (want + groups - 1) / groups));
   const int64_t per_block = (c_out + blocks - 1) / blocks;
-  at::parallel_for(0, groups * blocks, 1, [&](int64_t lo, int64_t hi) {
+  torch::stable::parallel_for(0, groups * blocks, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
     const int64_t dh = g.p.height + 1, dw = g.p.width + 1;
     std::vector<T> diff;
@@ -283,7 +280,7 @@ void backward_offset_impl(const Geometry<T>& g, const scalar_t* grad, const scal
                           int64_t k_count, int64_t c_out, int64_t channels, T* grad_offset) {
   const int64_t bins = g.bins(), groups = g.p.group_h * g.p.group_w;
   const int64_t plane = g.p.height * g.p.width, parts = g.p.part_h * g.p.part_w;
-  at::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
+  torch::stable::parallel_for(0, k_count, 1, [&](int64_t lo, int64_t hi) {
     Taps<T> taps;
     std::vector<Bin<T>> roi_bins(bins);
     for (int64_t k = lo; k < hi; ++k) {
@@ -313,75 +310,102 @@ void backward_offset_impl(const Geometry<T>& g, const scalar_t* grad, const scal
 }
 
 template <typename T>
-Geometry<T> geometry(const OpArgs& a, const at::Tensor& rois_acc, const at::Tensor& offset_acc,
+Geometry<T> geometry(const OpArgs& a, const Tensor& rois_acc, const std::optional<Tensor>& offset_acc,
                      int64_t height, int64_t width) {
-  return Geometry<T>(a.params<T>(height, width), rois_acc.data_ptr<T>(),
-                     offset_acc.defined() ? offset_acc.data_ptr<T>() : nullptr);
+  return Geometry<T>(a.params<T>(height, width), rois_acc.const_data_ptr<T>(),
+                     offset_acc.has_value() ? offset_acc->const_data_ptr<T>() : nullptr);
 }
 
-at::Tensor acc_contiguous(const at::Tensor& t, at::ScalarType acc) {
-  return t.to(acc).contiguous();
+Tensor acc_contiguous(const Tensor& t, ScalarType acc) { return contiguous(to_dtype(t, acc)); }
+
+std::optional<Tensor> acc_contiguous(const std::optional<Tensor>& t, ScalarType acc) {
+  return t.has_value() ? std::optional(acc_contiguous(*t, acc)) : std::nullopt;
+}
+
+// Finite coordinates and integral batch indices in [0, batch) (checks.h).
+void check_roi_values(const Tensor& rois, int64_t batch) {
+  if (rois.size(0) == 0) return;
+  const Tensor r = acc_contiguous(rois, ScalarType::Double);
+  const double* v = r.const_data_ptr<double>();
+  for (int64_t k = 0; k < rois.size(0); ++k) {
+    const double* row = v + 5 * k;
+    const bool finite = std::isfinite(row[0]) && std::isfinite(row[1]) && std::isfinite(row[2]) &&
+        std::isfinite(row[3]) && std::isfinite(row[4]);
+    if (!finite || row[0] < 0 || row[0] >= batch || row[0] != std::trunc(row[0])) bad_roi(k, row, batch);
+  }
 }
 
 struct CpuImpl {
-  static at::Tensor forward(const at::Tensor& input, const at::Tensor& rois,
-                         const std::optional<at::Tensor>& offset, const OpArgs& a) {
+  using Tensor = scalekit::Tensor;
+
+  static Tensor forward(const Tensor& input, const Tensor& rois, const std::optional<Tensor>& offset,
+                        const OpArgs& a) {
     const int64_t c_out = check_forward(input, rois, offset, a);
-    at::Tensor out = at::zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
+    check_roi_values(rois, input.size(0));
+    Tensor out = new_zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.scalar_type());
     // A map of zero height or width has nothing to sample: every bin is 0.
     if (out.numel() == 0 || input.size(2) == 0 || input.size(3) == 0) return out;
-    const at::Tensor x = input.contiguous();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "scalekit_ps_roi_forward", [&] {
-      using T = at::opmath_type<scalar_t>;
-      constexpr auto acc = c10::CppTypeToScalarType<T>::value;
-      const at::Tensor r = acc_contiguous(rois, acc);
-      const at::Tensor o = offset.has_value() ? acc_contiguous(*offset, acc) : at::Tensor();
-      forward_impl<scalar_t, T>(geometry<T>(a, r, o, x.size(2), x.size(3)), x.data_ptr<scalar_t>(),
-                                x.size(1), rois.size(0), c_out, out.data_ptr<scalar_t>());
+    const Tensor x = contiguous(input);
+    dispatch_floating(x.scalar_type(), "input", [&](auto tag) {
+      using scalar_t = typename decltype(tag)::type;
+      using T = acc_type<scalar_t>;
+      constexpr ScalarType acc = scalar_type_of<T>();
+      const Tensor r = acc_contiguous(rois, acc);
+      const std::optional<Tensor> o = acc_contiguous(offset, acc);
+      forward_impl<scalar_t, T>(geometry<T>(a, r, o, x.size(2), x.size(3)), x.const_data_ptr<scalar_t>(),
+                                x.size(1), rois.size(0), c_out, out.mutable_data_ptr<scalar_t>());
     });
     return out;
   }
 
-  static std::tuple<at::Tensor, at::Tensor> backward(
-      const at::Tensor& grad, const std::optional<at::Tensor>& input, const at::Tensor& rois,
-      const std::optional<at::Tensor>& offset, const OpArgs& a, int64_t batch, int64_t channels,
+  static std::tuple<Tensor, Tensor> backward(
+      const Tensor& grad, const std::optional<Tensor>& input, const Tensor& rois,
+      const std::optional<Tensor>& offset, const OpArgs& a, int64_t batch, int64_t channels,
       int64_t height, int64_t width, bool offset_grad) {
     check_backward(grad, rois, a, channels);
     const int64_t c_out = grad.size(1);
-    const at::ScalarType dtype = grad.scalar_type();
-    at::Tensor grad_input, grad_offset;
-    const at::Tensor gr = grad.contiguous();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "scalekit_ps_roi_backward", [&] {
-      using T = at::opmath_type<scalar_t>;
-      constexpr auto acc = c10::CppTypeToScalarType<T>::value;
-      const at::Tensor r = acc_contiguous(rois, acc);
-      const at::Tensor o = offset.has_value() ? acc_contiguous(*offset, acc) : at::Tensor();
+    const ScalarType dtype = grad.scalar_type();
+    Tensor grad_input, grad_offset;
+    const Tensor gr = contiguous(grad);
+    dispatch_floating(dtype, "grad", [&](auto tag) {
+      using scalar_t = typename decltype(tag)::type;
+      using T = acc_type<scalar_t>;
+      constexpr ScalarType acc = scalar_type_of<T>();
+      const Tensor r = acc_contiguous(rois, acc);
+      const std::optional<Tensor> o = acc_contiguous(offset, acc);
       const auto g = geometry<T>(a, r, o, height, width);
-      at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
+      Tensor gi = new_zeros({batch, channels, height, width}, acc);
       if (gr.numel() > 0 && gi.numel() > 0) {
-        const at::Tensor gt = gr.flatten(2).permute({2, 0, 1}).contiguous();
-        backward_input_impl<scalar_t, T>(g, gt.data_ptr<scalar_t>(), rois.size(0), c_out, channels, batch,
-                                         gi.data_ptr<T>());
+        const Tensor gt = contiguous(torch::stable::permute(torch::stable::flatten(gr, 2), {2, 0, 1}));
+        backward_input_impl<scalar_t, T>(g, gt.const_data_ptr<scalar_t>(), rois.size(0), c_out, channels, batch,
+                                         gi.mutable_data_ptr<T>());
       }
-      grad_input = gi.to(dtype);
+      grad_input = to_dtype(gi, dtype);
       if (offset_grad) {
-        at::Tensor go = at::zeros({rois.size(0), 2, a.part_h, a.part_w}, grad.options().dtype(acc));
-        if (o.defined() && gr.numel() > 0 && height > 0 && width > 0) {
-          const at::Tensor x = input->contiguous();
-          backward_offset_impl<scalar_t, T>(g, gr.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                                            rois.size(0), c_out, channels, go.data_ptr<T>());
+        Tensor go = new_zeros({rois.size(0), 2, a.part_h, a.part_w}, acc);
+        if (o.has_value() && gr.numel() > 0 && height > 0 && width > 0) {
+          const Tensor x = contiguous(*input);
+          backward_offset_impl<scalar_t, T>(g, gr.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                            rois.size(0), c_out, channels, go.mutable_data_ptr<T>());
         }
-        grad_offset = go.to(dtype);
+        grad_offset = to_dtype(go, dtype);
       }
     });
     return {grad_input, grad_offset};
   }
 };
 
+using CpuEntry = Entry<CpuImpl>;
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
-  Entry<CpuImpl>::register_kernels(m);
+STABLE_TORCH_LIBRARY_IMPL(scalekit, CPU, m) {
+  m.impl("ps_roi_pool", TORCH_BOX(&CpuEntry::ps_roi_pool));
+  m.impl("_ps_roi_pool_backward", TORCH_BOX(&CpuEntry::ps_roi_pool_backward));
+  m.impl("ps_roi_align", TORCH_BOX(&CpuEntry::ps_roi_align));
+  m.impl("_ps_roi_align_backward", TORCH_BOX(&CpuEntry::ps_roi_align_backward));
+  m.impl("deform_ps_roi_pool", TORCH_BOX(&CpuEntry::deform_ps_roi_pool));
+  m.impl("_deform_ps_roi_pool_backward", TORCH_BOX(&CpuEntry::deform_ps_roi_pool_backward));
 }
 
 }  // namespace ps_roi

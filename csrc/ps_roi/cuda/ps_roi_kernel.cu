@@ -123,12 +123,28 @@ __global__ void backward_offset_kernel(Params<T> p, const scalar_t* __restrict__
   }
 }
 
+// Finite coordinates and integral batch indices in [0, batch) (checks.h): one
+// reduction, one device sync; the offending row is looked up only on error.
+void check_roi_values(const at::Tensor& rois, int64_t batch) {
+  if (rois.size(0) == 0) return;
+  const at::Tensor idx = rois.select(1, 0);
+  const at::Tensor bad = idx.lt(0) | idx.ge(batch) | idx.ne(idx.trunc()) |
+      at::isfinite(rois).logical_not().any(1);
+  if (!bad.any().item<bool>()) return;
+  const int64_t k = bad.nonzero().select(1, 0)[0].item<int64_t>();
+  const at::Tensor row = rois[k].to(at::kDouble).cpu().contiguous();
+  bad_roi(k, row.data_ptr<double>(), batch);
+}
+
 struct CudaImpl {
+  using Tensor = at::Tensor;
+
   static at::Tensor forward(const at::Tensor& input, const at::Tensor& rois,
                             const std::optional<at::Tensor>& offset, const OpArgs& a) {
     TORCH_CHECK_VALUE(input.is_cuda(), "input must be a CUDA tensor");
     const c10::cuda::CUDAGuard guard(input.device());
     const int64_t c_out = check_forward(input, rois, offset, a);
+    check_roi_values(rois, input.size(0));
     at::Tensor out = at::empty({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
     if (out.numel() == 0) return out;
     const at::Tensor x = input.contiguous();
@@ -193,7 +209,13 @@ struct CudaImpl {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(scalekit, CUDA, m) {
-  Entry<CudaImpl>::register_kernels(m);
+  using E = Entry<CudaImpl>;
+  m.impl("ps_roi_pool", TORCH_FN(E::ps_roi_pool));
+  m.impl("_ps_roi_pool_backward", TORCH_FN(E::ps_roi_pool_backward));
+  m.impl("ps_roi_align", TORCH_FN(E::ps_roi_align));
+  m.impl("_ps_roi_align_backward", TORCH_FN(E::ps_roi_align_backward));
+  m.impl("deform_ps_roi_pool", TORCH_FN(E::deform_ps_roi_pool));
+  m.impl("_deform_ps_roi_pool_backward", TORCH_FN(E::deform_ps_roi_pool_backward));
 }
 
 }  // namespace ps_roi

@@ -1,0 +1,73 @@
+// Argument checks that read the same with both tensor APIs: the stable ABI's
+// torch::stable::Tensor (the CPU kernels, scalekit._C_stable) and ATen's
+// at::Tensor (the CUDA kernels, scalekit._C_cuda). A failed check throws
+// std::invalid_argument, which reaches Python as ValueError from either
+// library (the stable ABI carries no c10::TypeError, so a wrong dtype given to
+// a direct torch.ops.scalekit call is a ValueError too; the Python API checks
+// first and raises TypeError for it).
+#pragma once
+
+#include <torch/headeronly/core/ScalarType.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace scalekit {
+
+namespace check_detail {
+inline void append(std::ostringstream&) {}
+template <typename H, typename... T>
+void append(std::ostringstream& os, const H& head, const T&... tail) {
+  os << head;
+  append(os, tail...);
+}
+}  // namespace check_detail
+
+template <typename... A>
+std::string str_cat(const A&... parts) {
+  std::ostringstream os;
+  check_detail::append(os, parts...);
+  return os.str();
+}
+
+// "[3, 4]": a tensor's shape, as the Python API prints it.
+template <typename T>
+std::string shape(const T& t) {
+  std::string s = "[";
+  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+  return s + "]";
+}
+
+// Whether t has exactly the shape `sizes`.
+template <typename T>
+bool has_shape(const T& t, std::initializer_list<int64_t> sizes) {
+  if (t.dim() != static_cast<int64_t>(sizes.size())) return false;
+  int64_t d = 0;
+  for (const int64_t s : sizes)
+    if (t.size(d++) != s) return false;
+  return true;
+}
+
+// "cpu", "cuda:0": a device as torch prints it.
+template <typename D>
+std::string device_name(const D& d) {
+  if (d.is_cpu()) return "cpu";
+  if (d.is_cuda()) return "cuda:" + std::to_string(static_cast<int>(d.index()));
+  return "device type " + std::to_string(static_cast<int>(d.type()));
+}
+
+inline bool is_floating(c10::ScalarType t) {
+  return t == c10::ScalarType::Float || t == c10::ScalarType::Double || t == c10::ScalarType::Half ||
+      t == c10::ScalarType::BFloat16;
+}
+
+}  // namespace scalekit
+
+// SK_CHECK(condition, message parts...): std::invalid_argument (ValueError) when false.
+#define SK_CHECK(cond, ...)                                              \
+  do {                                                                   \
+    if (!(cond)) throw std::invalid_argument(::scalekit::str_cat(__VA_ARGS__)); \
+  } while (0)

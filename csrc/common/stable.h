@@ -1,0 +1,136 @@
+// The stable-ABI side of scalekit's CPU kernels (scalekit._C_stable): the few
+// tensor operations they need, on torch/csrc/stable only, so that the library
+// built once against one torch loads on every later release (see setup.py for
+// the target version).
+//
+// The stable surface has no sort, bmm or in-place add of its own; those are
+// called through the dispatcher by name (torch_call_dispatcher), which is part
+// of the stable C shim.
+#pragma once
+
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/core/ScalarType.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <optional>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "common/check.h"
+
+namespace scalekit {
+
+using Tensor = torch::stable::Tensor;
+using ScalarType = c10::ScalarType;
+using torch::stable::Device;
+
+// An ATen op by schema name, arguments boxed as the stable ABI boxes them.
+// Returns the stack: output i is stack[i].
+template <size_t Outputs, typename... A>
+auto call_op(const char* name, const char* overload, const A&... args) {
+  std::array<StableIValue, std::max(sizeof...(A), Outputs)> stack{torch::stable::detail::from(args)...};
+  STABLE_TORCH_ERROR_CODE_CHECK(torch_call_dispatcher(name, overload, stack.data(), TORCH_ABI_VERSION));
+  return stack;
+}
+
+template <typename S>
+Tensor output(const S& stack, size_t i = 0) {
+  return torch::stable::detail::to<Tensor>(stack[i]);
+}
+
+inline Device cpu() { return Device(c10::DeviceType::CPU); }
+
+using torch::stable::contiguous;
+using torch::stable::index_select;
+
+inline Tensor new_empty(const std::vector<int64_t>& sizes, ScalarType dtype, Device device = cpu()) {
+  return torch::stable::empty(sizes, dtype, std::nullopt, device);
+}
+
+inline Tensor new_zeros(const std::vector<int64_t>& sizes, ScalarType dtype, Device device = cpu()) {
+  Tensor t = new_empty(sizes, dtype, device);
+  torch::stable::zero_(t);
+  return t;
+}
+
+inline Tensor zeros_as(const Tensor& t) {
+  return new_zeros(std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), t.scalar_type(), t.device());
+}
+
+inline Tensor to_dtype(const Tensor& t, ScalarType dtype) {
+  return t.scalar_type() == dtype ? t : torch::stable::to(t, dtype);
+}
+
+// A CPU tensor holding a copy of `values`.
+template <typename T>
+Tensor from_vector(const std::vector<T>& values, ScalarType dtype, std::vector<int64_t> sizes = {}) {
+  if (sizes.empty()) sizes = {static_cast<int64_t>(values.size())};
+  Tensor t = new_empty(sizes, dtype);
+  if (!values.empty()) std::memcpy(t.mutable_data_ptr(), values.data(), values.size() * sizeof(T));
+  return t;
+}
+
+// Indices of a 1-D tensor's values in decreasing order, ties by increasing index.
+inline Tensor argsort_descending(const Tensor& values) {
+  const auto s = call_op<2>("aten::sort", "stable", values, std::optional<bool>(true), int64_t(0), true);
+  return output(s, 1);
+}
+
+template <typename T>
+struct Tag {
+  using type = T;
+};
+
+// Calls f(Tag<scalar_t>{}) for the floating dtypes the kernels accept.
+template <typename F>
+void dispatch_floating(ScalarType dtype, const char* argument, F&& f) {
+  switch (dtype) {
+    case ScalarType::Float: return f(Tag<float>{});
+    case ScalarType::Double: return f(Tag<double>{});
+    case ScalarType::Half: return f(Tag<c10::Half>{});
+    case ScalarType::BFloat16: return f(Tag<c10::BFloat16>{});
+    default: SK_CHECK(false, argument, " must be float16, bfloat16, float32 or float64, got ", dtype);
+  }
+}
+
+// Calls f(Tag<scalar_t>{}) for float32 and float64 (kernels that upcast 16-bit types first).
+template <typename F>
+void dispatch_float_double(ScalarType dtype, F&& f) {
+  switch (dtype) {
+    case ScalarType::Float: return f(Tag<float>{});
+    case ScalarType::Double: return f(Tag<double>{});
+    default: SK_CHECK(false, "expected float32 or float64, got ", dtype);
+  }
+}
+
+// The type arithmetic runs in: float for the 16-bit types (as ATen's opmath_type).
+template <typename T>
+struct AccType {
+  using type = T;
+};
+template <>
+struct AccType<c10::Half> {
+  using type = float;
+};
+template <>
+struct AccType<c10::BFloat16> {
+  using type = float;
+};
+template <typename T>
+using acc_type = typename AccType<T>::type;
+
+template <typename T>
+constexpr ScalarType scalar_type_of();
+template <>
+constexpr ScalarType scalar_type_of<float>() { return ScalarType::Float; }
+template <>
+constexpr ScalarType scalar_type_of<double>() { return ScalarType::Double; }
+
+}  // namespace scalekit
