@@ -6,7 +6,7 @@
 #   make docs    Sphinx docs in docs/_build/html (warnings are errors)
 #   make repro-snip-sniper, make repro-msb-rnn   the reproduction tables of docs/ (an hour each)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
-#   make smoke   install that wheel into a fresh venv with nothing of the project, import, run one op
+#   make smoke   that one wheel under torch 2.13.0 (a fresh venv) and 2.14.1 (.venv's): import, op tests
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
 #                hypothesis budget (SANITIZE_PROFILE=dev: 100 examples; thorough: 2,000)
 #   make gpu-check  on a GPU machine (no .venv, no network needed): build the CUDA kernels for
@@ -76,22 +76,37 @@ wheel: $(STAMP_DEPS)
 	rm -rf dist
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
-# The wheel in a venv of its own (torch from the registry, nothing else of the
-# project), run from outside the checkout so that only the installed copy is seen.
+# One wheel, unchanged, in two environments with different torch releases, each run from a
+# copy of the tests outside the checkout so that only the installed copy is seen:
+#  - a fresh venv with torch 2.13.0 (the stable ABI's target: the CPU-only file on this disk)
+#    and nothing else of the project: the wheel pulls in its own dependencies;
+#  - this build's torch (2.14.1 in .venv), the wheel installed into a folder of its own put
+#    first on the path (a second fresh venv would download 5.5 GB of CUDA torch again).
+# In both: the import check below, then the op tests (the comparisons with torchvision skip
+# where it is missing, tests/peers.py).
 SMOKE_VENV ?= build/smoke-venv
+SMOKE_TORCH ?= torch==2.13.0
+SMOKE_TESTS := tests/ops tests/chips/test_cover.py tests/evaluation/test_anet_scan.py tests/test_ext.py
+SMOKE_PYTEST := -m pytest -q -p no:cacheprovider $(SMOKE_TESTS) --ignore=tests/ops/test_dropin.py
 smoke: wheel
-	rm -rf $(SMOKE_VENV)
+	rm -rf $(SMOKE_VENV) build/smoke-site build/smoke-tests
 	$(PYTHON) -m venv $(SMOKE_VENV)
-	$(SMOKE_VENV)/bin/python -m pip install --quiet dist/*.whl
-	cd /tmp && $(abspath $(SMOKE_VENV))/bin/python -c "$$SMOKE"
+	$(SMOKE_VENV)/bin/python -m pip install --quiet '$(SMOKE_TORCH)' dist/*.whl pytest hypothesis
+	$(PY) -m pip install --quiet --no-deps --target build/smoke-site dist/*.whl
+	mkdir -p build/smoke-tests && cp -r tests pyproject.toml build/smoke-tests/
+	cd build/smoke-tests && $(abspath $(SMOKE_VENV))/bin/python -c "$$SMOKE" && \
+	  $(abspath $(SMOKE_VENV))/bin/python $(SMOKE_PYTEST)
+	cd build/smoke-tests && PYTHONPATH=$(abspath build/smoke-site) $(abspath $(PY)) -c "$$SMOKE" && \
+	  PYTHONPATH=$(abspath build/smoke-site) $(abspath $(PY)) $(SMOKE_PYTEST)
+	rm -rf $(SMOKE_VENV) build/smoke-site build/smoke-tests
 
 define SMOKE
 import torch, scalekit, scalekit.ops
 assert scalekit._ext.has_ops(), scalekit._ext._LOAD_ERROR
-assert "site-packages" in scalekit.__file__, scalekit.__file__
+assert "site-packages" in scalekit.__file__ or "smoke-site" in scalekit.__file__, scalekit.__file__
 keep = scalekit.ops.nms(torch.tensor([[0., 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]), torch.tensor([.9, .8, .7]), 0.5)
 assert keep.tolist() == [0, 2], keep
-print("smoke: torch-scalekit wheel imports from", scalekit.__file__, "and nms keeps", keep.tolist())
+print("smoke: torch", torch.__version__, "runs the torch-scalekit wheel from", scalekit.__file__, "and nms keeps", keep.tolist())
 endef
 export SMOKE
 
