@@ -47,8 +47,11 @@ Tensor output(const S& stack, size_t i = 0) {
 
 inline Device cpu() { return Device(c10::DeviceType::CPU); }
 
-using torch::stable::contiguous;
 using torch::stable::index_select;
+
+// t itself when it is contiguous already: one boxed dispatcher call fewer, which shows on
+// small inputs (a stable-ABI call goes through the boxed dispatcher).
+inline Tensor as_contiguous(const Tensor& t) { return t.is_contiguous() ? t : torch::stable::contiguous(t); }
 
 inline Tensor new_empty(const std::vector<int64_t>& sizes, ScalarType dtype, Device device = cpu()) {
   return torch::stable::empty(sizes, dtype, std::nullopt, device);
@@ -77,10 +80,14 @@ Tensor from_vector(const std::vector<T>& values, ScalarType dtype, std::vector<i
   return t;
 }
 
-// Indices of a 1-D tensor's values in decreasing order, ties by increasing index.
-inline Tensor argsort_descending(const Tensor& values) {
-  const auto s = call_op<2>("aten::sort", "stable", values, std::optional<bool>(true), int64_t(0), true);
-  return output(s, 1);
+// Indices of n values in decreasing order, ties by increasing index (NaN-free values):
+// torch.sort(values, stable=True, descending=True)'s order, without a dispatcher call.
+template <typename T>
+std::vector<int64_t> argsort_descending(const T* values, int64_t n) {
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return values[a] > values[b]; });
+  return order;
 }
 
 template <typename T>

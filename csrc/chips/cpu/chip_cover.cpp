@@ -50,7 +50,7 @@ void check_cover_args(
   SK_CHECK(x_offsets.scalar_type() == ScalarType::Long && y_offsets.scalar_type() == ScalarType::Long,
                    "x_offsets and y_offsets must be int64");
   SK_CHECK(chip > 0, "chip must be > 0, got ", chip);
-  const Tensor xo_t = contiguous(x_offsets), yo_t = contiguous(y_offsets);
+  const Tensor xo_t = as_contiguous(x_offsets), yo_t = as_contiguous(y_offsets);
   const int64_t* xo = xo_t.const_data_ptr<int64_t>();
   const int64_t* yo = yo_t.const_data_ptr<int64_t>();
   SK_CHECK(xo[0] == 0 && xo[levels] == xs.numel() && yo[0] == 0 && yo[levels] == ys.numel(),
@@ -75,9 +75,9 @@ std::tuple<Tensor, Tensor, Tensor> chip_cover_cpu(
     const Tensor& xs_, const Tensor& ys_, const Tensor& x_offsets_,
     const Tensor& y_offsets_, double chip, const std::vector<int64_t>& min_count) {
   check_cover_args(boxes_, need_, factors_, xs_, ys_, x_offsets_, y_offsets_, chip, min_count);
-  const Tensor boxes = contiguous(boxes_), need_t = contiguous(need_);
-  const Tensor factors = contiguous(factors_), xs_t = contiguous(xs_), ys_t = contiguous(ys_);
-  const Tensor xo_t = contiguous(x_offsets_), yo_t = contiguous(y_offsets_);
+  const Tensor boxes = as_contiguous(boxes_), need_t = as_contiguous(need_);
+  const Tensor factors = as_contiguous(factors_), xs_t = as_contiguous(xs_), ys_t = as_contiguous(ys_);
+  const Tensor xo_t = as_contiguous(x_offsets_), yo_t = as_contiguous(y_offsets_);
   const int64_t n = boxes.size(0), levels = factors.numel();
   const double* b = boxes.const_data_ptr<double>();
   const bool* need = need_t.const_data_ptr<bool>();

@@ -173,21 +173,21 @@ void add_into(const Tensor& dst, const Tensor& src) {
 
 Tensor forward_impl(const Tensor& input_, const Tensor& weight, const Tensor& offset_,
                     const std::optional<Tensor>& mask_, const std::optional<Tensor>& bias, const Geometry& g) {
-  const Tensor input = contiguous(input_), offset = contiguous(offset_);
-  const std::optional<Tensor> mask = mask_ ? std::optional(contiguous(*mask_)) : std::nullopt;
+  const Tensor input = as_contiguous(input_), offset = as_contiguous(offset_);
+  const std::optional<Tensor> mask = mask_ ? std::optional(as_contiguous(*mask_)) : std::nullopt;
   const int64_t n_img = input.size(0), c_out = weight.size(0), rows = g.channels * g.taps(), groups = g.groups;
   const ScalarType dtype = input.scalar_type();
   Tensor out = new_empty({n_img, c_out, g.out_h, g.out_w}, dtype);
   if (out.numel() == 0) return out;
   const Tensor cols = new_empty({rows, g.pixels()}, dtype);
-  const Tensor w = view(contiguous(weight), {groups, c_out / groups, rows / groups});
+  const Tensor w = view(as_contiguous(weight), {groups, c_out / groups, rows / groups});
   for (int64_t n = 0; n < n_img; ++n) {
     CpuKernels::im2col(g, select(input, 0, n), select(offset, 0, n), select_image(mask, n), cols);
     bmm_out(view(select(out, 0, n), {groups, c_out / groups, g.pixels()}), w,
             view(cols, {groups, rows / groups, g.pixels()}));
   }
   if (bias) {
-    const Tensor b = contiguous(to_dtype(*bias, dtype));
+    const Tensor b = as_contiguous(to_dtype(*bias, dtype));
     dispatch_float_double(dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
       T* o = out.mutable_data_ptr<T>();
@@ -204,15 +204,15 @@ Tensor forward_impl(const Tensor& input_, const Tensor& weight, const Tensor& of
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& grad_, const Tensor& input_, const Tensor& weight, const Tensor& offset_,
     const std::optional<Tensor>& mask_, const std::optional<Tensor>& bias, const Geometry& g) {
-  const Tensor input = contiguous(input_), offset = contiguous(offset_), grad = contiguous(grad_);
-  const std::optional<Tensor> mask = mask_ ? std::optional(contiguous(*mask_)) : std::nullopt;
+  const Tensor input = as_contiguous(input_), offset = as_contiguous(offset_), grad = as_contiguous(grad_);
+  const std::optional<Tensor> mask = mask_ ? std::optional(as_contiguous(*mask_)) : std::nullopt;
   const int64_t n_img = input.size(0), c_out = weight.size(0), rows = g.channels * g.taps(), groups = g.groups;
   SK_CHECK(has_shape(grad, {n_img, c_out, g.out_h, g.out_w}), "grad must have the output's shape, got ",
            shape(grad));
   const ScalarType dtype = input.scalar_type();
   const Tensor grad_input = zeros_as(input), grad_offset = zeros_as(offset);
   const std::optional<Tensor> grad_mask = mask ? std::optional(zeros_as(*mask)) : std::nullopt;
-  const Tensor w = view(contiguous(weight), {groups, c_out / groups, rows / groups});
+  const Tensor w = view(as_contiguous(weight), {groups, c_out / groups, rows / groups});
   const Tensor grad_w = new_zeros({groups, c_out / groups, rows / groups}, dtype);
   const Tensor grad_w_n = new_empty({groups, c_out / groups, rows / groups}, dtype);
   const Tensor cols = new_empty({rows, g.pixels()}, dtype);

@@ -319,7 +319,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> anet_scan_cpu
            data_.scalar_type());
   SK_CHECK(data_.dim() == 1, "data must have shape [B], got ", shape(data_));
   SK_CHECK(data_.device().is_cpu(), "_anet_scan runs on the CPU");
-  const Tensor data = contiguous(data_);
+  const Tensor data = as_contiguous(data_);
   const uint8_t* b = data.const_data_ptr<uint8_t>();
   const size_t n = static_cast<size_t>(data.numel());
   Scanner results(b, n);

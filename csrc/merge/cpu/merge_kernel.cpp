@@ -333,8 +333,8 @@ std::tuple<Tensor, Tensor, Tensor> merge_cpu(
     return {new_empty({0}, ScalarType::Long), new_empty({0, 4}, boxes.scalar_type()),
             new_empty({0}, scores.scalar_type())};
   }
-  const Tensor bx = contiguous(boxes);
-  const std::optional<Tensor> c = idxs.has_value() ? std::optional(contiguous(*idxs)) : std::nullopt;
+  const Tensor bx = as_contiguous(boxes);
+  const std::optional<Tensor> c = idxs.has_value() ? std::optional(as_contiguous(*idxs)) : std::nullopt;
   const int64_t* cat = c.has_value() ? c->const_data_ptr<int64_t>() : nullptr;
   const int64_t n = boxes.size(0);
   Tensor keep, merged;
@@ -342,7 +342,7 @@ std::tuple<Tensor, Tensor, Tensor> merge_cpu(
     using scalar_t = typename decltype(tag)::type;
     using acc_t = acc_type<scalar_t>;
     const ScalarType acc = scalar_type_of<acc_t>();
-    const Tensor s = contiguous(to_dtype(scores, acc));
+    const Tensor s = as_contiguous(to_dtype(scores, acc));
     const Boxes<acc_t> b = read_boxes<scalar_t, acc_t>(bx, s, cat);
     auto [k, m] = greedy ? greedy_nmm_impl(b, n, metric, match_threshold)
                          : nmm_impl(b, n, metric, match_threshold);

@@ -9,7 +9,7 @@ namespace scalekit {
 namespace nms_detail {
 
 inline bool all_finite(const Tensor& t) {
-  const Tensor c = contiguous(t);
+  const Tensor c = as_contiguous(t);
   const int64_t n = c.numel();
   bool finite = true;
   dispatch_floating(c.scalar_type(), "boxes", [&](auto tag) {

@@ -46,8 +46,9 @@ Tensor nms_cpu_impl(
   const auto s = build_spatial_index<scalar_t, acc_t>(
       boxes.const_data_ptr<scalar_t>(), n, idxs, static_cast<acc_t>(pixel_offset));
   // Decreasing score, ties by increasing index.
-  const Tensor order_t = argsort_descending(scores);
-  const int64_t* order = order_t.const_data_ptr<int64_t>();
+  const Tensor sc = as_contiguous(scores);
+  const std::vector<int64_t> order_v = argsort_descending(sc.const_data_ptr<acc_t>(), n);
+  const int64_t* order = order_v.data();
   std::vector<int32_t> rank(n);
   for (int64_t r = 0; r < n; ++r) rank[s.position[order[r]]] = static_cast<int32_t>(r);
   std::vector<uint8_t> removed(n, 0);
@@ -81,8 +82,8 @@ Tensor nms_cpu(
       boxes.size(0) < std::numeric_limits<int32_t>::max(), "too many boxes");
   if (boxes.size(0) == 0) return new_empty({0}, ScalarType::Long);
   check_finite(boxes, scores);
-  const Tensor b = contiguous(boxes);
-  const std::optional<Tensor> c = idxs.has_value() ? std::optional(contiguous(*idxs)) : std::nullopt;
+  const Tensor b = as_contiguous(boxes);
+  const std::optional<Tensor> c = idxs.has_value() ? std::optional(as_contiguous(*idxs)) : std::nullopt;
   const int64_t* cat = c.has_value() ? c->const_data_ptr<int64_t>() : nullptr;
   Tensor keep;
   dispatch_floating(b.scalar_type(), "boxes", [&](auto tag) {

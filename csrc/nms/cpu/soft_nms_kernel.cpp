@@ -142,14 +142,14 @@ std::tuple<Tensor, Tensor> soft_nms_cpu(
     return {new_empty({0}, ScalarType::Long), new_empty({0}, scores.scalar_type())};
   }
   check_finite(boxes, scores);
-  const Tensor b = contiguous(boxes);
-  const std::optional<Tensor> c = idxs.has_value() ? std::optional(contiguous(*idxs)) : std::nullopt;
+  const Tensor b = as_contiguous(boxes);
+  const std::optional<Tensor> c = idxs.has_value() ? std::optional(as_contiguous(*idxs)) : std::nullopt;
   const int64_t* cat = c.has_value() ? c->const_data_ptr<int64_t>() : nullptr;
   Tensor keep, kept_scores;
   dispatch_floating(b.scalar_type(), "boxes", [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     using acc_t = acc_type<scalar_t>;
-    const Tensor acc_scores = contiguous(to_dtype(scores, scalar_type_of<acc_t>()));
+    const Tensor acc_scores = as_contiguous(to_dtype(scores, scalar_type_of<acc_t>()));
     std::tie(keep, kept_scores) = soft_nms_cpu_impl<scalar_t, acc_t>(
         b, acc_scores, cat, iou_threshold, sigma, score_threshold, m, pixel_offset);
   });

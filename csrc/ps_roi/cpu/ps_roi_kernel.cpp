@@ -9,6 +9,7 @@
 // backward (offset): parallel over RoIs, deterministic too.
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -22,6 +23,11 @@ namespace {
 
 static_assert(std::is_trivially_default_constructible_v<Bin<float>> &&
               std::is_trivially_default_constructible_v<Axis<float>>);
+
+// Out of line and cold, so that the check costs the tap loop one compare.
+[[noreturn]] __attribute__((noinline, cold)) void too_many_taps() {
+  throw std::logic_error("ps_roi: more taps than pixels (internal error)");
+}
 
 template <typename T>
 struct Taps {
@@ -54,7 +60,7 @@ struct Taps {
       } else if (n > 1 && pi[n - 2] == at) {
         pw[n - 2] += wi, pd[n - 2] += dwi;
       } else {
-        STD_TORCH_CHECK(static_cast<size_t>(n) < cap, "ps_roi: more taps than pixels (internal error)");
+        if (C10_UNLIKELY(static_cast<size_t>(n) >= cap)) too_many_taps();
         pi[n] = at, pw[n] = wi, pd[n] = dwi, ++n;
       }
     });
@@ -316,7 +322,7 @@ Geometry<T> geometry(const OpArgs& a, const Tensor& rois_acc, const std::optiona
                      offset_acc.has_value() ? offset_acc->const_data_ptr<T>() : nullptr);
 }
 
-Tensor acc_contiguous(const Tensor& t, ScalarType acc) { return contiguous(to_dtype(t, acc)); }
+Tensor acc_contiguous(const Tensor& t, ScalarType acc) { return as_contiguous(to_dtype(t, acc)); }
 
 std::optional<Tensor> acc_contiguous(const std::optional<Tensor>& t, ScalarType acc) {
   return t.has_value() ? std::optional(acc_contiguous(*t, acc)) : std::nullopt;
@@ -345,7 +351,7 @@ struct CpuImpl {
     Tensor out = new_zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.scalar_type());
     // A map of zero height or width has nothing to sample: every bin is 0.
     if (out.numel() == 0 || input.size(2) == 0 || input.size(3) == 0) return out;
-    const Tensor x = contiguous(input);
+    const Tensor x = as_contiguous(input);
     dispatch_floating(x.scalar_type(), "input", [&](auto tag) {
       using scalar_t = typename decltype(tag)::type;
       using T = acc_type<scalar_t>;
@@ -366,7 +372,7 @@ struct CpuImpl {
     const int64_t c_out = grad.size(1);
     const ScalarType dtype = grad.scalar_type();
     Tensor grad_input, grad_offset;
-    const Tensor gr = contiguous(grad);
+    const Tensor gr = as_contiguous(grad);
     dispatch_floating(dtype, "grad", [&](auto tag) {
       using scalar_t = typename decltype(tag)::type;
       using T = acc_type<scalar_t>;
@@ -376,7 +382,7 @@ struct CpuImpl {
       const auto g = geometry<T>(a, r, o, height, width);
       Tensor gi = new_zeros({batch, channels, height, width}, acc);
       if (gr.numel() > 0 && gi.numel() > 0) {
-        const Tensor gt = contiguous(torch::stable::permute(torch::stable::flatten(gr, 2), {2, 0, 1}));
+        const Tensor gt = as_contiguous(torch::stable::permute(torch::stable::flatten(gr, 2), {2, 0, 1}));
         backward_input_impl<scalar_t, T>(g, gt.const_data_ptr<scalar_t>(), rois.size(0), c_out, channels, batch,
                                          gi.mutable_data_ptr<T>());
       }
@@ -384,7 +390,7 @@ struct CpuImpl {
       if (offset_grad) {
         Tensor go = new_zeros({rois.size(0), 2, a.part_h, a.part_w}, acc);
         if (o.has_value() && gr.numel() > 0 && height > 0 && width > 0) {
-          const Tensor x = contiguous(*input);
+          const Tensor x = as_contiguous(*input);
           backward_offset_impl<scalar_t, T>(g, gr.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
                                             rois.size(0), c_out, channels, go.mutable_data_ptr<T>());
         }
