@@ -1,0 +1,312 @@
+"""AutoFocus vs the full pyramid, SAHI and sliced detection: accuracy per pixel (issue 26).
+
+Trains a small torchvision Faster R-CNN with AutoFocus's focus head
+(:class:`scalekit.detection.FocusDetector`) on SNIPER's positive chips
+(:class:`scalekit.chips.ChipDataset`) of a seeded high-resolution small-object
+set (:func:`scalekit.datasets.synthetic.make_synthetic_small_objects`), then
+runs the same detector four ways on the validation images:
+
+* ``pyramid``: the whole image at every scale (:class:`scalekit.scale.Pyramid`, SNIP);
+* ``sahi``: SAHI's ``get_sliced_prediction`` at its benchmark settings (slices
+  of ``--slice-size`` px at the image's own resolution, overlap 0.25, the full
+  image too, NMS at IoU 0.5, confidence 0.01) -- left out, and said so, when
+  SAHI is not installed;
+* ``sliced``: :func:`scalekit.slicing.sliced_detect` with the same settings;
+* ``autofocus_T``: :class:`scalekit.autofocus.AutoFocus` at each ``--thresholds`` pair,
+
+and writes one table (COCO AP and AP_small, pixels processed, focus recall),
+``results.json`` and a picture of the focus chips on one image.
+
+    python examples/autofocus/autofocus.py --out runs/autofocus
+    python examples/autofocus/autofocus.py --data /data/aerial --device cuda --epochs 12
+
+``--data ROOT`` expects ``ROOT/{train,val}/images/`` and ``ROOT/{train,val}/annotations.json``.
+Training resumes from ``OUT/checkpoints/autofocus.pt`` with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import common  # noqa: E402
+
+from scalekit.autofocus import AutoFocus  # noqa: E402
+from scalekit.chips import Chip, ChipDataset, ChipGenerator  # noqa: E402
+from scalekit.datasets import CocoDetection  # noqa: E402
+from scalekit.datasets.synthetic import make_synthetic_small_objects  # noqa: E402
+from scalekit.detection import FocusDetector  # noqa: E402
+from scalekit.drawing import draw_detections  # noqa: E402
+from scalekit.evaluation import coco_evaluate, to_coco_results  # noqa: E402
+from scalekit.scale import AreaRange, Pyramid, ScaleSpec, resize_image  # noqa: E402
+from scalekit.slicing import slice_grid, sliced_detect  # noqa: E402
+
+# Coarsest first: SNIPER's valid ranges (thesis §3.4) at scales 0.5, 1 and 2 of a 1500 x 2000 image
+# (SNIPER's 512-px longer side, 1.667 and 3 are for 640-px COCO images).
+LEVELS = ((ScaleSpec.fixed(0.5), AreaRange(120, math.inf)), (ScaleSpec.fixed(1.0), AreaRange(32, 150)),
+          (ScaleSpec.fixed(2.0), AreaRange(0, 80)))
+
+
+def parse_args(argv=None):
+    d = "(default: %(default)s)"
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/autofocus", help=f"output folder {d}")
+    p.add_argument("--data", help="COCO-format root with {train,val}/{images,annotations.json} (default: a seeded "
+                   "synthetic set in OUT/data)")
+    p.add_argument("--synthetic", type=int, nargs=2, default=(40, 16), metavar=("TRAIN", "VAL"), help=f"images {d}")
+    p.add_argument("--image-size", type=int, nargs=2, default=(1500, 2000), metavar=("H", "W"),
+                   help=f"synthetic image size; object sizes and --slice-size are the issue's for 1500 x 2000 {d}")
+    p.add_argument("--large-size", type=int, nargs=2, default=(120, 400), help=f"synthetic large objects, px {d}")
+    p.add_argument("--epochs", type=int, default=12, help=f"training epochs {d}")
+    p.add_argument("--batch-size", type=int, default=4, help=f"chips per step {d}")
+    p.add_argument("--lr", type=float, default=0.02, help=f"SGD learning rate, 10x lower in the last epoch {d}")
+    p.add_argument("--warmup", type=int, default=100, help=f"linear warm-up steps {d}")
+    p.add_argument("--chip-size", type=int, default=512, help=f"SNIPER's training chip side {d}")
+    p.add_argument("--max-steps", type=int, help="stop each epoch after N steps (smoke tests)")
+    p.add_argument("--slice-size", type=int, default=640, help=f"SAHI's and sliced_detect's slice side {d}")
+    p.add_argument("--thresholds", nargs="+", default=["0.02,0.2", "0.1,0.3", "0.3,0.5"],
+                   help=f"AutoFocus focus thresholds per setting, coarse->middle,middle->fine {d}")
+    p.add_argument("--no-sahi", action="store_true", help="leave SAHI out even if it is installed")
+    p.add_argument("--seed", type=int, default=0, help=f"seeds training {d}")
+    p.add_argument("--device", default="cpu", help=f"cpu or cuda {d}")
+    p.add_argument("--amp", action="store_true", help="mixed precision (training and inference)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue training from OUT/checkpoints/autofocus.pt")
+    p.add_argument("--figure", help="the focus-chips PNG (default: OUT/focus_chips.png)")
+    args = p.parse_args(argv)
+    if min(args.epochs, args.batch_size, args.slice_size) < 1:
+        p.error("--epochs, --batch-size and --slice-size must be at least 1")
+    try:
+        args.thresholds = [tuple(float(v) for v in t.split(",")) for t in args.thresholds]
+    except ValueError:
+        p.error(f"--thresholds: each setting is two numbers 'T1,T2', got {args.thresholds}")
+    if any(len(t) != len(LEVELS) - 1 for t in args.thresholds):
+        p.error(f"--thresholds: each setting is two numbers 'T1,T2', got {args.thresholds}")
+    return args
+
+
+def load_data(args):
+    root = args.data or os.path.join(args.out, "data")
+    for split, n, seed in (("train", args.synthetic[0], 1000), ("val", args.synthetic[1], 2000)):
+        if args.data is None and not os.path.exists(os.path.join(root, split, "annotations.json")):
+            make_synthetic_small_objects(os.path.join(root, split), n, seed, image_size=tuple(args.image_size),
+                                         large_size=tuple(args.large_size))
+    try:
+        return [CocoDetection(os.path.join(root, s, "images"), os.path.join(root, s, "annotations.json"))
+                for s in ("train", "val")]
+    except (FileNotFoundError, ValueError) as exc:
+        common.fail(f"--data: {exc}")
+
+
+def train(args, model, dataset, log):
+    generator = ChipGenerator(args.chip_size, levels=LEVELS[::-1], neg_chips_per_image=0)
+    chips = ChipDataset(dataset, generator, seed=args.seed)  # positive chips only: no RPN to mine negatives
+    loader = torch.utils.data.DataLoader(chips, batch_size=args.batch_size, shuffle=True, collate_fn=chips.collate_fn,
+                                         generator=torch.Generator().manual_seed(args.seed))
+    per_epoch = len(loader) if args.max_steps is None else min(len(loader), args.max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    log(f"{len(dataset)} training images -> {len(chips)} chips of {args.chip_size} px, {per_epoch} steps per epoch")
+
+    def steps(epoch):
+        for n, (images, targets) in enumerate(loader):
+            if n >= per_epoch:
+                return
+            step = epoch * per_epoch + n
+            lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup)) * (0.1 if epoch == args.epochs - 1 > 0 else 1)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            keys = ("boxes", "labels", "ignore_boxes", "valid_range")
+            targets = [{k: v.to(args.device) for k, v in t.items() if k in keys} for t in targets]
+            with common.autocast(torch.device(args.device), args.amp):
+                losses = model([im.to(args.device) for im in images], targets)
+            yield common.optimizer_step(optimizer, sum(losses.values()), clip_norm=10.0)
+
+    return common.train_epochs("autofocus", model, optimizer, args.epochs, steps, folder=args.out,
+                               resume=args.resume, total=per_epoch, map_location=args.device, log=log)
+
+
+def sahi_model(detector, device, counter):
+    """The torchvision detector as a SAHI DetectionModel; ``counter[0]`` adds up the pixels it is given."""
+    from sahi.models.base import DetectionModel
+    from sahi.prediction import ObjectPrediction
+
+    class Model(DetectionModel):
+        def perform_inference(self, image):
+            counter[0] += image.shape[0] * image.shape[1]
+            with torch.no_grad():
+                self._original_predictions = detector([torch.from_numpy(image).permute(2, 0, 1).to(device) / 255.0])[0]
+
+        def _create_object_prediction_list_from_original_predictions(self, shift_amount_list=None,
+                                                                     full_shape_list=None):
+            d = self._original_predictions
+            shift = shift_amount_list[0] if shift_amount_list and isinstance(shift_amount_list[0], list) \
+                else (shift_amount_list or [0, 0])
+            full = full_shape_list[0] if full_shape_list and isinstance(full_shape_list[0], list) else full_shape_list
+            keep = d["scores"] >= self.confidence_threshold  # as SAHI's own models filter
+            self._object_prediction_list_per_image = [[
+                ObjectPrediction(bbox=b, category_id=int(c), score=float(s), shift_amount=shift, full_shape=full)
+                for b, s, c in zip(d["boxes"][keep].tolist(), d["scores"][keep], d["labels"][keep])]]
+
+    return Model(confidence_threshold=0.01, load_at_init=False, device=str(device))
+
+
+def run_modes(args, model, val, log):
+    """Every mode on every validation image: predictions, pixels, seconds and focus recall per mode."""
+    detector = model.model  # the torchvision detector inside FocusDetector (shared weights)
+    pyramid = Pyramid(LEVELS)
+    focus = {f"autofocus_{t[0]:g}_{t[1]:g}": AutoFocus(LEVELS, thresholds=t) for t in args.thresholds}
+    sahi = None
+    if not args.no_sahi:
+        try:
+            import sahi.predict as sahi
+        except ImportError:
+            log("SAHI is not installed (pip install sahi): its row is left out")
+    names = ["pyramid"] + (["sahi"] if sahi else []) + ["sliced"] + list(focus)
+    out = {n: {"predictions": {}, "pixels": 0.0, "seconds": 0.0, "small": 0, "small_in_chips": 0, "fractions": []}
+           for n in names}
+    slicing = dict(slice_size=args.slice_size, overlap=0.25, full_image=ScaleSpec.fixed(1.0), merge="nms",
+                   iou_threshold=0.5, score_threshold=0.01)
+    for i in common.Progress(range(len(val)), desc="inference"):
+        image, target = val[i]
+        image_id, (h, w) = int(target["image_id"]), image.shape[-2:]
+        boxes = target["boxes"]
+        small = boxes[((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) < 32 ** 2]
+        centres = (small[:, :2] + small[:, 2:]) / 2
+        windows = slice_grid(h, w, args.slice_size, 0.25)
+        sliced_pixels = float(((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).sum())
+        sliced_pixels += h * w if len(windows) > 1 else 0  # the full-image pass, as SAHI
+        for name in names:
+            r, start = out[name], time.perf_counter()
+            with torch.no_grad(), common.autocast(torch.device(args.device), args.amp):
+                if name == "pyramid":
+                    det = pyramid.detect(detector, image)
+                    pixels = sum(lh * lw for _, lh, lw in pyramid.level_sizes(h, w))
+                elif name == "sahi":
+                    counter = [0]
+                    res = sahi.get_sliced_prediction(
+                        (image * 255).round().byte().permute(1, 2, 0).numpy(), sahi_model(detector, args.device, counter),
+                        slice_height=args.slice_size, slice_width=args.slice_size, overlap_height_ratio=0.25,
+                        overlap_width_ratio=0.25, perform_standard_pred=True, postprocess_type="NMS",
+                        postprocess_match_metric="IOU", postprocess_match_threshold=0.5, verbose=0,
+                        force_postprocess_type=True, confidence_threshold=0.01)
+                    p = res.object_prediction_list
+                    det = {"boxes": torch.tensor([q.bbox.to_xyxy() for q in p]).reshape(-1, 4),
+                           "scores": torch.tensor([q.score.value for q in p]), "labels": torch.tensor(
+                               [q.category.id for q in p], dtype=torch.int64)}
+                    pixels = counter[0]
+                elif name == "sliced":
+                    det, pixels = sliced_detect(detector, image, **slicing), sliced_pixels
+                else:
+                    af = focus[name]
+                    det = af.detect(model, image)
+                    pixels = sum(f * lh * lw for f, (_, lh, lw) in zip(det["pixel_fraction"], af.pyramid.level_sizes(h, w)))
+                    fine = det["chips"][-1]
+                    inside = ((centres[:, None, 0] >= fine[None, :, 0]) & (centres[:, None, 0] < fine[None, :, 2])
+                              & (centres[:, None, 1] >= fine[None, :, 1]) & (centres[:, None, 1] < fine[None, :, 3]))
+                    r["small"] += len(centres)
+                    r["small_in_chips"] += int(inside.any(1).sum())
+                    r["fractions"].append(det["pixel_fraction"])
+                    if i == 0 and name == names[-len(focus)]:  # the first setting's chips
+                        draw_chips(args, image, target, det, val.class_names)
+            r["seconds"] += time.perf_counter() - start
+            r["pixels"] += pixels
+            r["predictions"][image_id] = {k: det[k].cpu() for k in ("boxes", "scores", "labels")}
+    return out
+
+
+def draw_chips(args, image, target, det, class_names, scale: float = 0.5):
+    """The chips AutoFocus ran at the middle (one colour) and finest (another) scale, with its detections."""
+    small, _, _ = resize_image(image, scale)
+    chips = [Chip(level=k, scale=1.0, box=b * scale) for k in (1, 2) for b in det["chips"][k]]
+    picture = draw_detections(small, {k: (det[k] * scale if k == "boxes" else det[k]) for k in ("boxes", "scores", "labels")},
+                              ground_truth=target["boxes"] * scale, chips=chips, class_names=class_names,
+                              score_threshold=0.5)
+    from PIL import Image  # 256 colours: a third of the bytes of the noisy true-colour picture
+
+    Image.fromarray(picture.permute(1, 2, 0).numpy()).quantize(256).save(
+        args.figure or os.path.join(args.out, "focus_chips.png"))
+
+
+def summarise(args, val, runs, train_seconds) -> dict:
+    full = runs["pyramid"]["pixels"]
+    modes = {}
+    for name, r in runs.items():
+        stats = coco_evaluate(to_coco_results(r["predictions"], val.label_to_category), val.coco.dataset)
+        modes[name] = {"AP": stats["AP"], "AP50": stats["AP50"], "APs": stats["APs"], "APm": stats["APm"],
+                       "APl": stats["APl"], "megapixels_per_image": r["pixels"] / len(val) / 1e6,
+                       "pixels_vs_pyramid": r["pixels"] / full, "seconds_per_image": r["seconds"] / len(val),
+                       "detections_per_image": sum(len(d["scores"]) for d in r["predictions"].values()) / len(val),
+                       "focus_recall": r["small_in_chips"] / r["small"] if r["small"] else None}
+        if r["fractions"]:  # AutoFocus: per scale, the pixels run over the whole image's at that scale
+            modes[name]["pixel_fraction_per_scale"] = np.mean(r["fractions"], 0).tolist()
+    result = {"modes": modes, "val_images": len(val), "train_seconds": train_seconds, "threads": torch.get_num_threads(),
+              "args": {k: v for k, v in vars(args).items() if k not in ("out", "figure")}}
+    result["targets"] = targets(modes)
+    return result
+
+
+def targets(modes) -> dict:
+    """Issue 26's targets, judged for every AutoFocus setting."""
+    out, p, s = {}, modes["pyramid"], modes.get("sahi")
+    for name, m in modes.items():
+        if name.startswith("autofocus"):
+            t = {"vs_pyramid": (p["AP"] - m["AP"] <= 0.01 and p["APs"] - m["APs"] <= 0.015
+                                and m["pixels_vs_pyramid"] <= 0.4)}
+            if s is not None:
+                t["vs_sahi"] = m["APs"] >= s["APs"] and m["pixels_vs_pyramid"] <= 0.5 * s["pixels_vs_pyramid"]
+            out[name] = t
+    return out
+
+
+def table(result) -> str:
+    """The results as an RST list-table (the docs page holds exactly this)."""
+    rows = [["mode", "AP", "AP_small", "AP_medium", "AP_large", "Mpx / image", "pixels vs pyramid", "focus recall",
+             "s / image"]]
+    for name, m in result["modes"].items():
+        rows.append([f"``{name}``", f"{100 * m['AP']:.1f}", f"{100 * m['APs']:.1f}", f"{100 * m['APm']:.1f}",
+                     f"{100 * m['APl']:.1f}", f"{m['megapixels_per_image']:.2f}", f"{m['pixels_vs_pyramid']:.2f}",
+                     "-" if m["focus_recall"] is None else f"{m['focus_recall']:.3f}", f"{m['seconds_per_image']:.2f}"])
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in rows:
+        lines += ["   * - " + row[0]] + [f"     - {c}" for c in row[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common.seed_everything(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    log = common.stage_log("autofocus")
+    train_set, val = load_data(args)
+    detector = common.build_detector("tiny", len(train_set.label_to_category), False)
+    # inference: more proposals and detections than the tiny model's defaults, the same for every mode
+    detector.rpn._pre_nms_top_n["testing"], detector.rpn._post_nms_top_n["testing"] = 2000, 1000
+    detector.roi_heads.detections_per_img = 300
+    model = FocusDetector(detector).to(args.device)  # the focus head on the stride-16 FPN map
+    start = time.perf_counter()
+    train(args, model, train_set, log)
+    train_seconds = time.perf_counter() - start
+    runs = run_modes(args, model.eval(), val, log)
+    result = summarise(args, val, runs, train_seconds)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(table(result), flush=True)
+    for name, t in result["targets"].items():
+        log(f"{name}: targets {t}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""examples/autofocus: trains the focus head with a detector and compares the four inference
+modes end to end on tiny data (a few seconds), resumes, and its docs table is the committed JSON's.
+The blocks it calls are tested in tests/autofocus, tests/slicing and tests/detection."""
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+HERE = os.path.dirname(__file__)
+EXAMPLES = os.path.join(HERE, "..", "..", "examples")
+DOCS = os.path.join(HERE, "..", "..", "docs")
+sys.path.insert(0, EXAMPLES)
+import common  # noqa: E402
+
+autofocus = common.import_script(os.path.join(EXAMPLES, "autofocus", "autofocus.py"), "autofocus_example")
+
+TINY = ["--synthetic", "3", "2", "--image-size", "240", "320", "--large-size", "40", "100", "--max-steps", "2",
+        "--batch-size", "2", "--slice-size", "128", "--warmup", "1", "--threads", "1"]
+
+
+def _has_sahi():
+    try:
+        import sahi.predict  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_trains_compares_every_mode_and_resumes(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    # 1,1: no focus probability reaches 1, so no chip: AutoFocus runs the coarsest scale alone
+    args = ["--out", out, *TINY, "--thresholds", "0.02,0.2", "1,1"]
+    first = autofocus.main([*args, "--epochs", "1"])
+    modes = first["modes"]
+    expected = ["pyramid"] + (["sahi"] if _has_sahi() else []) + ["sliced", "autofocus_0.02_0.2", "autofocus_1_1"]
+    assert list(modes) == expected
+    assert json.load(open(os.path.join(out, "results.json")))["modes"].keys() == modes.keys()
+    for m in modes.values():
+        assert -1 <= m["AP"] <= 1 and -1 <= m["APs"] <= 1 and m["megapixels_per_image"] > 0
+    # pixels: the pyramid is 0.5^2 + 1 + 2^2 times the image; the coarsest scale alone is 0.25 / 5.25 of it
+    assert modes["pyramid"]["megapixels_per_image"] == pytest.approx(240 * 320 * 5.25 / 1e6)
+    assert modes["autofocus_1_1"]["pixels_vs_pyramid"] == pytest.approx(0.25 / 5.25)
+    assert modes["autofocus_1_1"]["focus_recall"] == 0.0  # no chip holds a small object's centre
+    # barely trained, the head says ~0.5 everywhere: 0.02 covers every small object, with at most the pyramid's pixels
+    assert modes["autofocus_0.02_0.2"]["focus_recall"] == 1.0
+    assert modes["autofocus_1_1"]["pixels_vs_pyramid"] < modes["autofocus_0.02_0.2"]["pixels_vs_pyramid"] <= 1 + 1e-9
+    if "sahi" in modes:  # SAHI ran the same grid, full-image pass and merge as sliced_detect, and found as much
+        assert modes["sahi"]["megapixels_per_image"] == pytest.approx(modes["sliced"]["megapixels_per_image"])
+        assert modes["sahi"]["detections_per_image"] == modes["sliced"]["detections_per_image"] > 0
+    assert modes["pyramid"]["focus_recall"] is None
+    assert set(first["targets"]) == {"autofocus_0.02_0.2", "autofocus_1_1"}
+    assert not first["targets"]["autofocus_1_1"]["vs_pyramid"] or modes["pyramid"]["APs"] <= 0.015
+    assert os.path.getsize(os.path.join(out, "focus_chips.png")) > 0
+    assert "``autofocus_1_1``" in capsys.readouterr().out  # the table was printed
+
+    ckpt = os.path.join(out, "checkpoints", "autofocus.pt")
+    before = torch.load(ckpt, weights_only=True)
+    assert before["epoch"] == 0
+    autofocus.main([*args, "--epochs", "2", "--resume"])
+    assert "resumed from" in capsys.readouterr().err
+    after = torch.load(ckpt, weights_only=True)
+    assert after["epoch"] == 1  # continued, not restarted
+    assert any(not torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+    assert any(k.startswith("focus_head.") for k in after["model"])  # the head trained with the detector
+
+
+@pytest.mark.parametrize("argv, message", [(["--thresholds", "0.1"], "--thresholds"),
+                                           (["--thresholds", "a,b"], "--thresholds"),
+                                           (["--epochs", "0"], "--epochs")])
+def test_bad_arguments_exit_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        autofocus.parse_args(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
