@@ -270,16 +270,46 @@ def targets(modes) -> dict:
 
 def table(result) -> str:
     """The results as an RST list-table (the docs page holds exactly this)."""
-    rows = [["mode", "AP", "AP_small", "AP_medium", "AP_large", "Mpx / image", "pixels vs pyramid", "focus recall",
-             "s / image"]]
+    scales = " / ".join(f"{spec.factor(1, 1):g}x" for spec, _ in LEVELS)
+    rows = [["mode", "AP", "AP_small", "AP_medium", "AP_large", "Mpx / image", "pixels vs pyramid",
+             f"pixels per scale ({scales})", "focus recall", "s / image"]]
     for name, m in result["modes"].items():
+        per_scale = m.get("pixel_fraction_per_scale", [1.0] * len(LEVELS) if name == "pyramid" else None)
         rows.append([f"``{name}``", f"{100 * m['AP']:.1f}", f"{100 * m['APs']:.1f}", f"{100 * m['APm']:.1f}",
                      f"{100 * m['APl']:.1f}", f"{m['megapixels_per_image']:.2f}", f"{m['pixels_vs_pyramid']:.2f}",
+                     "slices at 1x" if per_scale is None else " / ".join(f"{f:.2f}" for f in per_scale),
                      "-" if m["focus_recall"] is None else f"{m['focus_recall']:.3f}", f"{m['seconds_per_image']:.2f}"])
     lines = [".. list-table::", "   :header-rows: 1", ""]
     for row in rows:
         lines += ["   * - " + row[0]] + [f"     - {c}" for c in row[1:]]
     return "\n".join(lines) + "\n"
+
+
+def verdicts(result) -> str:
+    """Issue 26's targets for each AutoFocus setting, one RST bullet each (the docs page holds exactly this)."""
+    modes, lines = result["modes"], []
+    p, s = modes["pyramid"], modes.get("sahi")
+    word = {True: "**met**", False: "**not met**"}
+    for name, t in result["targets"].items():
+        m = modes[name]
+        line = (f"* ``{name}``: {100 * (m['AP'] - p['AP']):+.1f} AP and {100 * (m['APs'] - p['APs']):+.1f} AP_small "
+                f"against the full pyramid at {m['pixels_vs_pyramid']:.2f} of its pixels: {word[t['vs_pyramid']]}")
+        if s is not None:
+            line += (f"; AP_small {100 * m['APs']:.1f} against SAHI's {100 * s['APs']:.1f} at "
+                     f"{m['pixels_vs_pyramid'] / s['pixels_vs_pyramid']:.2f}x SAHI's pixels: {word[t['vs_sahi']]}")
+        lines.append(line + ".")
+    return "\n".join(lines) + "\n"
+
+
+def crop_consistent(module: torch.nn.Module) -> None:
+    """GroupNorm -> BatchNorm, in place. GroupNorm normalises each input over its whole extent, so a
+    crop's features differ from the same pixels' in the whole image (17 % after the first stage here),
+    and every mode that runs crops (slices, chips) would see another network than the full pyramid."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.GroupNorm):
+            setattr(module, name, torch.nn.BatchNorm2d(child.num_channels))
+        else:
+            crop_consistent(child)
 
 
 def main(argv=None) -> dict:
@@ -291,6 +321,7 @@ def main(argv=None) -> dict:
     log = common.stage_log("autofocus")
     train_set, val = load_data(args)
     detector = common.build_detector("tiny", len(train_set.label_to_category), False)
+    crop_consistent(detector.backbone)
     # inference: more proposals and detections than the tiny model's defaults, the same for every mode
     detector.rpn._pre_nms_top_n["testing"], detector.rpn._post_nms_top_n["testing"] = 2000, 1000
     detector.roi_heads.detections_per_img = 300
@@ -302,7 +333,7 @@ def main(argv=None) -> dict:
     result = summarise(args, val, runs, train_seconds)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
-    print(table(result), flush=True)
+    print(table(result) + "\n" + verdicts(result), flush=True)
     for name, t in result["targets"].items():
         log(f"{name}: targets {t}")
     return result

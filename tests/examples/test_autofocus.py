@@ -75,3 +75,25 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
         autofocus.parse_args(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
 
+
+
+def test_the_detector_sees_a_crop_as_the_same_pixels_of_the_whole_image():
+    """Crops (slices, chips) and whole images must meet the same network: with the tiny backbone's
+    GroupNorm a crop's features differ from the whole image's; after crop_consistent they agree."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 256, 256)
+    image[..., 64:200, 64:200] = 0.9  # content that shifts a per-input normalisation
+
+    def interior_gap(backbone):  # the first stage (two 3x3 convs, stride 2), away from the crop's edges
+        backbone.eval()
+        with torch.no_grad():
+            whole, crop = backbone.stages[0](image), backbone.stages[0](image[..., 96:224, 96:224])
+        a, b = whole[..., 48 + 4:112 - 4, 48 + 4:112 - 4], crop[..., 4:-4, 4:-4]
+        return float((a - b).abs().max() / a.abs().max())
+
+    before = common.build_detector("tiny", 3, False).backbone
+    assert interior_gap(before) > 0.05
+    after = common.build_detector("tiny", 3, False).backbone
+    autofocus.crop_consistent(after)
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in after.modules())
+    assert interior_gap(after) < 1e-4
