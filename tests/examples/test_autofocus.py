@@ -97,3 +97,10 @@ def test_the_detector_sees_a_crop_as_the_same_pixels_of_the_whole_image():
     autofocus.crop_consistent(after)
     assert not any(isinstance(m, torch.nn.GroupNorm) for m in after.modules())
     assert interior_gap(after) < 1e-4
+
+
+def test_docs_page_holds_the_committed_results():
+    result = json.load(open(os.path.join(DOCS, "_static", "autofocus_results.json")))
+    page = open(os.path.join(DOCS, "guide", "autofocus.rst")).read()
+    assert autofocus.table(result) in page and autofocus.verdicts(result) in page
+    assert result["targets"] == autofocus.targets(result["modes"])  # the verdicts follow from the figures
