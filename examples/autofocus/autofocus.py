@@ -1,27 +1,17 @@
 """AutoFocus vs the full pyramid, SAHI and sliced detection: accuracy per pixel (issue 26).
 
-Trains a small torchvision Faster R-CNN with AutoFocus's focus head
-(:class:`scalekit.detection.FocusDetector`) on SNIPER's positive chips
-(:class:`scalekit.chips.ChipDataset`) of a seeded high-resolution small-object
-set (:func:`scalekit.datasets.synthetic.make_synthetic_small_objects`), then
-runs the same detector four ways on the validation images:
-
-* ``pyramid``: the whole image at every scale (:class:`scalekit.scale.Pyramid`, SNIP);
-* ``sahi``: SAHI's ``get_sliced_prediction`` at its benchmark settings (slices
-  of ``--slice-size`` px at the image's own resolution, overlap 0.25, the full
-  image too, NMS at IoU 0.5, confidence 0.01) -- left out, and said so, when
-  SAHI is not installed;
-* ``sliced``: :func:`scalekit.slicing.sliced_detect` with the same settings;
-* ``autofocus_T``: :class:`scalekit.autofocus.AutoFocus` at each ``--thresholds`` pair,
-
-and writes one table (COCO AP and AP_small, pixels processed, focus recall),
-``results.json`` and a picture of the focus chips on one image.
+Trains a small torchvision Faster R-CNN with AutoFocus's focus head (``FocusDetector``) on SNIPER's
+positive chips of a seeded small-object set, then runs the same detector on the validation images as
+``pyramid`` (every scale, whole image: ``Pyramid``), ``sahi`` (SAHI's ``get_sliced_prediction`` at its
+benchmark settings: ``--slice-size`` slices at 1x, overlap 0.25, the full image, NMS 0.5, confidence
+0.01; left out, and said so, without SAHI), ``sliced`` (``sliced_detect``, the same settings) and
+``autofocus_T1_T2`` (``AutoFocus`` at each ``--thresholds`` pair). Writes one table (COCO AP, AP_small,
+pixels, focus recall), ``results.json`` and the focus chips drawn on one image.
 
     python examples/autofocus/autofocus.py --out runs/autofocus
-    python examples/autofocus/autofocus.py --data /data/aerial --device cuda --epochs 12
+    python examples/autofocus/autofocus.py --data /data/aerial --device cuda --epochs 24
 
-``--data ROOT`` expects ``ROOT/{train,val}/images/`` and ``ROOT/{train,val}/annotations.json``.
-Training resumes from ``OUT/checkpoints/autofocus.pt`` with ``--resume``.
+``--data ROOT``: ``ROOT/{train,val}/images/`` and ``ROOT/{train,val}/annotations.json``.
 """
 
 from __future__ import annotations
@@ -59,37 +49,35 @@ def parse_args(argv=None):
     d = "(default: %(default)s)"
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/autofocus", help=f"output folder {d}")
-    p.add_argument("--data", help="COCO-format root with {train,val}/{images,annotations.json} (default: a seeded "
-                   "synthetic set in OUT/data)")
-    p.add_argument("--synthetic", type=int, nargs=2, default=(40, 16), metavar=("TRAIN", "VAL"), help=f"images {d}")
-    p.add_argument("--image-size", type=int, nargs=2, default=(1500, 2000), metavar=("H", "W"),
-                   help=f"synthetic image size; object sizes and --slice-size are the issue's for 1500 x 2000 {d}")
-    p.add_argument("--large-size", type=int, nargs=2, default=(120, 400), help=f"synthetic large objects, px {d}")
-    p.add_argument("--epochs", type=int, default=12, help=f"training epochs {d}")
-    p.add_argument("--batch-size", type=int, default=4, help=f"chips per step {d}")
-    p.add_argument("--lr", type=float, default=0.02, help=f"SGD learning rate, 10x lower in the last epoch {d}")
-    p.add_argument("--warmup", type=int, default=100, help=f"linear warm-up steps {d}")
-    p.add_argument("--chip-size", type=int, default=512, help=f"SNIPER's training chip side {d}")
-    p.add_argument("--max-steps", type=int, help="stop each epoch after N steps (smoke tests)")
-    p.add_argument("--slice-size", type=int, default=640, help=f"SAHI's and sliced_detect's slice side {d}")
-    p.add_argument("--thresholds", nargs="+", default=["0.02,0.2", "0.1,0.3", "0.3,0.5"],
-                   help=f"AutoFocus focus thresholds per setting, coarse->middle,middle->fine {d}")
-    p.add_argument("--no-sahi", action="store_true", help="leave SAHI out even if it is installed")
-    p.add_argument("--seed", type=int, default=0, help=f"seeds training {d}")
-    p.add_argument("--device", default="cpu", help=f"cpu or cuda {d}")
-    p.add_argument("--amp", action="store_true", help="mixed precision (training and inference)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--resume", action="store_true", help="continue training from OUT/checkpoints/autofocus.pt")
-    p.add_argument("--figure", help="the focus-chips PNG (default: OUT/focus_chips.png)")
+    add = p.add_argument
+    add("--out", default="runs/autofocus", help=f"output folder {d}")
+    add("--data", help="COCO-format root (default: a seeded synthetic set in OUT/data)")
+    add("--synthetic", type=int, nargs=2, default=(40, 16), metavar=("TRAIN", "VAL"), help=f"images {d}")
+    add("--image-size", type=int, nargs=2, default=(1500, 2000), metavar=("H", "W"), help=f"synthetic images {d}")
+    add("--large-size", type=int, nargs=2, default=(120, 400), help=f"synthetic large objects, px {d}")
+    add("--epochs", type=int, default=12, help=f"training epochs {d}")
+    add("--batch-size", type=int, default=4, help=f"chips per step {d}")
+    add("--lr", type=float, default=0.02, help=f"SGD learning rate, 10x lower in the last epoch {d}")
+    add("--warmup", type=int, default=100, help=f"linear warm-up steps {d}")
+    add("--chip-size", type=int, default=512, help=f"SNIPER's training chip side {d}")
+    add("--max-steps", type=int, help="stop each epoch after N steps (smoke tests)")
+    add("--slice-size", type=int, default=640, help=f"SAHI's and sliced_detect's slice side {d}")
+    add("--thresholds", nargs="+", default=["0.02,0.2", "0.1,0.3", "0.3,0.5"],
+        help=f"AutoFocus settings, each 'coarse->middle,middle->fine' focus thresholds {d}")
+    add("--no-sahi", action="store_true", help="leave SAHI out even if it is installed")
+    add("--seed", type=int, default=0, help=f"seeds training {d}")
+    add("--device", default="cpu", help=f"cpu or cuda {d}")
+    add("--amp", action="store_true", help="mixed precision (training and inference)")
+    add("--threads", type=int, help="torch CPU threads")
+    add("--resume", action="store_true", help="continue training from OUT/checkpoints/autofocus.pt")
+    add("--figure", help="the focus-chips PNG (default: OUT/focus_chips.png)")
     args = p.parse_args(argv)
     if min(args.epochs, args.batch_size, args.slice_size) < 1:
         p.error("--epochs, --batch-size and --slice-size must be at least 1")
     try:
         args.thresholds = [tuple(float(v) for v in t.split(",")) for t in args.thresholds]
-    except ValueError:
-        p.error(f"--thresholds: each setting is two numbers 'T1,T2', got {args.thresholds}")
-    if any(len(t) != len(LEVELS) - 1 for t in args.thresholds):
+        assert all(len(t) == len(LEVELS) - 1 for t in args.thresholds)
+    except (ValueError, AssertionError):
         p.error(f"--thresholds: each setting is two numbers 'T1,T2', got {args.thresholds}")
     return args
 
@@ -110,8 +98,8 @@ def load_data(args):
 def train(args, model, dataset, log):
     generator = ChipGenerator(args.chip_size, levels=LEVELS[::-1], neg_chips_per_image=0)
     chips = ChipDataset(dataset, generator, seed=args.seed)  # positive chips only: no RPN to mine negatives
-    loader = torch.utils.data.DataLoader(chips, batch_size=args.batch_size, shuffle=True, collate_fn=chips.collate_fn,
-                                         generator=torch.Generator().manual_seed(args.seed))
+    loader = torch.utils.data.DataLoader(chips, batch_size=args.batch_size, shuffle=True,
+                                         collate_fn=chips.collate_fn, generator=torch.Generator().manual_seed(args.seed))
     per_epoch = len(loader) if args.max_steps is None else min(len(loader), args.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
@@ -135,92 +123,92 @@ def train(args, model, dataset, log):
                                resume=args.resume, total=per_epoch, map_location=args.device, log=log)
 
 
-def sahi_model(detector, device, counter):
-    """The torchvision detector as a SAHI DetectionModel; ``counter[0]`` adds up the pixels it is given."""
+def sahi_mode(args, detector):
+    """SAHI's ``get_sliced_prediction`` at its benchmark settings, the detector wrapped as its DetectionModel."""
     from sahi.models.base import DetectionModel
+    from sahi.predict import get_sliced_prediction
     from sahi.prediction import ObjectPrediction
 
     class Model(DetectionModel):
+        pixels = 0
+
         def perform_inference(self, image):
-            counter[0] += image.shape[0] * image.shape[1]
-            with torch.no_grad():
-                self._original_predictions = detector([torch.from_numpy(image).permute(2, 0, 1).to(device) / 255.0])[0]
+            Model.pixels += image.shape[0] * image.shape[1]
+            image = torch.from_numpy(image).permute(2, 0, 1).to(args.device) / 255.0
+            self._original_predictions = detector([image])[0]
 
         def _create_object_prediction_list_from_original_predictions(self, shift_amount_list=None,
                                                                      full_shape_list=None):
+            shift, full = shift_amount_list or [0, 0], full_shape_list  # SAHI passes [x, y] or [[x, y]]
+            shift = shift[0] if isinstance(shift[0], list) else shift
+            full = full[0] if full and isinstance(full[0], list) else full
             d = self._original_predictions
-            shift = shift_amount_list[0] if shift_amount_list and isinstance(shift_amount_list[0], list) \
-                else (shift_amount_list or [0, 0])
-            full = full_shape_list[0] if full_shape_list and isinstance(full_shape_list[0], list) else full_shape_list
             keep = d["scores"] >= self.confidence_threshold  # as SAHI's own models filter
             self._object_prediction_list_per_image = [[
                 ObjectPrediction(bbox=b, category_id=int(c), score=float(s), shift_amount=shift, full_shape=full)
                 for b, s, c in zip(d["boxes"][keep].tolist(), d["scores"][keep], d["labels"][keep])]]
 
-    return Model(confidence_threshold=0.01, load_at_init=False, device=str(device))
+    def run(image):
+        Model.pixels, model = 0, Model(confidence_threshold=0.01, load_at_init=False, device=str(args.device))
+        p = get_sliced_prediction(
+            (image * 255).round().byte().permute(1, 2, 0).numpy(), model, slice_height=args.slice_size,
+            slice_width=args.slice_size, overlap_height_ratio=0.25, overlap_width_ratio=0.25,
+            perform_standard_pred=True, postprocess_type="NMS", postprocess_match_metric="IOU",
+            postprocess_match_threshold=0.5, verbose=0, force_postprocess_type=True,
+            confidence_threshold=0.01).object_prediction_list
+        return {"boxes": torch.tensor([q.bbox.to_xyxy() for q in p]).reshape(-1, 4),
+                "scores": torch.tensor([q.score.value for q in p]),
+                "labels": torch.tensor([q.category.id for q in p], dtype=torch.int64)}, Model.pixels
+
+    return run
 
 
 def run_modes(args, model, val, log):
     """Every mode on every validation image: predictions, pixels, seconds and focus recall per mode."""
-    detector = model.model  # the torchvision detector inside FocusDetector (shared weights)
-    pyramid = Pyramid(LEVELS)
-    focus = {f"autofocus_{t[0]:g}_{t[1]:g}": AutoFocus(LEVELS, thresholds=t) for t in args.thresholds}
-    sahi = None
+    detector, pyramid = model.model, Pyramid(LEVELS)  # the torchvision detector inside FocusDetector
+    modes = {"pyramid": lambda im: (pyramid.detect(detector, im), None)}  # None: pixels from the scales run
     if not args.no_sahi:
         try:
-            import sahi.predict as sahi
+            modes["sahi"] = sahi_mode(args, detector)
         except ImportError:
             log("SAHI is not installed (pip install sahi): its row is left out")
-    names = ["pyramid"] + (["sahi"] if sahi else []) + ["sliced"] + list(focus)
+
+    def sliced(im):
+        windows = slice_grid(*im.shape[-2:], args.slice_size, 0.25)
+        pixels = float(((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).sum())
+        pixels += im.shape[-2] * im.shape[-1] if len(windows) > 1 else 0  # the full-image pass, as SAHI
+        return sliced_detect(detector, im, slice_size=args.slice_size, overlap=0.25, full_image=ScaleSpec.fixed(1.0),
+                             merge="nms", iou_threshold=0.5, score_threshold=0.01), pixels
+
+    modes["sliced"] = sliced
+    focus = [f"autofocus_{t[0]:g}_{t[1]:g}" for t in args.thresholds]
+    for name, af in zip(focus, [AutoFocus(LEVELS, thresholds=t) for t in args.thresholds]):
+        modes[name] = lambda im, af=af: (af.detect(model, im), None)
     out = {n: {"predictions": {}, "pixels": 0.0, "seconds": 0.0, "small": 0, "small_in_chips": 0, "fractions": []}
-           for n in names}
-    slicing = dict(slice_size=args.slice_size, overlap=0.25, full_image=ScaleSpec.fixed(1.0), merge="nms",
-                   iou_threshold=0.5, score_threshold=0.01)
+           for n in modes}
     for i in common.Progress(range(len(val)), desc="inference"):
         image, target = val[i]
-        image_id, (h, w) = int(target["image_id"]), image.shape[-2:]
         boxes = target["boxes"]
         small = boxes[((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) < 32 ** 2]
-        centres = (small[:, :2] + small[:, 2:]) / 2
-        windows = slice_grid(h, w, args.slice_size, 0.25)
-        sliced_pixels = float(((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).sum())
-        sliced_pixels += h * w if len(windows) > 1 else 0  # the full-image pass, as SAHI
-        for name in names:
+        c = (small[:, :2] + small[:, 2:]) / 2
+        for name, run in modes.items():
             r, start = out[name], time.perf_counter()
             with torch.no_grad(), common.autocast(torch.device(args.device), args.amp):
-                if name == "pyramid":
-                    det = pyramid.detect(detector, image)
-                    pixels = sum(lh * lw for _, lh, lw in pyramid.level_sizes(h, w))
-                elif name == "sahi":
-                    counter = [0]
-                    res = sahi.get_sliced_prediction(
-                        (image * 255).round().byte().permute(1, 2, 0).numpy(), sahi_model(detector, args.device, counter),
-                        slice_height=args.slice_size, slice_width=args.slice_size, overlap_height_ratio=0.25,
-                        overlap_width_ratio=0.25, perform_standard_pred=True, postprocess_type="NMS",
-                        postprocess_match_metric="IOU", postprocess_match_threshold=0.5, verbose=0,
-                        force_postprocess_type=True, confidence_threshold=0.01)
-                    p = res.object_prediction_list
-                    det = {"boxes": torch.tensor([q.bbox.to_xyxy() for q in p]).reshape(-1, 4),
-                           "scores": torch.tensor([q.score.value for q in p]), "labels": torch.tensor(
-                               [q.category.id for q in p], dtype=torch.int64)}
-                    pixels = counter[0]
-                elif name == "sliced":
-                    det, pixels = sliced_detect(detector, image, **slicing), sliced_pixels
-                else:
-                    af = focus[name]
-                    det = af.detect(model, image)
-                    pixels = sum(f * lh * lw for f, (_, lh, lw) in zip(det["pixel_fraction"], af.pyramid.level_sizes(h, w)))
-                    fine = det["chips"][-1]
-                    inside = ((centres[:, None, 0] >= fine[None, :, 0]) & (centres[:, None, 0] < fine[None, :, 2])
-                              & (centres[:, None, 1] >= fine[None, :, 1]) & (centres[:, None, 1] < fine[None, :, 3]))
-                    r["small"] += len(centres)
-                    r["small_in_chips"] += int(inside.any(1).sum())
-                    r["fractions"].append(det["pixel_fraction"])
-                    if i == 0 and name == names[-len(focus)]:  # the first setting's chips
-                        draw_chips(args, image, target, det, val.class_names)
+                det, pixels = run(image)
             r["seconds"] += time.perf_counter() - start
+            r["predictions"][int(target["image_id"])] = {k: det[k].cpu() for k in ("boxes", "scores", "labels")}
+            if pixels is None:  # the pyramid (every scale whole) or AutoFocus (its pixel fraction at each scale)
+                fractions = det.get("pixel_fraction", [1.0] * len(LEVELS))
+                pixels = sum(f * lh * lw for f, (_, lh, lw) in zip(fractions, pyramid.level_sizes(*image.shape[-2:])))
             r["pixels"] += pixels
-            r["predictions"][image_id] = {k: det[k].cpu() for k in ("boxes", "scores", "labels")}
+            if "chips" in det:  # AutoFocus: small objects' centres inside a chip of the finest scale
+                f = det["chips"][-1]
+                inside = ((c[:, None, 0] >= f[None, :, 0]) & (c[:, None, 0] < f[None, :, 2])
+                          & (c[:, None, 1] >= f[None, :, 1]) & (c[:, None, 1] < f[None, :, 3]))
+                r["small"], r["small_in_chips"] = r["small"] + len(c), r["small_in_chips"] + int(inside.any(1).sum())
+                r["fractions"].append(det["pixel_fraction"])
+                if i == 0 and name == focus[0]:
+                    draw_chips(args, image, target, det, val.class_names)
     return out
 
 
@@ -228,9 +216,9 @@ def draw_chips(args, image, target, det, class_names, scale: float = 0.5):
     """The chips AutoFocus ran at the middle (one colour) and finest (another) scale, with its detections."""
     small, _, _ = resize_image(image, scale)
     chips = [Chip(level=k, scale=1.0, box=b * scale) for k in (1, 2) for b in det["chips"][k]]
-    picture = draw_detections(small, {k: (det[k] * scale if k == "boxes" else det[k]) for k in ("boxes", "scores", "labels")},
-                              ground_truth=target["boxes"] * scale, chips=chips, class_names=class_names,
-                              score_threshold=0.5)
+    shown = {k: (det[k] * scale if k == "boxes" else det[k]) for k in ("boxes", "scores", "labels")}
+    picture = draw_detections(small, shown, ground_truth=target["boxes"] * scale, chips=chips,
+                              class_names=class_names, score_threshold=0.5)
     from PIL import Image  # 256 colours: a third of the bytes of the noisy true-colour picture
 
     Image.fromarray(picture.permute(1, 2, 0).numpy()).quantize(256).save(
@@ -238,21 +226,20 @@ def draw_chips(args, image, target, det, class_names, scale: float = 0.5):
 
 
 def summarise(args, val, runs, train_seconds) -> dict:
-    full = runs["pyramid"]["pixels"]
-    modes = {}
+    modes, n = {}, len(val)
     for name, r in runs.items():
         stats = coco_evaluate(to_coco_results(r["predictions"], val.label_to_category), val.coco.dataset)
-        modes[name] = {"AP": stats["AP"], "AP50": stats["AP50"], "APs": stats["APs"], "APm": stats["APm"],
-                       "APl": stats["APl"], "megapixels_per_image": r["pixels"] / len(val) / 1e6,
-                       "pixels_vs_pyramid": r["pixels"] / full, "seconds_per_image": r["seconds"] / len(val),
-                       "detections_per_image": sum(len(d["scores"]) for d in r["predictions"].values()) / len(val),
+        modes[name] = {**{k: stats[k] for k in ("AP", "AP50", "APs", "APm", "APl")},
+                       "megapixels_per_image": r["pixels"] / n / 1e6,
+                       "pixels_vs_pyramid": r["pixels"] / runs["pyramid"]["pixels"],
+                       "seconds_per_image": r["seconds"] / n,
+                       "detections_per_image": sum(len(d["scores"]) for d in r["predictions"].values()) / n,
                        "focus_recall": r["small_in_chips"] / r["small"] if r["small"] else None}
         if r["fractions"]:  # AutoFocus: per scale, the pixels run over the whole image's at that scale
             modes[name]["pixel_fraction_per_scale"] = np.mean(r["fractions"], 0).tolist()
-    result = {"modes": modes, "val_images": len(val), "train_seconds": train_seconds, "threads": torch.get_num_threads(),
-              "args": {k: v for k, v in vars(args).items() if k not in ("out", "figure")}}
-    result["targets"] = targets(modes)
-    return result
+    return {"modes": modes, "val_images": n, "train_seconds": train_seconds, "threads": torch.get_num_threads(),
+            "args": {k: v for k, v in vars(args).items() if k not in ("out", "figure")},
+            "targets": targets(modes)}
 
 
 def targets(modes) -> dict:
@@ -325,17 +312,13 @@ def main(argv=None) -> dict:
     # inference: more proposals and detections than the tiny model's defaults, the same for every mode
     detector.rpn._pre_nms_top_n["testing"], detector.rpn._post_nms_top_n["testing"] = 2000, 1000
     detector.roi_heads.detections_per_img = 300
-    model = FocusDetector(detector).to(args.device)  # the focus head on the stride-16 FPN map
-    start = time.perf_counter()
+    model, start = FocusDetector(detector).to(args.device), time.perf_counter()  # the head on the stride-16 map
     train(args, model, train_set, log)
     train_seconds = time.perf_counter() - start
-    runs = run_modes(args, model.eval(), val, log)
-    result = summarise(args, val, runs, train_seconds)
+    result = summarise(args, val, run_modes(args, model.eval(), val, log), train_seconds)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(table(result) + "\n" + verdicts(result), flush=True)
-    for name, t in result["targets"].items():
-        log(f"{name}: targets {t}")
     return result
 
 

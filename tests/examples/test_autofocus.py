@@ -37,7 +37,8 @@ def test_trains_compares_every_mode_and_resumes(tmp_path, capsys):
     modes = first["modes"]
     expected = ["pyramid"] + (["sahi"] if _has_sahi() else []) + ["sliced", "autofocus_0.02_0.2", "autofocus_1_1"]
     assert list(modes) == expected
-    assert json.load(open(os.path.join(out, "results.json")))["modes"].keys() == modes.keys()
+    with open(os.path.join(out, "results.json")) as f:
+        assert json.load(f)["modes"].keys() == modes.keys()
     for m in modes.values():
         assert -1 <= m["AP"] <= 1 and -1 <= m["APs"] <= 1 and m["megapixels_per_image"] > 0
     # pixels: the pyramid is 0.5^2 + 1 + 2^2 times the image; the coarsest scale alone is 0.25 / 5.25 of it
@@ -100,7 +101,9 @@ def test_the_detector_sees_a_crop_as_the_same_pixels_of_the_whole_image():
 
 
 def test_docs_page_holds_the_committed_results():
-    result = json.load(open(os.path.join(DOCS, "_static", "autofocus_results.json")))
-    page = open(os.path.join(DOCS, "guide", "autofocus.rst")).read()
+    with open(os.path.join(DOCS, "_static", "autofocus_results.json")) as f:
+        result = json.load(f)
+    with open(os.path.join(DOCS, "guide", "autofocus.rst")) as f:
+        page = f.read()
     assert autofocus.table(result) in page and autofocus.verdicts(result) in page
     assert result["targets"] == autofocus.targets(result["modes"])  # the verdicts follow from the figures
