@@ -78,6 +78,12 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
 
 
 
+def test_missing_data_folder_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        autofocus.main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and "--data: root: no such image folder" in capsys.readouterr().err
+
+
 def test_the_detector_sees_a_crop_as_the_same_pixels_of_the_whole_image():
     """Crops (slices, chips) and whole images must meet the same network: with the tiny backbone's
     GroupNorm a crop's features differ from the whole image's; after crop_consistent they agree."""
