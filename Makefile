@@ -86,7 +86,7 @@ wheel: $(STAMP_DEPS)
 
 # One wheel, unchanged, in two environments with different torch releases, each run from a
 # copy of the tests outside the checkout so that only the installed copy is seen:
-#  - a fresh venv with torch 2.13.0 (the stable ABI's target: the CPU-only file on this disk)
+#  - a fresh venv with torch 2.13.0 (older than the build's; the CPU-only file on this disk)
 #    and nothing else of the project: the wheel pulls in its own dependencies;
 #  - this build's torch (2.14.1 in .venv), the wheel installed into a folder of its own put
 #    first on the path (a second fresh venv would download 5.5 GB of CUDA torch again).

@@ -119,7 +119,7 @@ extern "C" PyMODINIT_FUNC PyInit__C_stable(void) {
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT, "_C_stable", "scalekit's compiled op library (torch stable ABI)", -1, methods};
   PyObject* module = PyModule_Create(&module_def);
-  // The oldest torch this binary loads on ("2.13"): the stable ABI's target.
+  // The oldest torch this binary loads on ("2.10"): the stable ABI's target.
   if (module != nullptr &&
       PyModule_AddStringConstant(module, "torch_target", SCALEKIT_TORCH_TARGET) != 0) {
     Py_DECREF(module);

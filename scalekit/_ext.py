@@ -1,7 +1,7 @@
 """Loads scalekit's compiled op libraries, ``torch.ops.scalekit``, once.
 
 ``scalekit._C_stable`` declares every op and holds the CPU kernels; it is built
-on torch's stable ABI, so one binary loads on its target torch (2.13) and every
+on torch's stable ABI, so one binary loads on its target torch (2.10) and every
 later release. ``scalekit._C_cuda`` (built only with CUDA) holds the CUDA
 kernels on the classic ABI and loads only with the torch it was built against.
 
@@ -52,7 +52,7 @@ def _load() -> str | None:
     except ImportError as exc:
         return (
             f"scalekit's compiled ops (scalekit._C_stable) failed to load: {exc}. It loads on torch "
-            f"2.13 or later (torch {torch.__version__} is installed). {_BUILD}"
+            f"2.10 or later (torch {torch.__version__} is installed). {_BUILD}"
         )
     del _C_stable
     return None
