@@ -4,7 +4,7 @@ Stages, each cached under ``--out`` while its arguments are unchanged: ``data`` 
 videos, or ``--data DIR``), ``motion`` (per 6-frame chunk: trajectories, stacked flow, tracker box, crops),
 ``streams`` (a CNN per stream, trained per chunk), ``sequence`` (``MultiStream`` to 200 + ``BiLSTMHead`` on
 whole videos, truncated BPTT; clips; mid-point-hit and tIoU mAP). ``--ablations`` adds tables 5.3 / 5.4,
-Fig. 5.7 and §5.6. Every method step is a scalekit call; README.md explains outputs and data layout.
+Fig. 5.7 and §5.4.3 (trimmed training). Every method step is a scalekit call; README.md explains outputs and data layout.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def train_sequence(name, config, feats, labels, split, num_classes, args, seed_d
             vid = split["train"][i]
             x = model.project({s: f.to(device) for s, f in feats[vid].items()})
             y = labels[vid].to(device)[:, None]
-            if config["lstm"]:  # §5.6: trimmed training resets the LSTM at every action boundary
+            if config["lstm"]:  # §5.4.3: trimmed training resets the LSTM at every action boundary
                 cont = continuation_indicators(y) if config.get("trimmed") else None
                 loss = truncated_bptt_loss(model.head, x, y, args.window, cont=cont)  # each direction's own loss
             else:
@@ -179,7 +179,7 @@ def sequence_configs(ablations: bool) -> dict:
         return {"msb_rnn": {**four, "lstm": True}}
     return {"msb_rnn": {**four, "lstm": True}, **{f"lstm_{s}": {"streams": (s,), "lstm": True} for s in crops},  # T. 5.3
             "two_stream": {**two, "lstm": False}, "multi_stream": {**four, "lstm": False},  # Table 5.4
-            "two_stream_lstm": {**two, "lstm": True}, "msb_rnn_trimmed": {**four, "lstm": True, "trimmed": True}}  # §5.6
+            "two_stream_lstm": {**two, "lstm": True}, "msb_rnn_trimmed": {**four, "lstm": True, "trimmed": True}}  # §5.4.3
 
 
 def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) -> dict:
