@@ -3,9 +3,8 @@
 // built once against one torch loads on every later release (see setup.py for
 // the target version).
 //
-// The stable surface has no sort, bmm or in-place add of its own; those are
-// called through the dispatcher by name (torch_call_dispatcher), which is part
-// of the stable C shim.
+// The stable surface has no bmm of its own: it is called through the dispatcher
+// by name (torch_call_dispatcher, part of the stable C shim). NMS sorts in C++.
 #pragma once
 
 #include <torch/csrc/stable/library.h>
@@ -31,18 +30,14 @@ using Tensor = torch::stable::Tensor;
 using ScalarType = c10::ScalarType;
 using torch::stable::Device;
 
-// An ATen op by schema name, arguments boxed as the stable ABI boxes them.
-// Returns the stack: output i is stack[i].
-template <size_t Outputs, typename... A>
-auto call_op(const char* name, const char* overload, const A&... args) {
-  std::array<StableIValue, std::max(sizeof...(A), Outputs)> stack{torch::stable::detail::from(args)...};
+// An ATen op with one tensor output, by schema name, arguments boxed as the stable ABI
+// boxes them. The call consumes the boxed arguments and hands back a new reference to the
+// output, which the returned Tensor owns (dropping it unwrapped would leak that tensor).
+template <typename... A>
+Tensor call_op(const char* name, const char* overload, const A&... args) {
+  std::array<StableIValue, std::max<size_t>(sizeof...(A), 1)> stack{torch::stable::detail::from(args)...};
   STABLE_TORCH_ERROR_CODE_CHECK(torch_call_dispatcher(name, overload, stack.data(), TORCH_ABI_VERSION));
-  return stack;
-}
-
-template <typename S>
-Tensor output(const S& stack, size_t i = 0) {
-  return torch::stable::detail::to<Tensor>(stack[i]);
+  return torch::stable::detail::to<Tensor>(stack[0]);
 }
 
 inline Device cpu() { return Device(c10::DeviceType::CPU); }

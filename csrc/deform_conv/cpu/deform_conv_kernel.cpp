@@ -159,7 +159,7 @@ std::optional<Tensor> select_image(const std::optional<Tensor>& t, int64_t n) {
 }
 
 // out = a @ b, batched, into out's memory.
-void bmm_out(const Tensor& out, const Tensor& a, const Tensor& b) { call_op<1>("aten::bmm", "out", a, b, out); }
+void bmm_out(const Tensor& out, const Tensor& a, const Tensor& b) { call_op("aten::bmm", "out", a, b, out); }
 
 // dst += src (both contiguous, same shape and floating dtype).
 void add_into(const Tensor& dst, const Tensor& src) {
