@@ -184,6 +184,13 @@ class LevelDataset(Dataset):
     * Multi-scale training (MST, thesis Fig. 2.5): ``ranges=False``, the same
       dataset with every object an object at every level.
     * Single-scale training: one level with ``ranges=False``.
+    * SNIP warm-started as MST (thesis §2.7.1): ``ranges=True,
+      ranges_from_epoch=E``: epochs before ``E`` train as MST (every object an
+      object, no ``"valid_range"``), then the ranges apply. The thesis switches
+      the RPN's ranges on after 1 epoch and the classifier's after 3 of 7; here
+      one epoch switches both (``set_epoch``, which a training loop calls
+      before each epoch). The sub-image windows are planned once, with the
+      ranges, so both phases train on the same windows.
 
     Load with ``DataLoader(..., collate_fn=LevelDataset.collate_fn)`` and
     train a detector that keeps input sizes (:func:`scalekit.detection.keep_input_size`).
@@ -199,6 +206,8 @@ class LevelDataset(Dataset):
         num_candidates: random windows per pick of :func:`snip_chips` (50).
         seed: seeds the windows.
         min_size: see :func:`chip_targets`.
+        ranges_from_epoch: with ``ranges``, the first epoch whose items carry
+            the ranges (0: from the start); earlier epochs train as MST.
 
     Example:
         >>> import torch
@@ -214,13 +223,23 @@ class LevelDataset(Dataset):
         >>> mst = LevelDataset(images, SNIP_LEVELS, ranges=False)
         >>> [len(t["boxes"]) for _, t in mst]
         [2, 2, 2]
+        >>> warm = LevelDataset(images, SNIP_LEVELS, ranges_from_epoch=1)
+        >>> [len(t["boxes"]) for _, t in warm], warm.set_epoch(1), [len(t["boxes"]) for _, t in warm]
+        ([2, 2, 2], None, [1, 2, 1])
     """
 
     collate_fn = staticmethod(collate_chips)
 
     def __init__(self, dataset, levels, *, ranges: bool = True, chip_sizes=None, num_candidates: int = 50,
-                 seed: int = 0, min_size: float = 0.0) -> None:
+                 seed: int = 0, min_size: float = 0.0, ranges_from_epoch: int = 0) -> None:
         self.dataset, self.levels, self.ranges, self.min_size = dataset, tuple(levels), bool(ranges), min_size
+        if isinstance(ranges_from_epoch, bool) or not isinstance(ranges_from_epoch, (int, np.integer)) \
+                or ranges_from_epoch < 0:
+            raise ValueError(f"ranges_from_epoch must be an integer >= 0, got {ranges_from_epoch!r}")
+        if ranges_from_epoch and not self.ranges:
+            raise ValueError("ranges_from_epoch needs ranges=True (it says when the ranges switch on)")
+        self.ranges_from_epoch = int(ranges_from_epoch)
+        self.epoch = 0
         for k, level in enumerate(self.levels):
             if not (isinstance(level, (tuple, list)) and len(level) == 2 and isinstance(level[0], ScaleSpec)
                     and isinstance(level[1], AreaRange)):
@@ -259,6 +278,15 @@ class LevelDataset(Dataset):
             boxes, size = target["boxes"], tuple(image.shape[-2:])
         return torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), tuple(float(v) for v in size)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch about to be trained: whether the ranges apply (``ranges_from_epoch``)."""
+        self.epoch = int(epoch)
+
+    @property
+    def ranges_active(self) -> bool:
+        """Whether this epoch's items carry the ranges (SNIP) or not (MST, also during a warm start)."""
+        return self.ranges and self.epoch >= self.ranges_from_epoch
+
     @property
     def pixels(self) -> float:
         """Pixels of one epoch's windows."""
@@ -273,6 +301,6 @@ class LevelDataset(Dataset):
         resized, _, _ = resize_image(image, float(chip.scale))
         x1, y1, x2, y2 = (int(round(v)) for v in chip.window.tolist())
         pixels = resized[:, y1:y2, x1:x2]
-        area = self.levels[chip.level][1] if self.ranges else None
+        area = self.levels[chip.level][1] if self.ranges_active else None
         t = chip_targets(chip, target, area, min_size=self.min_size)
         return DetectionItem((pixels, {**t, "image_index": i, "chip": chip}))

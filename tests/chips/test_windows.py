@@ -118,6 +118,29 @@ class TestLevelDataset:
             assert len(b["ignore_boxes"]) == 1  # the crowd box stays an ignore box in MST
         assert [t["labels"].tolist() for _, t in snip] == [[1, 3], [1, 2, 3], [2]]
 
+    def test_a_warm_start_trains_as_mst_until_its_epoch_then_as_snip(self):
+        snip = LevelDataset(_images(), SNIP_LEVELS, chip_sizes=(1000, None, None))
+        warm = LevelDataset(_images(), SNIP_LEVELS, chip_sizes=(1000, None, None), ranges_from_epoch=2)
+        assert [c.window.tolist() for _, c in warm.items] == [c.window.tolist() for _, c in snip.items]
+        mst = LevelDataset(_images(), SNIP_LEVELS, ranges=False)
+        mst.items = snip.items  # MST in SNIP's windows: every object an object, no range
+
+        def same(a, b):
+            return all(a[1].keys() == b[1].keys() and all(torch.equal(a[1][k], b[1][k]) for k in ("boxes", "labels",
+                       "ignore_boxes")) for a, b in zip(a, b))
+        for epoch, like in ((0, mst), (1, mst), (2, snip), (5, snip)):
+            warm.set_epoch(epoch)
+            assert warm.ranges_active == (like is snip)
+            assert same(list(warm), list(like)), epoch
+        assert all("valid_range" in t for _, t in warm)
+
+    def test_a_warm_start_needs_ranges_and_a_whole_epoch(self):
+        with pytest.raises(ValueError, match="ranges_from_epoch needs ranges=True"):
+            LevelDataset(_images(), SNIP_LEVELS, ranges=False, ranges_from_epoch=1)
+        for bad in (-1, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="ranges_from_epoch must be an integer >= 0"):
+                LevelDataset(_images(), SNIP_LEVELS, ranges_from_epoch=bad)
+
     def test_loads_with_its_collate_and_the_default_collate_names_it(self):
         ds = LevelDataset(_images() * 2, SNIP_LEVELS[1:])
         images, targets = next(iter(DataLoader(ds, batch_size=2, collate_fn=LevelDataset.collate_fn)))
