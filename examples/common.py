@@ -342,6 +342,12 @@ def add_detection_args(p, out: str) -> None:
     p.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision for resnet* (downloaded "
                    "by torchvision on first use)")
     p.add_argument("--epochs", type=int, default=5, help=f"training epochs {d}")
+    p.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="the recipe's whole budget in SGD iterations at --batch-size, the same for every arm of a "
+                        "comparison (overrides --epochs; the last epoch is cut where the budget ends; SNIPER's "
+                        "RPN-only run counts in it)")
+    p.add_argument("--eval-at", type=int, nargs="+", default=(), metavar="N",
+                   help="also evaluate after these iterations: AP against budget, in results.json's 'budget'")
     p.add_argument("--max-iters", type=int, default=None, help="stop each epoch after N iterations (smoke tests)")
     p.add_argument("--batch-size", type=int, default=4, help=f"images or chips per iteration per process {d}")
     p.add_argument("--lr", type=float, default=0.02, help=f"SGD learning rate (momentum 0.9, wd 1e-4) {d}")
@@ -362,9 +368,11 @@ def check_detection_args(p, args) -> None:
         args.size_scale = 1.0 if args.data or args.train_ann else 0.5
     if args.size_scale <= 0:
         p.error("--size-scale must be positive")
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
+    for name in ("epochs", "batch_size", "iterations"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.eval_at and (min(args.eval_at) < 1 or (args.iterations and max(args.eval_at) > args.iterations)):
+        p.error(f"--eval-at must lie in 1..--iterations, got {list(args.eval_at)}")
 
 
 def setup_detection(args):
@@ -545,10 +553,10 @@ def limit(data, n):
     return s
 
 
-def _optimizer(args, model, iters_per_epoch, epochs):
+def _optimizer(args, model, iters_per_epoch, epochs, iterations=None):
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
-    total = max(1, iters_per_epoch * epochs)
+    total = max(1, iters_per_epoch * epochs if iterations is None else iterations)
     warmup = min(args.warmup, total // 4)
 
     def factor(step):  # linear warm-up, then a step down by 10 at 3/4 of training
@@ -559,9 +567,14 @@ def _optimizer(args, model, iters_per_epoch, epochs):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoint: bool = True, **ddp_options):
+def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoint: bool = True,
+        iterations: int | None = None, after_step=None, **ddp_options):
     """SGD over ``dataset`` (its own ``collate_fn``; ``set_epoch`` each epoch), with resume
-    from ``--resume`` and a checkpoint per epoch when ``checkpoint``. Returns (items, seconds)."""
+    from ``--resume`` and a checkpoint per epoch when ``checkpoint``. With ``iterations``
+    the budget is that many SGD steps (as many epochs as it takes, the last one cut;
+    the learning-rate schedule spans the budget) and ``epochs`` is ignored.
+    ``after_step(iteration)`` runs after each step (e.g. an evaluation: it may leave
+    the model in eval mode). Returns (items, seconds)."""
     from torch.utils.data import DataLoader, DistributedSampler
 
     sampler = DistributedSampler(dataset, shuffle=True, seed=args.seed) if args.dist.world_size > 1 else None
@@ -569,8 +582,10 @@ def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoin
                         num_workers=args.workers, collate_fn=dataset.collate_fn,
                         generator=torch.Generator().manual_seed(args.seed))
     per_epoch = len(loader) if args.max_iters is None else min(len(loader), args.max_iters)
+    if iterations is not None:
+        epochs = -(-iterations // max(1, per_epoch))
     core, model = model, args.dist.wrap(model, **ddp_options)
-    optimizer, scheduler = _optimizer(args, model, per_epoch, epochs)
+    optimizer, scheduler = _optimizer(args, model, per_epoch, epochs, iterations)
     start, done_seconds, done_items = 0, 0.0, 0
     if checkpoint and args.resume:
         path = os.path.join(args.out, "checkpoint.pt") if args.resume == "auto" else args.resume
@@ -592,7 +607,7 @@ def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoin
         bar = Progress(loader, desc=f"{tag} epoch {epoch + 1}/{epochs}", quiet=not args.main)
         t0 = time.perf_counter()
         for n, (images, targets) in enumerate(bar):
-            if args.max_iters is not None and n >= args.max_iters:
+            if (args.max_iters is not None and n >= args.max_iters) or (iterations is not None and it >= iterations):
                 break
             images = [im.to(args.dist.device) for im in images]
             keys = ("boxes", "labels", "ignore_boxes", "valid_range")
@@ -615,6 +630,11 @@ def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoin
             if args.main and it % args.log_every == 0:
                 log.write(phase=tag, epoch=epoch, iter=it, lr=optimizer.param_groups[0]["lr"], loss=float(loss.detach()),
                           **{k: float(v.detach()) for k, v in losses.items()})
+            if after_step is not None:
+                t1 = time.perf_counter()
+                after_step(it)
+                model.train()
+                t0 += time.perf_counter() - t1  # not training time
         seconds += time.perf_counter() - t0
         if args.main and checkpoint:
             save_checkpoint(os.path.join(args.out, "checkpoint.pt"), model=core, optimizer=optimizer,
@@ -625,9 +645,26 @@ def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoin
     return items, seconds
 
 
+def budget_curve(args, model, val, levels):
+    """``(after_step, curve)`` for :func:`fit`: after each iteration of ``--eval-at``
+    the model is evaluated as at the end (:func:`evaluate_detector`, nothing drawn) and
+    ``{"iteration", "AP", "AP50", "APs", ...}`` is appended to ``curve``: AP against budget."""
+    curve, at = [], set(args.eval_at)
+
+    def after_step(it):
+        if it in at and args.main:
+            stats, _ = evaluate_detector(args, model, val, levels, draw=0)
+            curve.append({"iteration": it, **{k: v for k, v in stats.items() if k != "per_class"}})
+            print(f"iteration {it}: AP {stats['AP']:.3f} APs {stats['APs']:.3f}", flush=True)
+
+    return after_step, curve
+
+
 @torch.no_grad()
-def evaluate_detector(args, model, val, levels):
-    """COCO metrics of the pyramid's detections on ``val`` (in 1 / size_scale pixels); (stats, seconds per image)."""
+def evaluate_detector(args, model, val, levels, draw: int | None = None):
+    """COCO metrics of the pyramid's detections on ``val`` (in 1 / size_scale pixels); (stats, seconds per image).
+    The first ``draw`` images (default ``--draw``) are drawn with their detections."""
+    draw = args.draw if draw is None else draw
     from scalekit.evaluation import coco_evaluate, to_coco_results
     from scalekit.scale import Pyramid
 
@@ -640,7 +677,7 @@ def evaluate_detector(args, model, val, levels):
         det = pyramid.detect(model, image.to(args.dist.device))
         seconds += time.perf_counter() - start
         predictions[int(target["image_id"])] = {k: v.cpu() for k, v in det.items()}
-        if i < args.draw:
+        if i < draw:
             draw_detections(image, predictions[int(target["image_id"])], target["boxes"], val.class_names,
                             os.path.join(args.out, f"detections_{i:03d}.png"))
     # COCO's small / medium / large (32 and 96 pixels) mean the thesis' object sizes
@@ -676,7 +713,8 @@ def draw_detections(image, det, gt_boxes, names, path, min_score: float = 0.3, t
 
 def detection_results(args, recipe: str, dataset, train, val, stats, infer, items, seconds, **extra) -> dict:
     """results.json and the one-line summary every detection driver prints."""
-    result = {"recipe": recipe, "seed": args.seed, "epochs": args.epochs, "backbone": args.backbone,
+    result = {"recipe": recipe, "seed": args.seed, "epochs": args.epochs, "iterations": args.iterations,
+              "batch_size": args.batch_size, "backbone": args.backbone,
               "size_scale": args.size_scale, "train_images": len(train), "val_images": len(val),
               "inputs_per_epoch": len(dataset), "train_pixels_per_image": dataset.pixels / len(train),
               "train_inputs_per_s": items / seconds if seconds > 0 else None, "train_seconds": seconds,

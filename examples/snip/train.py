@@ -9,7 +9,9 @@ Recipes (``--recipe``):
   range train; the others are ignore boxes (anchors near them give no
   gradient) and RoIs whose own size is outside the range are neither
   foreground nor background (§2.6.1); the finest scale is trained on SNIP's
-  1000x1000 sub-image chips (§2.6.2).
+  1000x1000 sub-image chips (§2.6.2). ``--warm-start-epochs E`` trains the
+  first E epochs as ``multiscale`` in the same windows, then switches the
+  ranges on, as the thesis warm-starts SNIP (§2.7.1).
 
 The training set of every recipe is one library block,
 :class:`scalekit.chips.LevelDataset` (``ranges=True`` for SNIP). Every recipe
@@ -50,9 +52,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=RECIPES, default="snip", help="training protocol (default: %(default)s)")
+    p.add_argument("--warm-start-epochs", type=int, default=0, metavar="E",
+                   help="snip: train the first E epochs as multiscale, then with the ranges (§2.7.1) "
+                        "(default: %(default)s)")
     common.add_detection_args(p, out="runs/snip")
     args = p.parse_args(argv)
     common.check_detection_args(p, args)
+    if args.warm_start_epochs and args.recipe != "snip":
+        p.error("--warm-start-epochs is for --recipe snip (it says when SNIP's ranges switch on)")
+    if args.warm_start_epochs < 0:
+        p.error("--warm-start-epochs must be at least 0")
     return args
 
 
@@ -68,7 +77,7 @@ def main(argv=None) -> dict:
     # the training set: every image at every level; SNIP's ranges and sub-image chips
     if args.recipe == "snip":
         dataset = LevelDataset(train, levels, ranges=True, chip_sizes=(round(SNIP_CHIP * s), None, None),
-                               seed=args.seed)
+                               seed=args.seed, ranges_from_epoch=args.warm_start_epochs)
     else:
         dataset = LevelDataset(train, levels, ranges=False, seed=args.seed)
 
@@ -78,12 +87,15 @@ def main(argv=None) -> dict:
     if args.main:
         print(f"recipe {args.recipe}: {len(train)} training images -> {len(dataset)} training inputs per epoch, "
               f"{len(val)} validation images", flush=True)
-    items, seconds = common.fit(args, model, dataset, args.epochs, log)
+    after_step, curve = common.budget_curve(args, model, val, levels)
+    items, seconds = common.fit(args, model, dataset, args.epochs, log, iterations=args.iterations,
+                                after_step=after_step if args.eval_at else None)
 
     result = {}
     if args.main:
         stats, infer = common.evaluate_detector(args, model, val, levels)
-        result = common.detection_results(args, args.recipe, dataset, train, val, stats, infer, items, seconds)
+        result = common.detection_results(args, args.recipe, dataset, train, val, stats, infer, items, seconds,
+                                          budget=curve, warm_start_epochs=args.warm_start_epochs)
     args.dist.close()
     return result
 

@@ -4,7 +4,8 @@ SNIPER trains on 512x512 chips at 3x, 1.667x and longer side 512 (§3.3):
 positive chips cover every object valid at its scale
 (:class:`scalekit.chips.ChipGenerator`); negative chips are mined from the
 proposals of a short RPN-only run trained on positive chips alone
-(``--rpn-epochs``; :class:`scalekit.detection.RPNOnly`,
+(``--rpn-epochs``, or ``--rpn-iterations``, which count in ``--iterations``;
+:class:`scalekit.detection.RPNOnly`,
 :func:`scalekit.detection.mine_proposals`), and two per image are resampled
 each epoch (:class:`scalekit.chips.ChipDataset`). ``--no-negatives`` drops
 them (the ablation of Table 3.2). Inside a chip, out-of-range objects are
@@ -49,10 +50,19 @@ def parse_args(argv=None):
     d = "(default: %(default)s)"
     p.add_argument("--no-negatives", action="store_true", help="positive chips only, no RPN pre-run (Table 3.2)")
     p.add_argument("--rpn-epochs", type=int, default=2, help=f"epochs of the RPN-only run that mines negative chips {d}")
+    p.add_argument("--rpn-iterations", type=int, default=None, metavar="R",
+                   help="the RPN-only run's budget in iterations instead of --rpn-epochs; with --iterations N the "
+                        "detector then trains N - R, so that SNIPER's budget holds its RPN-only run")
     p.add_argument("--proposals-per-scale", type=int, default=300, help=f"RPN proposals kept per scale {d}")
     common.add_detection_args(p, out="runs/sniper")
     args = p.parse_args(argv)
     common.check_detection_args(p, args)
+    if args.iterations and not args.no_negatives:
+        if args.rpn_iterations is None:
+            p.error("--iterations with negative chips needs --rpn-iterations (the RPN-only run counts in the budget)")
+        if not 1 <= args.rpn_iterations < args.iterations:
+            p.error(f"--rpn-iterations must lie in 1..{args.iterations - 1} (below --iterations), "
+                    f"got {args.rpn_iterations}")
     args.recipe = "sniper_no_neg" if args.no_negatives else "sniper"
     return args
 
@@ -67,7 +77,7 @@ def mine(args, train, generator, levels, log) -> tuple[list, float]:
     detector = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained).to(args.dist.device)
     positives = ChipDataset(train, generator, seed=args.seed)
     common.fit(args, RPNOnly(detector), positives, args.rpn_epochs, log, "rpn", checkpoint=False,
-               find_unused_parameters=True)  # the RoI heads idle
+               iterations=args.rpn_iterations, find_unused_parameters=True)  # the RoI heads idle
     proposals = mine_proposals(detector, train, levels, per_level=args.proposals_per_scale,
                                device=args.dist.device, progress=args.main)
     if args.main:
@@ -91,13 +101,18 @@ def main(argv=None) -> dict:
     if args.main:
         print(f"recipe {args.recipe}: {len(train)} training images -> {len(dataset)} chips per epoch, "
               f"{len(val)} validation images", flush=True)
-    items, seconds = common.fit(args, model, dataset, args.epochs, log)
+    # with a budget, the RPN-only run's iterations are spent before the detector's
+    budget = None if args.iterations is None else args.iterations - (0 if args.no_negatives else args.rpn_iterations)
+    after_step, curve = common.budget_curve(args, model, val, scaled_levels(SNIP_LEVELS, s))
+    items, seconds = common.fit(args, model, dataset, args.epochs, log, iterations=budget,
+                                after_step=after_step if args.eval_at else None)
 
     result = {}
     if args.main:
         stats, infer = common.evaluate_detector(args, model, val, scaled_levels(SNIP_LEVELS, s))
         result = common.detection_results(args, args.recipe, dataset, train, val, stats, infer, items, seconds,
-                                          rpn_seconds=rpn_seconds)
+                                          rpn_seconds=rpn_seconds, rpn_iterations=args.rpn_iterations,
+                                          detector_iterations=budget, budget=curve)
     args.dist.close()
     return result
 

@@ -119,3 +119,52 @@ def test_reproduce_runs_seeds_side_by_side_and_writes_the_table(data_dir, tmp_pa
     mtime = os.path.getmtime(os.path.join(out, "single_s0", "results.json"))
     reproduce.main(["--seeds", "0", "--recipes", "single", "--out", out, "--", *TINY, "--epochs", "1"])
     assert os.path.getmtime(os.path.join(out, "single_s0", "results.json")) == mtime  # done runs are not rerun
+
+
+def test_a_budget_is_iterations_across_epochs_with_ap_at_checkpoints(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    result = snip.main(["--recipe", "multiscale", "--out", out, "--synthetic-dir", data_dir, *TINY,
+                        "--iterations", "3", "--eval-at", "1", "3", "--draw", "0"])
+    log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    train = [r for r in log if r["phase"] == "train"]
+    assert [r["iter"] for r in train] == [1, 2, 3]  # 3 steps: an epoch of 2 (--max-iters), then one more, cut
+    assert [r["epoch"] for r in train] == [0, 0, 1]
+    assert [p["iteration"] for p in result["budget"]] == [1, 3]
+    assert result["budget"][-1]["AP"] == pytest.approx(result["coco"]["AP"])  # the last checkpoint is the model
+    assert result["iterations"] == 3 and result["train_seconds"] > 0
+
+
+def test_sniper_spends_its_budget_on_the_rpn_run_first(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    result = sniper.main(["--out", out, "--synthetic-dir", data_dir, *TINY, "--iterations", "4",
+                          "--rpn-iterations", "1", "--draw", "0"])
+    log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert sum(r["phase"] == "rpn" for r in log) == 1 and sum(r["phase"] == "train" for r in log) == 3
+    assert result["detector_iterations"] == 3
+
+
+@pytest.mark.parametrize("driver, argv, message", [
+    (sniper, ["--iterations", "4"], "needs --rpn-iterations"),
+    (sniper, ["--iterations", "4", "--rpn-iterations", "4"], "--rpn-iterations must lie in 1..3"),
+    (snip, ["--iterations", "4", "--eval-at", "5"], "--eval-at must lie in 1..--iterations"),
+    (snip, ["--recipe", "multiscale", "--warm-start-epochs", "1"], "--warm-start-epochs is for --recipe snip")])
+def test_budget_flags_that_cannot_hold_are_refused(driver, argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        driver.main([*argv, "--out", str(tmp_path / "o")])
+    assert message in capsys.readouterr().err
+
+
+def test_snip_warm_start_trains_its_first_epochs_without_ranges(data_dir, tmp_path, monkeypatch):
+    seen = []
+
+    class Spy(snip.LevelDataset):
+        def __getitem__(self, k):
+            item = super().__getitem__(k)
+            seen.append((self.epoch, "valid_range" in item[1]))
+            return item
+
+    monkeypatch.setattr(snip, "LevelDataset", Spy)
+    snip.main(["--recipe", "snip", "--warm-start-epochs", "1", "--epochs", "2", "--out", str(tmp_path / "r"),
+               "--synthetic-dir", data_dir, *TINY, "--draw", "0"])
+    assert {e for e, _ in seen} == {0, 1}
+    assert all(ranged == (epoch >= 1) for epoch, ranged in seen)
