@@ -2,7 +2,9 @@
 
 Recipes (``--recipe``):
 
-* ``single``: whole images at one scale (800x1333, times ``--size-scale``);
+* ``single``: whole images at one scale (``--scale``, default 800x1333, times
+  ``--size-scale``), every object trained, or only those whose size in the
+  original image lies in ``--train-range`` (the others ignore boxes);
 * ``multiscale``: whole images at the three SNIP scales, every object trained
   at every scale (multi-scale training, thesis Fig. 2.5);
 * ``snip``: the same pyramid, but at each scale only the objects in its valid
@@ -12,6 +14,11 @@ Recipes (``--recipe``):
   1000x1000 sub-image chips (§2.6.2). ``--warm-start-epochs E`` trains the
   first E epochs as ``multiscale`` in the same windows, then switches the
   ranges on, as the thesis warm-starts SNIP (§2.7.1).
+
+Table 2.1's arms (thesis §2.5) are ``single --scale 800 1200`` (800_all),
+``single --scale 1400 2000`` (1400_all), ``single --scale 1400 2000 --train-range
+0 80`` (1400_<80px), ``multiscale`` and ``snip``, each tested with
+``--test-level 1400 2000`` (one level, every detection kept) on small objects.
 
 The training set of every recipe is one library block,
 :class:`scalekit.chips.LevelDataset` (``ranges=True`` for SNIP). Every recipe
@@ -52,6 +59,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=RECIPES, default="snip", help="training protocol (default: %(default)s)")
+    p.add_argument("--scale", type=float, nargs=2, default=common.SINGLE_SCALE, metavar=("SHORT", "MAX"),
+                   help="single: the training scale, shorter side and longest side limit, in thesis pixels "
+                        "(default: %(default)s)")
+    p.add_argument("--train-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="single: train only objects of size (sqrt(area), original pixels) in [LO, HI); the others "
+                        "are ignore boxes and RoIs outside it are ignored (1400_<80px: 0 80) (default: all)")
+    p.add_argument("--test-level", type=float, nargs=2, default=None, metavar=("SHORT", "MAX"),
+                   help="evaluate at this one scale, every detection kept (Table 2.1 tests at 1400 2000) "
+                        "(default: the recipe's levels: SNIP's pyramid, or the training scale for single)")
     p.add_argument("--warm-start-epochs", type=int, default=0, metavar="E",
                    help="snip: train the first E epochs as multiscale, then with the ranges (§2.7.1) "
                         "(default: %(default)s)")
@@ -62,6 +78,13 @@ def parse_args(argv=None):
         p.error("--warm-start-epochs is for --recipe snip (it says when SNIP's ranges switch on)")
     if args.warm_start_epochs < 0:
         p.error("--warm-start-epochs must be at least 0")
+    if args.recipe != "single" and (args.train_range is not None or list(args.scale) != list(common.SINGLE_SCALE)):
+        p.error("--scale and --train-range are for --recipe single (the pyramid recipes use SNIP's levels)")
+    if args.train_range is not None and not 0 <= args.train_range[0] < args.train_range[1]:
+        p.error(f"--train-range must be 0 <= LO < HI, got {args.train_range}")
+    for name in ("scale", "test_level"):
+        if getattr(args, name) is not None and min(getattr(args, name)) <= 0:
+            p.error(f"--{name.replace('_', '-')} sizes must be positive, got {getattr(args, name)}")
     return args
 
 
@@ -70,16 +93,22 @@ def main(argv=None) -> dict:
     train, val = common.setup_detection(args)
     s = args.size_scale
     if args.recipe == "single":
-        levels = ((ScaleSpec.shorter_side(*common.SINGLE_SCALE).scaled(s), AreaRange()),)
+        area = AreaRange() if args.train_range is None else AreaRange(*args.train_range)
+        levels = ((ScaleSpec.shorter_side(*args.scale), area),)
     else:
-        levels = scaled_levels(SNIP_LEVELS, s)
+        levels = SNIP_LEVELS
+    levels = scaled_levels(levels, s)
+    test_levels = levels if args.test_level is None else scaled_levels(((ScaleSpec.shorter_side(*args.test_level),
+                                                                         AreaRange()),), s)
+    if args.recipe == "single" and args.test_level is None:
+        test_levels = ((levels[0][0], AreaRange()),)  # a single-scale detector keeps every detection
 
     # the training set: every image at every level; SNIP's ranges and sub-image chips
     if args.recipe == "snip":
         dataset = LevelDataset(train, levels, ranges=True, chip_sizes=(round(SNIP_CHIP * s), None, None),
                                seed=args.seed, ranges_from_epoch=args.warm_start_epochs)
-    else:
-        dataset = LevelDataset(train, levels, ranges=False, seed=args.seed)
+    else:  # single with --train-range: that range, whole images
+        dataset = LevelDataset(train, levels, ranges=args.train_range is not None, seed=args.seed)
 
     torch.manual_seed(args.seed)
     model = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained).to(args.dist.device)
@@ -87,15 +116,17 @@ def main(argv=None) -> dict:
     if args.main:
         print(f"recipe {args.recipe}: {len(train)} training images -> {len(dataset)} training inputs per epoch, "
               f"{len(val)} validation images", flush=True)
-    after_step, curve = common.budget_curve(args, model, val, levels)
+    after_step, curve = common.budget_curve(args, model, val, test_levels)
     items, seconds = common.fit(args, model, dataset, args.epochs, log, iterations=args.iterations,
                                 after_step=after_step if args.eval_at else None)
 
     result = {}
     if args.main:
-        stats, infer = common.evaluate_detector(args, model, val, levels)
+        stats, infer = common.evaluate_detector(args, model, val, test_levels)
         result = common.detection_results(args, args.recipe, dataset, train, val, stats, infer, items, seconds,
-                                          budget=curve, warm_start_epochs=args.warm_start_epochs)
+                                          budget=curve, warm_start_epochs=args.warm_start_epochs,
+                                          scale=list(args.scale), train_range=args.train_range,
+                                          test_level=args.test_level)
     args.dist.close()
     return result
 

@@ -13,6 +13,8 @@ EXAMPLES = os.path.join(HERE, "..", "..", "examples")
 sys.path.insert(0, EXAMPLES)
 import common  # noqa: E402
 
+from scalekit.boxes import box_size  # noqa: E402
+
 # unique module names: examples/rfcn3000 has a train.py and a reproduce.py too
 snip = common.import_script(os.path.join(EXAMPLES, "snip", "train.py"), "snip_train")
 sniper = common.import_script(os.path.join(EXAMPLES, "sniper", "train.py"), "sniper_train")
@@ -168,3 +170,32 @@ def test_snip_warm_start_trains_its_first_epochs_without_ranges(data_dir, tmp_pa
                "--synthetic-dir", data_dir, *TINY, "--draw", "0"])
     assert {e for e, _ in seen} == {0, 1}
     assert all(ranged == (epoch >= 1) for epoch, ranged in seen)
+
+
+def test_table_2_1_arms_train_at_their_scale_and_range_and_test_at_one_level(data_dir, tmp_path, monkeypatch):
+    seen, tested = [], []
+
+    class Spy(snip.LevelDataset):
+        def __getitem__(self, k):
+            item = super().__getitem__(k)
+            seen.append((tuple(item[0].shape[1:]), item[1]))
+            return item
+
+    def evaluate(args, model, val, levels, draw=None):
+        tested.append(levels)
+        return {m: 0.0 for m in ("AP", "AP50", "APs", "APm", "APl", "ARs", "ARm", "ARl")}, 0.0
+
+    monkeypatch.setattr(snip, "LevelDataset", Spy)
+    monkeypatch.setattr(snip.common, "evaluate_detector", evaluate)
+    snip.main(["--recipe", "single", "--scale", "1400", "2000", "--train-range", "0", "80", "--test-level", "1400",
+               "2000", "--epochs", "1", "--out", str(tmp_path / "r"), "--synthetic-dir", data_dir, *TINY])
+    s = 0.25  # TINY's --size-scale
+    spec = snip.ScaleSpec.shorter_side(1400 * s, 2000 * s)
+    for shape, target in seen:  # every input at the 1400 scale, objects over 80 px ignored
+        assert target["valid_range"].tolist() == pytest.approx([0.0, 80 * s * target["chip"].scale])
+        sizes = box_size(target["boxes"]) / target["chip"].scale
+        assert (sizes < 80 * s + 1e-3).all()
+        assert target["chip"].scale == pytest.approx(spec.factor(*[round(v / target["chip"].scale) for v in shape]),
+                                                     rel=0.01)
+    assert any(len(t["ignore_boxes"]) for _, t in seen)  # some objects were too large
+    assert [(lv[0], lv[1].hi) for lv in tested[0]] == [(spec, float("inf"))]
