@@ -8,8 +8,11 @@ proposals of a short RPN-only run trained on positive chips alone
 :class:`scalekit.detection.RPNOnly`,
 :func:`scalekit.detection.mine_proposals`), and two per image are resampled
 each epoch (:class:`scalekit.chips.ChipDataset`). ``--no-negatives`` drops
-them (the ablation of Table 3.2). Inside a chip, out-of-range objects are
-ignore boxes and RoIs outside the chip's range are ignored (§3.3.4).
+them (the ablation of Table 3.2); ``--two-scales`` trains without the 3x
+level (Table 3.2's "SNIPER 2 scale"; inference keeps the full pyramid). Inside a
+chip, out-of-range objects are ignore boxes and RoIs outside the chip's range
+are ignored (§3.3.4). After training, the RPN's recall on the validation images
+(300 proposals per SNIPER scale, as Table 3.1) is reported beside COCO AP.
 
 Evaluation is the SNIP pyramid with Soft-NMS (:class:`scalekit.scale.Pyramid`),
 then COCO AP, AP50, AP small/medium/large and recall by size, as
@@ -28,6 +31,7 @@ pixel size of the thesis halved (``--size-scale``). Outputs in ``--out``:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -39,6 +43,8 @@ import common  # noqa: E402
 
 from scalekit.chips import ChipDataset, ChipGenerator  # noqa: E402
 from scalekit.detection import RPNOnly, mine_proposals  # noqa: E402
+from scalekit.evaluation import proposal_recall  # noqa: E402
+from scalekit.evaluation.recall import DEFAULT_SIZE_BINS  # noqa: E402
 from scalekit.scale import SNIP_LEVELS, SNIPER_LEVELS, scaled_levels  # noqa: E402
 
 SNIPER_CHIP, SNIPER_STRIDE = 512, 32  # SNIPER's chips (§3.3.1)
@@ -54,6 +60,7 @@ def parse_args(argv=None):
                    help="the RPN-only run's budget in iterations instead of --rpn-epochs; with --iterations N the "
                         "detector then trains N - R, so that SNIPER's budget holds its RPN-only run")
     p.add_argument("--proposals-per-scale", type=int, default=300, help=f"RPN proposals kept per scale {d}")
+    p.add_argument("--two-scales", action="store_true", help="train without the 3x level (Table 3.2)")
     common.add_detection_args(p, out="runs/sniper")
     args = p.parse_args(argv)
     common.check_detection_args(p, args)
@@ -63,7 +70,7 @@ def parse_args(argv=None):
         if not 1 <= args.rpn_iterations < args.iterations:
             p.error(f"--rpn-iterations must lie in 1..{args.iterations - 1} (below --iterations), "
                     f"got {args.rpn_iterations}")
-    args.recipe = "sniper_no_neg" if args.no_negatives else "sniper"
+    args.recipe = ("sniper_no_neg" if args.no_negatives else "sniper") + ("_2scales" if args.two_scales else "")
     return args
 
 
@@ -85,11 +92,27 @@ def mine(args, train, generator, levels, log) -> tuple[list, float]:
     return proposals, time.perf_counter() - start
 
 
+def rpn_recall(args, model, val) -> dict:
+    """Table 3.1: the trained detector's RPN recall on ``val``, ``--proposals-per-scale`` proposals at each
+    of SNIPER's three scales, AR and recall at IoU 0.5 by object size (SNIP's bins, in thesis pixels)."""
+    s = args.size_scale
+    proposals = mine_proposals(model, val, scaled_levels(SNIPER_LEVELS, s), per_level=args.proposals_per_scale,
+                               device=args.dist.device, progress=args.main)
+    bins = [(lo, hi) for lo, hi in DEFAULT_SIZE_BINS[:-1]] + [(DEFAULT_SIZE_BINS[-1][0], math.inf)]
+    r = proposal_recall(proposals, [val.annotations(i)[0] for i in range(len(val))], top_k=None,
+                        size_bins=[(lo * s, hi * s) for lo, hi in bins])
+    by_size = {f"{lo:g}-{hi:g}": r["recall_by_size"][(lo * s, hi * s)] for lo, hi in bins}
+    print(f"RPN recall: AR {r['AR']:.3f} AR50 {r['AR50']:.3f} | at IoU 0.5 by size: "
+          + " ".join(f"{k} {v:.3f}" for k, v in by_size.items()), flush=True)
+    return {"AR": r["AR"], "AR50": r["AR50"], "recall50_by_size": by_size,
+            "num_gt_by_size": {f"{lo:g}-{hi:g}": int(r["num_gt_by_size"][(lo * s, hi * s)]) for lo, hi in bins}}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     train, val = common.setup_detection(args)
     s = args.size_scale
-    levels = scaled_levels(SNIPER_LEVELS, s)
+    levels = scaled_levels(SNIPER_LEVELS[1:] if args.two_scales else SNIPER_LEVELS, s)
     generator = ChipGenerator(levels=levels, chip_size=round(SNIPER_CHIP * s), stride=max(1, round(SNIPER_STRIDE * s)))
     log = common.JsonlLog(os.path.join(args.out, "log.jsonl"), enabled=args.main)
 
@@ -112,7 +135,8 @@ def main(argv=None) -> dict:
         stats, infer = common.evaluate_detector(args, model, val, scaled_levels(SNIP_LEVELS, s))
         result = common.detection_results(args, args.recipe, dataset, train, val, stats, infer, items, seconds,
                                           rpn_seconds=rpn_seconds, rpn_iterations=args.rpn_iterations,
-                                          detector_iterations=budget, budget=curve)
+                                          detector_iterations=budget, budget=curve,
+                                          proposal_recall=rpn_recall(args, model, val))
     args.dist.close()
     return result
 

@@ -199,3 +199,23 @@ def test_table_2_1_arms_train_at_their_scale_and_range_and_test_at_one_level(dat
                                                      rel=0.01)
     assert any(len(t["ignore_boxes"]) for _, t in seen)  # some objects were too large
     assert [(lv[0], lv[1].hi) for lv in tested[0]] == [(spec, float("inf"))]
+
+
+def test_sniper_reports_rpn_recall_by_size_and_two_scales_drops_the_finest(data_dir, tmp_path, monkeypatch):
+    scales = []
+
+    class Spy(sniper.ChipDataset):
+        def __getitem__(self, k):
+            item = super().__getitem__(k)
+            scales.append(float(item[1]["chip"].scale))
+            return item
+
+    monkeypatch.setattr(sniper, "ChipDataset", Spy)
+    result = sniper.main(["--no-negatives", "--two-scales", "--epochs", "1", "--out", str(tmp_path / "r"),
+                          "--synthetic-dir", data_dir, *TINY, "--draw", "0"])
+    finest = sniper.SNIPER_LEVELS[0][0].scaled(0.25).factor(100, 100)  # a fixed factor: 3x at TINY's size scale
+    assert scales and not any(abs(f - finest) < 1e-6 for f in scales) and result["recipe"] == "sniper_no_neg_2scales"
+    recall = result["proposal_recall"]
+    gts = json.load(open(os.path.join(data_dir, "val", "annotations.json")))["annotations"]
+    assert sum(recall["num_gt_by_size"].values()) == sum(not a.get("iscrowd", 0) for a in gts)  # every box in a bin
+    assert 0.0 <= recall["AR"] <= recall["AR50"] <= 1.0
