@@ -14,7 +14,7 @@ from scalekit.scale.levels import (
     invalidate_anchors,
     scaled_levels,
 )
-from scalekit.scale.pyramid import Pyramid, register_detector_adapter, resize_image
+from scalekit.scale.pyramid import Pyramid, register_detector_adapter, resize_image, tune_ranges
 
 __all__ = ["ScaleSpec", "AreaRange", "SNIP_LEVELS", "SNIPER_LEVELS", "scaled_levels", "invalidate_anchors",
-           "Pyramid", "resize_image", "register_detector_adapter"]
+           "Pyramid", "resize_image", "register_detector_adapter", "tune_ranges"]

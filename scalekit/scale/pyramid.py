@@ -18,7 +18,7 @@ from scalekit.ops import batched_soft_nms
 from scalekit.progress import progress as _progress
 from scalekit.scale.levels import SNIP_LEVELS, AreaRange, ScaleSpec
 
-__all__ = ["Pyramid", "resize_image", "register_detector_adapter", "MAX_LEVEL_PIXELS"]
+__all__ = ["Pyramid", "resize_image", "register_detector_adapter", "tune_ranges", "MAX_LEVEL_PIXELS"]
 
 Detector = Callable[[Tensor], object]
 LevelDetector = Callable[[list[Tensor]], list]
@@ -302,6 +302,15 @@ class Pyramid:
         image or path) in original-image coordinates."""
         return self._run(_level_detector(detector), [as_float_image(image)])[0]
 
+    def with_ranges(self, ranges: Sequence[AreaRange]) -> "Pyramid":
+        """The same pyramid (scales, Soft-NMS, limits) with other test ranges, one :class:`AreaRange` per level."""
+        ranges = tuple(ranges)
+        if len(ranges) != len(self.levels) or not all(isinstance(r, AreaRange) for r in ranges):
+            raise ValueError(f"ranges must be {len(self.levels)} AreaRange (one per level), got {ranges!r}")
+        return Pyramid([(spec, r) for (spec, _), r in zip(self.levels, ranges)], sigma=self.sigma,
+                       iou_threshold=self.iou_threshold, method=self.method, score_threshold=self.score_threshold,
+                       max_detections=self.max_detections, max_level_pixels=self.max_level_pixels)
+
     def merge(self, per_level: list[dict]) -> dict:
         """All levels' detections merged per class by Soft-NMS."""
         boxes = torch.cat([d["boxes"] for d in per_level])
@@ -350,3 +359,61 @@ class Pyramid:
         batch_size = None if batch_size is None else int(batch_size)
         return list(_progress(self._detect_many(run, images, batch_size), total=total, desc="Pyramid.detect",
                               enabled=progress))
+
+
+def tune_ranges(pyramid: Pyramid, per_level: Sequence[Sequence[dict]], candidates: Sequence[Sequence[AreaRange]],
+                score: Callable[[list[dict]], float]) -> tuple[Pyramid, list[float]]:
+    """The test ranges that score best on a held-out split, the way the thesis chose
+    SNIP's inference ranges on COCO's minival (§2.7.1: "the validity range for each
+    resolution in RCN is obtained using the minival set").
+
+    The detector runs once: ``per_level`` holds every level's detections with no
+    range applied (``pyramid.with_ranges([AreaRange()] * L).detect_levels(...)``
+    per image); each candidate then only filters and merges them, exactly as
+    :meth:`Pyramid.detect` with those ranges would.
+
+    Args:
+        pyramid: the pyramid whose scales and Soft-NMS settings are kept.
+        per_level: per image, per level, ``{"boxes", "scores", "labels"}`` in
+            original-image pixels, unfiltered.
+        candidates: range sets to try, each one :class:`AreaRange` per level.
+        score: the merged detections of every image (in ``per_level``'s order)
+            -> a number to maximise (e.g. COCO AP of the held-out split).
+
+    Returns:
+        ``(best, scores)``: the pyramid with the best candidate's ranges (the
+        first of equal scores) and every candidate's score.
+
+    Example:
+        >>> import torch
+        >>> from scalekit.scale import AreaRange, Pyramid, ScaleSpec, tune_ranges
+        >>> pyr = Pyramid([(ScaleSpec.fixed(1.0), AreaRange()), (ScaleSpec.fixed(2.0), AreaRange())])
+        >>> det = lambda boxes: {"boxes": torch.tensor(boxes), "scores": torch.ones(len(boxes)),
+        ...                      "labels": torch.ones(len(boxes), dtype=torch.int64)}
+        >>> # one image: the 1x level finds the 50-px object, the 2x level a spurious 10-px box
+        >>> per_level = [[det([[0.0, 0, 50, 50]]), det([[60.0, 60, 70, 70]])]]
+        >>> one_box = lambda merged: float(sum(len(m["boxes"]) == 1 for m in merged))  # the held-out "AP"
+        >>> best, scores = tune_ranges(pyr, per_level, [[AreaRange(), AreaRange()],
+        ...                                            [AreaRange(), AreaRange(32, float("inf"))]], one_box)
+        >>> scores, best.levels[1][1]
+        ([0.0, 1.0], AreaRange(lo=32.0, hi=inf, rpn=None))
+    """
+    candidates = [tuple(c) for c in candidates]
+    if not candidates:
+        raise ValueError("candidates must hold at least one range set")
+    pyramids = [pyramid.with_ranges(c) for c in candidates]
+    for i, levels in enumerate(per_level):
+        if len(levels) != len(pyramid.levels):
+            raise ValueError(f"per_level[{i}] must have one entry per level ({len(pyramid.levels)}), got {len(levels)}")
+    scores = []
+    for candidate in pyramids:
+        merged = []
+        for levels in per_level:
+            kept = []
+            for d, (_, area) in zip(levels, candidate.levels):
+                keep = area.valid_mask(d["boxes"])
+                kept.append({k: d[k][keep] for k in ("boxes", "scores", "labels")})
+            merged.append(candidate.merge(kept))
+        scores.append(float(score(merged)))
+    best = max(range(len(scores)), key=lambda k: (scores[k], -k))
+    return pyramids[best], scores

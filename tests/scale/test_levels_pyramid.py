@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from scalekit.scale import SNIP_LEVELS, SNIPER_LEVELS, AreaRange, Pyramid, ScaleSpec, invalidate_anchors, resize_image
+from scalekit.scale import (SNIP_LEVELS, SNIPER_LEVELS, AreaRange, Pyramid, ScaleSpec, invalidate_anchors, resize_image,
+                            scaled_levels, tune_ranges)
 
 
 class TestLevels:
@@ -105,3 +106,41 @@ class TestPyramid:
             lambda image: {"boxes": torch.tensor([[1.0, 1, 4, 4]]), "scores": torch.tensor([0.5]), "labels": torch.tensor([2])},
             torch.rand(3, 8, 8))
         assert dets["labels"].tolist() == [2]  # torchvision-style dicts are accepted
+
+
+def _seeded_detector(image):
+    """Thirty boxes, scores and labels that depend only on the input's size (so each level differs)."""
+    h, w = image.shape[-2:]
+    g = torch.Generator().manual_seed(h * 10007 + w)
+    xy = torch.rand(30, 2, generator=g) * torch.tensor([w, h]) * 0.8
+    wh = torch.rand(30, 2, generator=g) * torch.tensor([w, h]) * 0.4 + 2
+    return torch.cat([xy, xy + wh], 1), torch.rand(30, generator=g), torch.randint(1, 4, (30,), generator=g)
+
+
+def test_tune_ranges_scores_each_candidate_as_the_pyramid_detects_with_it():
+    pyramid = Pyramid(scaled_levels(SNIP_LEVELS, 0.1))
+    images = [torch.rand(3, 120, 160), torch.rand(3, 90, 200), torch.rand(3, 64, 64)]
+    per_level = [pyramid.with_ranges([AreaRange()] * 3).detect_levels(_seeded_detector, im) for im in images]
+    trained = [area for _, area in pyramid.levels]
+    candidates = [trained, [AreaRange()] * 3, [AreaRange(a.lo / 2, a.hi * 2) for a in trained],
+                  [AreaRange(0, 4), AreaRange(4, 12), AreaRange(12, math.inf)]]
+
+    def score(merged):  # any deterministic function of the merged detections
+        return sum(float((m["scores"] * m["labels"]).sum() + m["boxes"].sum() / 1e3) for m in merged)
+
+    best, scores = tune_ranges(pyramid, per_level, candidates, score)
+    direct = [[pyramid.with_ranges(c).detect(_seeded_detector, im) for im in images] for c in candidates]
+    assert scores == [score(d) for d in direct]  # exactly: the same filtering and merge as Pyramid.detect
+    assert len(set(scores)) == len(scores)  # the candidates do differ here
+    assert [a for _, a in best.levels] == candidates[scores.index(max(scores))]
+    assert (best.sigma, best.max_detections) == (pyramid.sigma, pyramid.max_detections)
+
+
+def test_tune_ranges_refuses_mismatched_levels():
+    pyramid = Pyramid(SNIP_LEVELS)
+    with pytest.raises(ValueError, match="3 AreaRange"):
+        tune_ranges(pyramid, [], [[AreaRange()]], float)
+    with pytest.raises(ValueError, match=r"per_level\[0\] must have one entry per level \(3\)"):
+        tune_ranges(pyramid, [[{}]], [[AreaRange()] * 3], float)
+    with pytest.raises(ValueError, match="at least one"):
+        tune_ranges(pyramid, [], [], float)
