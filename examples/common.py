@@ -337,6 +337,10 @@ def add_detection_args(p, out: str) -> None:
                         "medium and large keep their meaning (default: 0.5 for synthetic data, 1 with --data)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images (default: all)")
     p.add_argument("--val-limit", type=int, help="evaluate on the first N validation images (default: all)")
+    p.add_argument("--minival", type=int, default=0, metavar="N",
+                   help="the first N validation images choose the pyramid's test ranges (scalekit.scale.tune_ranges "
+                        "over the training ranges widened by 1, 1.25, 1.5 and 2, and none, by AP); AP is then "
+                        "reported on the other images only (default: %(default)s, the training ranges)")
     p.add_argument("--backbone", choices=("tiny", "resnet18", "resnet50", "resnet101"), default="tiny",
                    help=f"tiny: a small conv net + FPN for CPUs; resnet*: torchvision ResNet-FPN {d}")
     p.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision for resnet* (downloaded "
@@ -544,13 +548,18 @@ class _Subset(torch.utils.data.Subset):
         return self.dataset.annotations(self.indices[i])
 
 
+def subset(data, indices):
+    """Images ``indices`` of a CocoDetection (or of a subset of one), keeping what evaluation reads."""
+    indices = list(indices)
+    s = _Subset(data, indices)
+    s.coco, s.label_to_category, s.class_names = data.coco, data.label_to_category, data.class_names
+    s.ids = [data.ids[i] for i in indices]
+    return s
+
+
 def limit(data, n):
     """The first ``n`` images of a CocoDetection (all for ``None``), keeping what evaluation reads."""
-    if n is None or n >= len(data):
-        return data
-    s = _Subset(data, list(range(n)))
-    s.coco, s.label_to_category, s.ids, s.class_names = data.coco, data.label_to_category, data.ids[:n], data.class_names
-    return s
+    return data if n is None or n >= len(data) else subset(data, range(n))
 
 
 def _optimizer(args, model, iters_per_epoch, epochs, iterations=None):
@@ -665,11 +674,15 @@ def evaluate_detector(args, model, val, levels, draw: int | None = None):
     """COCO metrics of the pyramid's detections on ``val`` (in 1 / size_scale pixels); (stats, seconds per image).
     The first ``draw`` images (default ``--draw``) are drawn with their detections."""
     draw = args.draw if draw is None else draw
-    from scalekit.evaluation import coco_evaluate, to_coco_results
     from scalekit.scale import Pyramid
 
     model.eval()
-    pyramid = Pyramid(levels)
+    pyramid, tuned = Pyramid(levels), None
+    if getattr(args, "minival", 0) and len(levels) > 1:
+        if args.minival >= len(val):
+            fail(f"--minival {args.minival} leaves no test images of the {len(val)} validation images")
+        pyramid, tuned = tune_test_ranges(args, model, subset(val, range(args.minival)), pyramid)
+        val = subset(val, range(args.minival, len(val)))
     predictions, seconds = {}, 0.0
     for i in Progress(range(len(val)), desc="evaluate", quiet=not args.main):
         image, target = val[i]
@@ -680,7 +693,17 @@ def evaluate_detector(args, model, val, levels, draw: int | None = None):
         if i < draw:
             draw_detections(image, predictions[int(target["image_id"])], target["boxes"], val.class_names,
                             os.path.join(args.out, f"detections_{i:03d}.png"))
-    # COCO's small / medium / large (32 and 96 pixels) mean the thesis' object sizes
+    stats = coco_stats(args, val, predictions)
+    if tuned is not None:
+        stats["test_ranges"] = tuned
+    return stats, seconds / max(1, len(val))
+
+
+def coco_stats(args, val, predictions: dict) -> dict:
+    """COCO metrics of ``{image_id: detections}`` against those images of ``val``, in 1 / size_scale pixels:
+    COCO's small / medium / large (32 and 96 pixels) then mean the thesis' object sizes."""
+    from scalekit.evaluation import coco_evaluate, to_coco_results
+
     f = 1.0 / args.size_scale
     results = to_coco_results({i: {**d, "boxes": d["boxes"] * f} for i, d in predictions.items()},
                               val.label_to_category)
@@ -690,7 +713,35 @@ def evaluate_detector(args, model, val, levels, draw: int | None = None):
                            for im in gt["images"] if im["id"] in keep],
           "annotations": [{**a, "bbox": [v * f for v in a["bbox"]], "area": a["area"] * f * f}
                           for a in gt["annotations"] if a["image_id"] in keep]}
-    return coco_evaluate(results, gt), seconds / max(1, len(val))
+    return coco_evaluate(results, gt)
+
+
+TEST_RANGE_WIDENINGS = (1.0, 1.25, 1.5, 2.0)
+
+
+def tune_test_ranges(args, model, minival, pyramid):
+    """The pyramid with the test ranges that give the best AP on ``minival`` (one detector pass,
+    :func:`scalekit.scale.tune_ranges`): the training ranges widened by each of
+    :data:`TEST_RANGE_WIDENINGS` (``lo / w``, ``hi * w``), or no ranges at all. Returns (pyramid, record)."""
+    from scalekit.scale import AreaRange, tune_ranges
+
+    trained = [area for _, area in pyramid.levels]
+    candidates = [[AreaRange(a.lo / w, a.hi * w) for a in trained] for w in TEST_RANGE_WIDENINGS]
+    candidates.append([AreaRange()] * len(trained))
+    open_ = pyramid.with_ranges(candidates[-1])
+    images = [minival[i] for i in range(len(minival))]
+    per_level = [open_.detect_levels(model, image.to(args.dist.device))
+                 for image, _ in Progress(images, desc="minival", quiet=not args.main)]
+    ids = [int(t["image_id"]) for _, t in images]
+    best, scores = tune_ranges(pyramid, per_level, candidates,
+                               lambda merged: coco_stats(args, minival, dict(zip(ids, merged)))["AP"])
+    names = [f"x{w:g}" for w in TEST_RANGE_WIDENINGS] + ["none"]
+    choice = names[scores.index(max(scores))]
+    if args.main:
+        print(f"minival ({len(minival)} images) AP by test ranges: "
+              + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, scores)) + f" -> {choice}", flush=True)
+    return best, {"choice": choice, "minival_images": len(minival), "minival_AP": dict(zip(names, scores)),
+                  "ranges": [[a.lo, a.hi] for _, a in best.levels]}
 
 
 def draw_detections(image, det, gt_boxes, names, path, min_score: float = 0.3, top: int = 50) -> None:
@@ -718,7 +769,9 @@ def detection_results(args, recipe: str, dataset, train, val, stats, infer, item
               "size_scale": args.size_scale, "train_images": len(train), "val_images": len(val),
               "inputs_per_epoch": len(dataset), "train_pixels_per_image": dataset.pixels / len(train),
               "train_inputs_per_s": items / seconds if seconds > 0 else None, "train_seconds": seconds,
-              "inference_s_per_image": infer, "coco": {k: v for k, v in stats.items() if k != "per_class"},
+              "inference_s_per_image": infer,
+              "coco": {k: v for k, v in stats.items() if k not in ("per_class", "test_ranges")},
+              "test_ranges": stats.get("test_ranges"),
               "device": str(args.dist.device), "threads": torch.get_num_threads(), **extra}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)

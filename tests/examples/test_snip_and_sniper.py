@@ -219,3 +219,32 @@ def test_sniper_reports_rpn_recall_by_size_and_two_scales_drops_the_finest(data_
     gts = json.load(open(os.path.join(data_dir, "val", "annotations.json")))["annotations"]
     assert sum(recall["num_gt_by_size"].values()) == sum(not a.get("iscrowd", 0) for a in gts)  # every box in a bin
     assert 0.0 <= recall["AR"] <= recall["AR50"] <= 1.0
+
+
+def test_minival_chooses_the_test_ranges_and_ap_is_reported_on_the_other_images(data_dir, tmp_path, monkeypatch):
+    evaluated = []
+    real = common.coco_stats
+
+    def spy(args, val, predictions):
+        evaluated.append(sorted(predictions))
+        return real(args, val, predictions)
+
+    monkeypatch.setattr(common, "coco_stats", spy)
+    out = str(tmp_path / "r")
+    result = snip.main(["--recipe", "multiscale", "--epochs", "1", "--minival", "1", "--out", out,
+                        "--synthetic-dir", data_dir, *TINY, "--draw", "0"])
+    val_ids = [im["id"] for im in json.load(open(os.path.join(data_dir, "val", "annotations.json")))["images"]]
+    tuning, final = evaluated[:-1], evaluated[-1]
+    assert len(tuning) == len(common.TEST_RANGE_WIDENINGS) + 1  # every candidate scored on minival ...
+    assert all(ids == val_ids[:1] for ids in tuning)
+    assert final == val_ids[1:]  # ... and the reported AP never sees a minival image
+    record = result["test_ranges"]
+    assert record["choice"] == max(record["minival_AP"], key=lambda k: (record["minival_AP"][k], -list(
+        record["minival_AP"]).index(k)))
+    assert len(record["ranges"]) == 3 and result["val_images"] == 2
+
+
+def test_minival_must_leave_test_images(data_dir, tmp_path):
+    with pytest.raises(SystemExit):
+        snip.main(["--recipe", "multiscale", "--epochs", "1", "--minival", "2", "--out", str(tmp_path / "r"),
+                   "--synthetic-dir", data_dir, *TINY, "--draw", "0"])
