@@ -662,7 +662,7 @@ def budget_curve(args, model, val, levels):
 
     def after_step(it):
         if it in at and args.main:
-            stats, _ = evaluate_detector(args, model, val, levels, draw=0)
+            stats, _ = evaluate_detector(args, model, val, levels, draw=0, save=False)
             curve.append({"iteration": it, **{k: v for k, v in stats.items() if k != "per_class"}})
             print(f"iteration {it}: AP {stats['AP']:.3f} APs {stats['APs']:.3f}", flush=True)
 
@@ -670,9 +670,10 @@ def budget_curve(args, model, val, levels):
 
 
 @torch.no_grad()
-def evaluate_detector(args, model, val, levels, draw: int | None = None):
+def evaluate_detector(args, model, val, levels, draw: int | None = None, save: bool = True):
     """COCO metrics of the pyramid's detections on ``val`` (in 1 / size_scale pixels); (stats, seconds per image).
-    The first ``draw`` images (default ``--draw``) are drawn with their detections."""
+    The first ``draw`` images (default ``--draw``) are drawn with their detections; with ``save`` the
+    detections are kept in OUT/detections.pt (``{image_id: {"boxes", "scores", "labels"}}``, image pixels)."""
     draw = args.draw if draw is None else draw
     from scalekit.scale import Pyramid
 
@@ -694,6 +695,8 @@ def evaluate_detector(args, model, val, levels, draw: int | None = None):
             draw_detections(image, predictions[int(target["image_id"])], target["boxes"], val.class_names,
                             os.path.join(args.out, f"detections_{i:03d}.png"))
     stats = coco_stats(args, val, predictions)
+    if save:  # per image, for statistics over images later (a paired bootstrap between two runs)
+        torch.save(predictions, os.path.join(args.out, "detections.pt"))
     if tuned is not None:
         stats["test_ranges"] = tuned
     return stats, seconds / max(1, len(val))

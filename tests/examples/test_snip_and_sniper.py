@@ -44,6 +44,9 @@ def test_recipe_trains_evaluates_and_resumes(recipe, data_dir, tmp_path, capsys)
     assert json.load(open(os.path.join(out, "results.json")))["recipe"] == first["recipe"]
     assert os.path.getsize(os.path.join(out, "loss.png")) > 0
     assert os.path.exists(os.path.join(out, "detections_000.png"))
+    saved = torch.load(os.path.join(out, "detections.pt"), weights_only=True)
+    val_ids = [im["id"] for im in json.load(open(os.path.join(data_dir, "val", "annotations.json")))["images"]]
+    assert sorted(saved) == sorted(val_ids) and all(set(d) == {"boxes", "scores", "labels"} for d in saved.values())
     ckpt = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     assert ckpt["epoch"] == 1
     before = {k: v.clone() for k, v in ckpt["model"].items()}
@@ -181,7 +184,7 @@ def test_table_2_1_arms_train_at_their_scale_and_range_and_test_at_one_level(dat
             seen.append((tuple(item[0].shape[1:]), item[1]))
             return item
 
-    def evaluate(args, model, val, levels, draw=None):
+    def evaluate(args, model, val, levels, draw=None, save=True):
         tested.append(levels)
         return {m: 0.0 for m in ("AP", "AP50", "APs", "APm", "APl", "ARs", "ARm", "ARl")}, 0.0
 
