@@ -156,7 +156,8 @@ def make_synthetic_scale_crops(num_images: int, seed: int = 0, *, size: int = 64
 
     Each crop: clutter (:func:`make_synthetic_coco`'s, drawn at ``size``), one object whose box
     side is ``fill`` (uniform) of the crop's, aspect 0.6-1.6 as the detection data, at a random
-    place inside, colour as the detection data. The crop at each resolution ``r``:
+    place inside, colour as the detection data; both renderers give the same classes, boxes
+    and colours for the same seed. The crop at each resolution ``r``:
 
     * ``render="scale_true"``: the whole crop drawn at ``L`` = the least common multiple of
       ``size`` and ``resolutions`` (times 2 while under ``2 * size``) points per side, the
@@ -214,7 +215,7 @@ def make_synthetic_scale_crops(num_images: int, seed: int = 0, *, size: int = 64
         aspect = rng.uniform(0.6, 1.6)
         bw, bh = min(size, side * np.sqrt(aspect)), min(size, side / np.sqrt(aspect))
         x0, y0 = rng.uniform(0, size - bw), rng.uniform(0, size - bh)
-        colour = rng.integers(40, 255, 3).astype(np.float32)
+        colour = np.random.default_rng([seed, i]).integers(40, 255, 3).astype(np.float32)  # as _draw's below
         if render == "scale_true":
             inside, shade = _pattern(int(cls), (grid[None, :] - x0) / bw, (grid[:, None] - y0) / bh, detail)
             inside &= ((grid[None, :] >= x0) & (grid[None, :] < x0 + bw) & (grid[:, None] >= y0)
