@@ -178,8 +178,9 @@ def make_synthetic_scale_crops(num_images: int, seed: int = 0, *, size: int = 64
         fill: (min, max) box side over crop side.
 
     Returns:
-        ``{"images": {r: uint8 [N, 3, r, r] tensor for r in (size, *resolutions)},
-        "labels": int64 [N] tensor (0-based classes), "classes": SYNTHETIC_CLASSES}``.
+        A dict: ``"images"``, a dict from each side ``r`` (``size`` and each of
+        ``resolutions``) to a uint8 ``[N, 3, r, r]`` tensor; ``"labels"``, int64 ``[N]``
+        (0-based classes); ``"classes"``, :data:`SYNTHETIC_CLASSES`.
 
     Example:
         >>> crops = make_synthetic_scale_crops(6, resolutions=(16,))
