@@ -7,7 +7,8 @@
 #   make repro-snip-sniper, make repro-msb-rnn   the reproduction tables of docs/ (an hour each)
 #   make repro-autofocus   AutoFocus vs the full pyramid, SAHI and sliced detection (docs/guide/autofocus.rst;
 #                about 25 minutes on one CPU thread)
-#   make repro-premise   SNIP's premise, thesis §2.3 (docs/reproductions.rst's first section; minutes on one thread)
+#   make repro-premise   SNIP's premise, thesis §2.3 (docs/reproductions.rst's first section; about 6 minutes
+#                on one CPU thread)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
 #   make smoke   that one wheel under torch 2.13.0 (a fresh venv) and 2.14.1 (.venv's): import, op tests
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
