@@ -154,7 +154,7 @@ def interval(values: np.ndarray, args, seed: int = 0) -> list[float]:
 
 def run_renderer(render: str, args, log) -> dict:
     size, tests = args.size, sorted(set(args.test_res) | set(args.low), reverse=True)
-    kw = dict(size=size, resolutions=tests, render=render)
+    kw = {"size": size, "resolutions": tests, "render": render}
     tr = make_synthetic_scale_crops(args.train, args.data_seed, **kw)
     te = make_synthetic_scale_crops(args.test, args.data_seed + 1000, **kw)
     k, chance = len(tr["classes"]), 1 / len(tr["classes"])

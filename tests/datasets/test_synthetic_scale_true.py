@@ -45,7 +45,7 @@ def test_a_small_object_is_the_large_one_area_down_sampled(cls, big_w, big_h, w,
 
 
 def test_the_pattern_scales_with_the_object_and_edges_are_area_averaged():
-    rgb, cover = render_scale_true_object(0, 64, 64, COLOUR, detail=16)
+    rgb, _ = render_scale_true_object(0, 64, 64, COLOUR, detail=16)
     # 16 periods across 64 px: dark lines 2 px wide every 4 px, in the object's frame
     assert np.allclose(rgb[10, :8, 0], [200 * 0.45] * 2 + [200] * 2 + [200 * 0.45] * 2 + [200] * 2)
     _, disc = render_scale_true_object(1, 5, 5, COLOUR, detail=0)
@@ -70,10 +70,11 @@ def test_coco_output_has_make_synthetic_coco_boxes_and_pycocotools_reads_it(tmp_
     from PIL import Image
     from pycocotools.coco import COCO
 
-    kw = dict(num_images=6, seed=5, image_sizes=((240, 320), (300, 400)), min_size=6, max_size=200)
+    kw = {"num_images": 6, "seed": 5, "image_sizes": ((240, 320), (300, 400)), "min_size": 6, "max_size": 200}
     images, ann = make_synthetic_scale_true_coco(str(tmp_path / "true"), **kw)
     _, old_ann = make_synthetic_coco(str(tmp_path / "old"), **kw, detail=6)
-    new, old = json.load(open(ann)), json.load(open(old_ann))
+    with open(ann) as f, open(old_ann) as g:
+        new, old = json.load(f), json.load(g)
     assert new == old  # same images, boxes, classes: the box statistics are the generator's own
     sizes = np.sqrt([a["area"] for a in new["annotations"]])
     assert len(sizes) > 20 and (sizes < 32).mean() > 1 / 3  # log-uniform 6..200: many small objects

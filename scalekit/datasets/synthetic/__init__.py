@@ -14,10 +14,10 @@ with action segments for MSB-RNN (:func:`make_synthetic_video`,
 """
 
 from scalekit.datasets.synthetic.coco import SYNTHETIC_CLASSES, make_synthetic_coco, make_synthetic_small_objects
-from scalekit.datasets.synthetic.scale_true import (make_synthetic_scale_crops, make_synthetic_scale_true_coco,
-                                                    render_scale_true_object)
 from scalekit.datasets.synthetic.fine import (FINE_FAMILIES, fine_grained_taxonomy, make_synthetic_fine_classification,
                                               make_synthetic_fine_coco)
+from scalekit.datasets.synthetic.scale_true import (make_synthetic_scale_crops, make_synthetic_scale_true_coco,
+                                                    render_scale_true_object)
 from scalekit.datasets.synthetic.video import (SHOPPING_ACTIONS, SYNTHETIC_ACTIONS, make_synthetic_shopping,
                                                make_synthetic_video, save_video_dataset)
 
