@@ -7,6 +7,8 @@
 #   make repro-snip-sniper, make repro-msb-rnn   the reproduction tables of docs/ (an hour each)
 #   make repro-autofocus   AutoFocus vs the full pyramid, SAHI and sliced detection (docs/guide/autofocus.rst;
 #                about 25 minutes on one CPU thread)
+#   make repro-premise   SNIP's premise, thesis §2.3 (docs/reproductions.rst's first section; about 6 minutes
+#                on one CPU thread)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
 #   make smoke   that one wheel under torch 2.13.0 (a fresh venv) and 2.14.1 (.venv's): import, op tests
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
@@ -33,7 +35,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +74,12 @@ repro-autofocus: $(BUILT)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/autofocus/autofocus.py --out runs/autofocus_repro --threads 1 \
 	    --figure docs/_static/autofocus_chips.png
 	cp runs/autofocus_repro/results.json docs/_static/autofocus_results.json
+
+# One thread, niced: the §2.3 tables of docs/reproductions.rst, their JSON and figure, CNN-B's checkpoints in runs/.
+repro-premise: $(BUILT)
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/premise.py --out runs/premise_repro --threads 1 \
+	    --figure docs/_static/premise_accuracy.png
+	cp runs/premise_repro/results.json docs/_static/premise_results.json
 
 bench: $(BUILT)
 	$(PY) -m benchmarks

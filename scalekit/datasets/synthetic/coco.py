@@ -100,6 +100,17 @@ def make_synthetic_coco(root, num_images: int = 50, seed: int = 0, *, min_size: 
     Returns:
         ``(image_folder, annotation_json_path)``.
     """
+    def draw(canvas, cls, x, y, bw, bh, rng):
+        _draw(canvas, cls, x, y, bw, bh, rng, detail)
+
+    return _scattered_objects(root, num_images, seed, draw, min_size=min_size, max_size=max_size, objects=objects,
+                              image_sizes=image_sizes)
+
+
+def _scattered_objects(root, num_images: int, seed: int, draw, *, min_size, max_size, objects, image_sizes):
+    """The layout of :func:`make_synthetic_coco` (image sizes, clutter, object count, log-uniform sizes,
+    aspect, place, class), each object drawn by ``draw(canvas, cls, x, y, w, h, rng)``; one copy of
+    the layout for every renderer, so that renderers that draw as many random numbers give the same boxes."""
     rng = np.random.default_rng(seed)
     image_dir, coco = _new_dataset(root)
     for image_id in range(1, num_images + 1):
@@ -112,7 +123,7 @@ def make_synthetic_coco(root, num_images: int = 50, seed: int = 0, *, min_size: 
             bw, bh = min(bw, w - 1), min(bh, h - 1)
             x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
             cls = int(rng.integers(len(SYNTHETIC_CLASSES)))
-            _draw(canvas, cls, x, y, bw, bh, rng, detail)
+            draw(canvas, cls, x, y, bw, bh, rng)
             _add_object(coco, image_id, cls, x, y, bw, bh)
         _add_image(coco, image_dir, image_id, canvas)
     return image_dir, _write_json(root, coco)
