@@ -341,8 +341,15 @@ def add_detection_args(p, out: str) -> None:
                    help="the first N validation images choose the pyramid's test ranges (scalekit.scale.tune_ranges "
                         "over the training ranges widened by 1, 1.25, 1.5 and 2, and none, by AP); AP is then "
                         "reported on the other images only (default: %(default)s, the training ranges)")
-    p.add_argument("--backbone", choices=("tiny", "resnet18", "resnet50", "resnet101"), default="tiny",
-                   help=f"tiny: a small conv net + FPN for CPUs; resnet*: torchvision ResNet-FPN {d}")
+    p.add_argument("--backbone", choices=("tiny", "premise", "resnet18", "resnet50", "resnet101"), default="tiny",
+                   help="tiny: a small conv net + FPN for CPUs; premise: single-level (stride 16), the body of "
+                        f"examples/snip/premise.py's CNN-B (initialise it with --init); resnet*: torchvision ResNet-FPN {d}")
+    p.add_argument("--init", metavar="PATH", help="--backbone premise: start from this CNN-B checkpoint "
+                   "(premise.py's cnn_b_*.pt, the 'ImageNet' of the synthetic data); every recipe of a comparison "
+                   "from the same file (default: random weights)")
+    p.add_argument("--render", choices=("today", "scale_true"), default="today",
+                   help="the synthetic set's renderer: today's (detail at a fixed pixel period) or scale_true "
+                        f"(a small object is a down-sampled large one; thesis §2.3) {d}")
     p.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision for resnet* (downloaded "
                    "by torchvision on first use)")
     p.add_argument("--epochs", type=int, default=5, help=f"training epochs {d}")
@@ -445,6 +452,37 @@ class SingleLevelTinyBackbone(torch.nn.Module):
         return self.body(x)
 
 
+class PremiseNet(torch.nn.Module):
+    """The networks of SNIP's premise experiment (``examples/snip/premise.py``, thesis §2.3), whose
+    CNN-B initialises the single-level detectors (``--backbone premise --init``): ``body`` (a stem, then three conv stages at strides 1, 2, 2: a single-level backbone with
+    ``out_channels`` and ``stride``) and ``head`` (global average pooling and a linear layer).
+
+    ``stem_stride`` 4: ResNet's stem in small (7x7 stride-2 conv and 3x3 stride-2 max pooling),
+    CNN-B's; 2: a 5x5 stride-2 conv; 1: a 3x3 stride-1 conv (CIFAR's), CNN-S's (thesis §2.3).
+    """
+
+    def __init__(self, num_classes: int, stem_stride: int = 4, widths=(16, 32, 64)):
+        super().__init__()
+
+        def block(c_in, c_out, k, s):
+            return [torch.nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), torch.nn.BatchNorm2d(c_out),
+                    torch.nn.ReLU(inplace=True)]
+
+        stem = {4: block(3, widths[0], 7, 2) + [torch.nn.MaxPool2d(3, 2, 1)], 2: block(3, widths[0], 5, 2),
+                1: block(3, widths[0], 3, 1)}[stem_stride]
+        layers, c = stem, widths[0]
+        for i, w in enumerate(widths):
+            layers += block(c, w, 3, 1 if i == 0 else 2) + block(w, w, 3, 1)
+            c = w
+        self.body = torch.nn.Sequential(*layers)
+        self.body.out_channels, self.body.stride = c, stem_stride * 4
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                        torch.nn.Linear(c, num_classes))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
 def single_level_backbone(name: str, deformable: bool = False, pretrained: bool = False):
     """A single-level backbone (one feature map, ``out_channels`` and ``stride`` attributes), the
     R-FCN detectors' (thesis ch. 4): ``"tiny"`` (stride 8) or a torchvision ResNet cut after conv4
@@ -470,8 +508,28 @@ def single_level_backbone(name: str, deformable: bool = False, pretrained: bool 
     return body
 
 
-def build_detector(backbone: str, num_classes: int, pretrained: bool):
-    """A torchvision Faster R-CNN that keeps input sizes and honours ignore boxes and valid ranges."""
+def load_premise_body(body: torch.nn.Module, path: str) -> None:
+    """Copy a CNN-B checkpoint's ``body`` weights (``examples/snip/premise.py``) into ``body``, every
+    tensor or a clear error (a checkpoint of another network is not silently half-loaded)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        fail(f"--init {path}: cannot read it ({exc.__class__.__name__}: {exc})")
+    if not isinstance(state, dict):
+        fail(f"--init {path}: expected a state_dict (premise.py's cnn_b_*.pt), got {type(state).__name__}")
+    weights = {k[len("body."):]: v for k, v in state.items() if k.startswith("body.")}
+    own = body.state_dict()
+    wrong = sorted(k for k in own if k not in weights or weights[k].shape != own[k].shape)
+    if wrong or len(weights) != len(own):
+        fail(f"--init {path}: not a CNN-B of this shape ({len(weights)} body tensors for {len(own)}; first "
+             f"missing or misshapen: {wrong[:3]}); make it with examples/snip/premise.py")
+    body.load_state_dict(weights)
+
+
+def build_detector(backbone: str, num_classes: int, pretrained: bool, init: str | None = None):
+    """A torchvision Faster R-CNN that keeps input sizes and honours ignore boxes and valid ranges.
+    ``"premise"``: single-level, on the body of the premise experiment's CNN-B (``init``: its checkpoint),
+    which sees images normalised as that experiment trained it."""
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -479,7 +537,25 @@ def build_detector(backbone: str, num_classes: int, pretrained: bool):
 
     from scalekit.detection import honour_ignore_boxes, keep_input_size
 
-    if backbone == "tiny":
+    if init is not None and backbone != "premise":
+        fail(f"--init is for --backbone premise (a CNN-B checkpoint), not {backbone}; resnet* take --pretrained")
+    if backbone == "premise":
+        if pretrained:
+            fail("--pretrained: the premise backbone's weights come from --init PATH")
+        body = PremiseNet(1).body  # the classifier head is dropped
+        if init is not None:
+            load_premise_body(body, init)
+        anchors = AnchorGenerator(((12, 24, 48, 96, 192, 384),), ((0.5, 1.0, 2.0),))
+        model = FasterRCNN(body, num_classes=None, rpn_anchor_generator=anchors,
+                           box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+                           box_head=TwoMLPHead(body.out_channels * 49, 256),
+                           box_predictor=FastRCNNPredictor(256, num_classes + 1),
+                           image_mean=[0.5] * 3, image_std=[0.25] * 3,  # premise.py's normalisation
+                           rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
+                           rpn_pre_nms_top_n_test=600, rpn_post_nms_top_n_test=300,
+                           rpn_batch_size_per_image=128, box_batch_size_per_image=128,
+                           box_detections_per_img=100, box_score_thresh=0.001)
+    elif backbone == "tiny":
         if pretrained:
             fail("--pretrained: the tiny backbone has no pretrained weights; use --backbone resnet50")
         body = TinyBackbone()
@@ -501,18 +577,34 @@ def build_detector(backbone: str, num_classes: int, pretrained: bool):
     return keep_input_size(honour_ignore_boxes(model))
 
 
-def prepare_synthetic(root: str, size_scale: float, counts=(120, 30), verbose: bool = True) -> str:
-    """Generate the default synthetic train and val sets in ``root`` unless they are there."""
-    from scalekit.datasets.synthetic import make_synthetic_coco
+def prepare_synthetic(root: str, size_scale: float, counts=(120, 30), verbose: bool = True,
+                      render: str = "today") -> str:
+    """Generate the default synthetic train and val sets in ``root`` unless they are there; ``render``
+    ``"scale_true"`` draws the same boxes with :func:`~scalekit.datasets.synthetic.make_synthetic_scale_true_coco`."""
+    from scalekit.datasets.synthetic import make_synthetic_coco, make_synthetic_scale_true_coco
 
     s = size_scale
     sizes = tuple((round(h * s), round(w * s)) for h, w in ((480, 640), (600, 800), (768, 1024), (1000, 750)))
-    kw = dict(min_size=max(4, round(12 * s)), max_size=round(400 * s), image_sizes=sizes, detail=max(2, round(6 * s)))
+    kw = dict(min_size=max(4, round(12 * s)), max_size=round(400 * s), image_sizes=sizes)
+    if render == "scale_true":  # detail in periods per object (its default), not pixels
+        make = make_synthetic_scale_true_coco
+    else:
+        make, kw["detail"] = make_synthetic_coco, max(2, round(6 * s))
+    marker = os.path.join(root, "render.txt")  # one folder, one renderer (none written: today's)
+    made = open(marker).read().strip() if os.path.exists(marker) else None
+    if made is None and os.path.exists(os.path.join(root, "train", "annotations.json")):
+        made = "today"  # a folder from before the scale-true renderer
+    if made is not None and made != render:
+        fail(f"--synthetic-dir {root} holds the {made!r} renderer's images, not {render!r}; use another folder")
+    if made is None:  # before any image, so that an interrupted run's folder is marked too
+        os.makedirs(root, exist_ok=True)
+        with open(marker, "w") as f:
+            f.write(render)
     for split, n, seed in (("train", counts[0], 1000), ("val", counts[1], 2000)):
         if not os.path.exists(os.path.join(root, split, "annotations.json")):  # written last
             if verbose:
-                print(f"generating {n} synthetic {split} images into {root}/{split} ...", flush=True)
-            make_synthetic_coco(os.path.join(root, split), num_images=n, seed=seed, **kw)
+                print(f"generating {n} synthetic {split} images ({render}) into {root}/{split} ...", flush=True)
+            make(os.path.join(root, split), num_images=n, seed=seed, **kw)
     return root
 
 
@@ -523,7 +615,7 @@ def load_detection_data(args):
     if args.data is None:
         root = args.synthetic_dir or os.path.join(args.out, "data")
         if args.main:
-            prepare_synthetic(root, args.size_scale, args.synthetic)
+            prepare_synthetic(root, args.size_scale, args.synthetic, render=getattr(args, "render", "today"))
         args.dist.barrier()
     else:
         root = args.data

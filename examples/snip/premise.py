@@ -40,7 +40,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import common  # noqa: E402
@@ -77,34 +76,6 @@ def parse_args(argv=None):
     if any(not 4 <= r < args.size for r in args.test_res):
         p.error(f"--test-res: each must lie in [4, --size={args.size}), got {args.test_res}")
     return args
-
-
-class PremiseNet(nn.Module):
-    """``body`` (a stem, then three conv stages at strides 1, 2, 2: a single-level backbone with
-    ``out_channels`` and ``stride``) and ``head`` (global average pooling and a linear layer).
-
-    ``stem_stride`` 4: ResNet's stem in small (7x7 stride-2 conv and 3x3 stride-2 max pooling),
-    CNN-B's; 2: a 5x5 stride-2 conv; 1: a 3x3 stride-1 conv (CIFAR's), CNN-S's (thesis §2.3).
-    """
-
-    def __init__(self, num_classes: int, stem_stride: int = 4, widths=(16, 32, 64)):
-        super().__init__()
-
-        def block(c_in, c_out, k, s):
-            return [nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-        stem = {4: block(3, widths[0], 7, 2) + [nn.MaxPool2d(3, 2, 1)], 2: block(3, widths[0], 5, 2),
-                1: block(3, widths[0], 3, 1)}[stem_stride]
-        layers, c = stem, widths[0]
-        for i, w in enumerate(widths):
-            layers += block(c, w, 3, 1 if i == 0 else 2) + block(w, w, 3, 1)
-            c = w
-        self.body = nn.Sequential(*layers)
-        self.body.out_channels, self.body.stride = c, stem_stride * 4
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
-
-    def forward(self, x):
-        return self.head(self.body(x))
 
 
 def prepare(images: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -161,17 +132,17 @@ def run_renderer(render: str, args, log) -> dict:
     hits = {}  # (net, test resolution) -> [seeds, test images]
     for seed in args.seeds:
         torch.manual_seed(seed)
-        base = train(PremiseNet(k), prepare(tr["images"][size], None), tr["labels"], args.epochs, args.lr, args, seed,
+        base = train(common.PremiseNet(k), prepare(tr["images"][size], None), tr["labels"], args.epochs, args.lr, args, seed,
                      f"{render} seed {seed} CNN-B")
         torch.save(base.state_dict(), os.path.join(args.out, f"cnn_b_{render}_seed{seed}.pt"))
         for r in [size, *tests]:
             hits.setdefault(("CNN-B", r), []).append(correct(base, prepare(te["images"][r], size), te["labels"]))
         for r in args.low:
             torch.manual_seed(seed)
-            small = train(PremiseNet(k, stem_stride=4 * r // size), prepare(tr["images"][r], None), tr["labels"],
+            small = train(common.PremiseNet(k, stem_stride=4 * r // size), prepare(tr["images"][r], None), tr["labels"],
                           args.epochs, args.lr, args, seed, f"{render} seed {seed} CNN-S {r}")
             hits.setdefault(("CNN-S", r), []).append(correct(small, prepare(te["images"][r], None), te["labels"]))
-            ft = PremiseNet(k)
+            ft = common.PremiseNet(k)
             ft.load_state_dict(base.state_dict())
             ft = train(ft, prepare(tr["images"][r], size), tr["labels"], args.ft_epochs, args.lr / 5, args, seed,
                        f"{render} seed {seed} CNN-B-FT {r}")

@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
         dataset = LevelDataset(train, levels, ranges=args.train_range is not None, seed=args.seed)
 
     torch.manual_seed(args.seed)
-    model = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained).to(args.dist.device)
+    model = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained,
+                                  args.init).to(args.dist.device)
     log = common.JsonlLog(os.path.join(args.out, "log.jsonl"), enabled=args.main)
     if args.main:
         print(f"recipe {args.recipe}: {len(train)} training images -> {len(dataset)} training inputs per epoch, "

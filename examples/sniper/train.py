@@ -81,7 +81,8 @@ def mine(args, train, generator, levels, log) -> tuple[list, float]:
     if os.path.exists(path):
         return torch.load(path, weights_only=True), 0.0
     start = time.perf_counter()
-    detector = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained).to(args.dist.device)
+    detector = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained,
+                                     args.init).to(args.dist.device)
     positives = ChipDataset(train, generator, seed=args.seed)
     common.fit(args, RPNOnly(detector), positives, args.rpn_epochs, log, "rpn", checkpoint=False,
                iterations=args.rpn_iterations, find_unused_parameters=True)  # the RoI heads idle
@@ -120,7 +121,8 @@ def main(argv=None) -> dict:
     dataset = ChipDataset(train, generator, proposals=proposals, seed=args.seed)
 
     torch.manual_seed(args.seed)
-    model = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained).to(args.dist.device)
+    model = common.build_detector(args.backbone, len(train.label_to_category), args.pretrained,
+                                  args.init).to(args.dist.device)
     if args.main:
         print(f"recipe {args.recipe}: {len(train)} training images -> {len(dataset)} chips per epoch, "
               f"{len(val)} validation images", flush=True)

@@ -53,7 +53,7 @@ def test_a_trained_cnn_b_is_above_chance_and_its_checkpoint_is_a_backbone(tmp_pa
     full = result["renderers"]["scale_true"]["accuracy"]["CNN-B"]["32"]
     assert full["above_chance"] and full["ci"][0] > 1 / 3
     state = torch.load(os.path.join(out, "cnn_b_scale_true_seed0.pt"), weights_only=True)
-    net = premise.PremiseNet(3)
+    net = common.PremiseNet(3)
     net.load_state_dict(state)
     net.eval()  # (in training mode the zeros below would move BatchNorm's running statistics)
     assert net.body.stride == 16 and net.body.out_channels == 64

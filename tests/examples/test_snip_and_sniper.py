@@ -251,3 +251,50 @@ def test_minival_must_leave_test_images(data_dir, tmp_path):
     with pytest.raises(SystemExit):
         snip.main(["--recipe", "multiscale", "--epochs", "1", "--minival", "2", "--out", str(tmp_path / "r"),
                    "--synthetic-dir", data_dir, *TINY, "--draw", "0"])
+
+
+def _cnn_b_checkpoint(path, seed=0):
+    torch.manual_seed(seed)
+    net = common.PremiseNet(3)
+    for p in net.parameters():
+        p.data.normal_()
+    torch.save(net.state_dict(), path)
+    return net
+
+
+def test_premise_backbone_starts_from_the_cnn_b_checkpoint(tmp_path):
+    net = _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    detector = common.build_detector("premise", 3, False, str(tmp_path / "cnn_b.pt"))
+    body = detector.backbone
+    assert body.stride == 16 and body.out_channels == 64
+    theirs = net.body.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in body.state_dict().items())  # every tensor, BN stats too
+    scratch = common.build_detector("premise", 3, False)
+    assert not torch.equal(scratch.backbone[0].weight, body[0].weight)
+    # the detector normalises images as premise.py trained CNN-B: (x - 0.5) / 0.25
+    image = torch.rand(3, 64, 64)
+    normalised = detector.transform.normalize(image)
+    assert torch.allclose(normalised, (image - 0.5) / 0.25)
+
+
+def test_init_refuses_other_checkpoints_and_other_backbones(tmp_path, capsys):
+    torch.save({"body.0.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(SystemExit):
+        common.build_detector("premise", 3, False, str(tmp_path / "bad.pt"))
+    assert "not a CNN-B of this shape" in capsys.readouterr().err
+    _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    with pytest.raises(SystemExit):
+        common.build_detector("tiny", 3, False, str(tmp_path / "cnn_b.pt"))
+    assert "--init is for --backbone premise" in capsys.readouterr().err
+
+
+def test_the_scale_true_set_trains_the_premise_detector_from_its_checkpoint(tmp_path):
+    _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    data = str(tmp_path / "data_st")
+    result = snip.main(["--recipe", "multiscale", "--backbone", "premise", "--init", str(tmp_path / "cnn_b.pt"),
+                        "--render", "scale_true", "--epochs", "1", "--out", str(tmp_path / "r"),
+                        "--synthetic-dir", data, *TINY, "--draw", "0"])
+    assert open(os.path.join(data, "render.txt")).read() == "scale_true"
+    assert 0.0 <= result["coco"]["AP"] <= 1.0
+    with pytest.raises(SystemExit):  # the folder holds scale-true images: today's renderer is refused there
+        snip.main(["--recipe", "multiscale", "--out", str(tmp_path / "r2"), "--synthetic-dir", data, *TINY])
