@@ -794,21 +794,27 @@ def evaluate_detector(args, model, val, levels, draw: int | None = None, save: b
     return stats, seconds / max(1, len(val))
 
 
-def coco_stats(args, val, predictions: dict) -> dict:
-    """COCO metrics of ``{image_id: detections}`` against those images of ``val``, in 1 / size_scale pixels:
-    COCO's small / medium / large (32 and 96 pixels) then mean the thesis' object sizes."""
-    from scalekit.evaluation import coco_evaluate, to_coco_results
+def coco_pair(predictions: dict, gt: dict, label_to_category: dict, size_scale: float) -> tuple[list, dict]:
+    """(COCO results, COCO ground truth) of ``{image_id: detections}`` and those images of the COCO
+    dict ``gt``, both in 1 / size_scale pixels: COCO's small / medium / large (32 and 96 pixels) then
+    mean the thesis' object sizes."""
+    from scalekit.evaluation import to_coco_results
 
-    f = 1.0 / args.size_scale
-    results = to_coco_results({i: {**d, "boxes": d["boxes"] * f} for i, d in predictions.items()},
-                              val.label_to_category)
+    f = 1.0 / size_scale
+    results = to_coco_results({i: {**d, "boxes": d["boxes"] * f} for i, d in predictions.items()}, label_to_category)
     keep = set(predictions)
-    gt = val.coco.dataset
     gt = {**gt, "images": [{**im, "width": im["width"] * f, "height": im["height"] * f}
                            for im in gt["images"] if im["id"] in keep],
           "annotations": [{**a, "bbox": [v * f for v in a["bbox"]], "area": a["area"] * f * f}
                           for a in gt["annotations"] if a["image_id"] in keep]}
-    return coco_evaluate(results, gt)
+    return results, gt
+
+
+def coco_stats(args, val, predictions: dict) -> dict:
+    """COCO metrics of ``{image_id: detections}`` against those images of ``val`` (:func:`coco_pair`)."""
+    from scalekit.evaluation import coco_evaluate
+
+    return coco_evaluate(*coco_pair(predictions, val.coco.dataset, val.label_to_category, args.size_scale))
 
 
 TEST_RANGE_WIDENINGS = (1.0, 1.25, 1.5, 2.0)
