@@ -9,6 +9,8 @@
 #                about 25 minutes on one CPU thread)
 #   make repro-premise   SNIP's premise, thesis §2.3 (docs/reproductions.rst's first section; about 6 minutes
 #                on one CPU thread)
+#   make repro-snip   Table 2.1 and pretrained x {MST, SNIP} from the premise's CNN-B, equal budgets
+#                (examples/snip/reproduce.py; two seeds side by side; not yet run to the end on this machine)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
 #   make smoke   that one wheel under torch 2.13.0 (a fresh venv) and 2.14.1 (.venv's): import, op tests
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
@@ -35,7 +37,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise repro-snip clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +82,15 @@ repro-premise: $(BUILT)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/premise.py --out runs/premise_repro --threads 1 \
 	    --figure docs/_static/premise_accuracy.png
 	cp runs/premise_repro/results.json docs/_static/premise_results.json
+
+# Table 2.1 and the 2 x 2 of pretraining x {MST, SNIP} from the premise's CNN-B (made first if absent).
+PREMISE_CNN_B := runs/premise_repro/cnn_b_scale_true_seed0.pt
+$(PREMISE_CNN_B):
+	$(MAKE) repro-premise
+repro-snip: $(BUILT) $(PREMISE_CNN_B)
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --init $(PREMISE_CNN_B) --out runs/snip_repro \
+	    --seeds 0 1 --jobs 2
+	cp runs/snip_repro/results.json docs/_static/snip_results.json
 
 bench: $(BUILT)
 	$(PY) -m benchmarks

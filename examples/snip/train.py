@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
         result = common.detection_results(args, args.recipe, dataset, train, val, stats, infer, items, seconds,
                                           budget=curve, warm_start_epochs=args.warm_start_epochs,
                                           scale=list(args.scale), train_range=args.train_range,
-                                          test_level=args.test_level)
+                                          test_level=args.test_level, init=args.init)
     args.dist.close()
     return result
 

@@ -1,0 +1,215 @@
+"""Table 2.1 (thesis §2.5) and the 2 x 2 of {pretrained, from scratch} x {MST, SNIP}, at equal budgets.
+
+Every arm is ``examples/snip/train.py`` on the scale-true synthetic set
+(``--render scale_true``), with the single-level detector on the premise
+experiment's CNN-B (``--backbone premise``), the same number of SGD
+iterations at the same batch size (``--iterations``, AP also at a quarter and
+half of it: ``--eval-at``) and tested at one scale, 1400x2000 in thesis
+pixels, every detection kept (``--test-level``), on small objects (AP_S):
+
+* ``800_all``, ``1400_all``: single scale, every object (Fig. 2.5.1);
+* ``1400_lt80``: 1400x2000, objects over 80 px ignored (Fig. 2.5.2);
+* ``mst``: the three SNIP scales, every object at every scale;
+* ``snip``: the same with SNIP's ranges, warm-started as MST for
+  ``--warm-start-epochs`` (§2.7.1);
+* ``mst_scratch``, ``snip_scratch``: the last two from random weights; the
+  interaction (SNIP - MST pretrained) - (SNIP - MST from scratch) is the
+  mechanism SNIP claims (a pretrained network's scale, §2.3).
+
+The pretrained arms start from ``--init`` (CNN-B of ``examples/snip/premise.py``,
+``make repro-premise`` writes it). Each run is its own process in
+``OUT/<arm>_s<seed>`` (a finished run is not rerun); ``--jobs`` runs seeds
+side by side. Statistics: per arm the mean and range over seeds; each
+comparison a paired difference with a bootstrap interval over test images
+(:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
+resamples for every run, each resample's AP averaged over seeds), holding only
+where the interval excludes zero. Writes ``OUT/results.json`` and
+``OUT/table.rst``.
+
+    python examples/snip/reproduce.py --init runs/premise_repro/cnn_b_scale_true_seed0.pt --out runs/snip_repro
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import common  # noqa: E402
+
+TRAIN = os.path.join(HERE, "train.py")
+TEST_LEVEL = ["--test-level", "1400", "2000"]
+# (arm, flags, pretrained)
+ARMS = (("800_all", ["--recipe", "single", "--scale", "800", "1200"], True),
+        ("1400_all", ["--recipe", "single", "--scale", "1400", "2000"], True),
+        ("1400_lt80", ["--recipe", "single", "--scale", "1400", "2000", "--train-range", "0", "80"], True),
+        ("mst", ["--recipe", "multiscale"], True),
+        ("snip", ["--recipe", "snip"], True),
+        ("mst_scratch", ["--recipe", "multiscale"], False),
+        ("snip_scratch", ["--recipe", "snip"], False))
+# the thesis' directions (Table 2.1, §2.5): a > b
+COMPARISONS = (("1400_all", "800_all"), ("800_all", "1400_lt80"), ("snip", "mst"), ("snip", "1400_all"),
+               ("snip_scratch", "mst_scratch"))
+THESIS_APS = {"800_all": 19.6, "1400_all": 19.9, "1400_lt80": 16.4, "mst": 19.5, "snip": 21.4}  # Table 2.1
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = "(default: %(default)s)"
+    p.add_argument("--init", required=True, help="CNN-B checkpoint of examples/snip/premise.py (the pretrained arms)")
+    p.add_argument("--out", default="runs/snip_repro", help=f"output folder {d}")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=f"training seeds {d}")
+    p.add_argument("--jobs", type=int, default=2, help=f"seeds run side by side {d}")
+    p.add_argument("--arms", nargs="+", default=[a for a, _, _ in ARMS], choices=[a for a, _, _ in ARMS],
+                   help="arms to run (default: all)")
+    p.add_argument("--iterations", type=int, default=800,
+                   help=f"SGD iterations of every arm, batch 4 (800: about 7 epochs of SNIP's training set) {d}")
+    p.add_argument("--warm-start-epochs", type=int, default=3,
+                   help=f"snip: epochs trained as MST first (the thesis: 3 of 7, §2.7.1) {d}")
+    p.add_argument("--synthetic", type=int, nargs=2, default=(120, 150), metavar=("TRAIN", "TEST"),
+                   help=f"synthetic images {d}")
+    p.add_argument("--resamples", type=int, default=1000, help=f"bootstrap resamples over test images {d}")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                   help="arguments for every run of train.py (e.g. --extra --max-iters 2 for a smoke test)")
+    args = p.parse_args(argv)
+    if not os.path.exists(args.init):
+        p.error(f"--init {args.init} does not exist; make it with `make repro-premise` (examples/snip/premise.py)")
+    if args.iterations < 4:
+        p.error("--iterations must be at least 4 (AP is also taken at a quarter and half of it)")
+    return args
+
+
+def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, data: str) -> dict:
+    out = os.path.join(args.out, f"{arm}_s{seed}")
+    result = os.path.join(out, "results.json")
+    if not os.path.exists(result):
+        n = args.iterations
+        cmd = [sys.executable, TRAIN, *flags, "--backbone", "premise", "--render", "scale_true",
+               "--iterations", str(n), "--eval-at", str(n // 4), str(n // 2), *TEST_LEVEL, "--threads", "1",
+               "--seed", str(seed), "--out", out, "--synthetic-dir", data, "--synthetic", *map(str, args.synthetic),
+               "--draw", "0", *(["--init", args.init] if pretrained else []),
+               *(["--warm-start-epochs", str(args.warm_start_epochs)] if "snip" in flags else []), *args.extra]
+        print(f"== {arm}, seed {seed}", flush=True)
+        t = time.perf_counter()
+        with open(os.path.join(args.out, f"{arm}_s{seed}.log"), "w") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise SystemExit(f"error: {arm}, seed {seed} failed; see {log.name}")
+        print(f"== {arm}, seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
+    with open(result) as f:
+        return json.load(f)
+
+
+def small_object_ap(args, runs: dict, data: str) -> tuple[dict, list]:
+    """Per run, AP on small objects on the test images and on ``--resamples`` bootstrap resamples of them
+    (the same resamples for every run): ``{(arm, seed): [1 + B] array}``; and the test image ids."""
+    from scalekit.datasets import CocoDetection
+    from scalekit.evaluation import bootstrap_coco_ap, coco_image_matches
+
+    val = CocoDetection(os.path.join(data, "val", "images"), os.path.join(data, "val", "annotations.json"))
+    keys, matches, ids = list(runs), [], None
+    for arm, seed in keys:
+        detections = torch.load(os.path.join(args.out, f"{arm}_s{seed}", "detections.pt"), weights_only=True)
+        results, gt = common.coco_pair(detections, val.coco.dataset, val.label_to_category,
+                                       runs[arm, seed]["size_scale"])
+        matches.append(coco_image_matches(results, gt, area="small"))
+        ids = matches[-1]["image_ids"]
+    ap = bootstrap_coco_ap(matches, resamples=args.resamples, seed=0)
+    return dict(zip(keys, ap)), ids
+
+
+def summarise(args, runs: dict, ap: dict) -> dict:
+    """Per arm: AP_S (mean, min, max over seeds) and AP against budget; per comparison: the paired
+    difference of the seed-averaged AP_S with its bootstrap interval; the 2 x 2 interaction."""
+    from scalekit.evaluation import paired_difference
+
+    arms = [a for a, _, _ in ARMS if any(k[0] == a for k in runs)]
+    mean = {a: np.mean([ap[k] for k in ap if k[0] == a], axis=0) for a in arms}
+    out = {"arms": {}, "comparisons": [], "seeds": args.seeds, "iterations": args.iterations}
+    for a in arms:
+        rs = [runs[k] for k in sorted(runs) if k[0] == a]
+        aps = [float(ap[k][0]) for k in sorted(ap) if k[0] == a]
+        out["arms"][a] = {"APs": {"mean": float(np.mean(aps)), "min": min(aps), "max": max(aps), "per_seed": aps},
+                          "AP": float(np.mean([r["coco"]["AP"] for r in rs])),
+                          "budget": [{"iteration": p["iteration"],
+                                      "APs": float(np.mean([r["budget"][i]["APs"] for r in rs]))}
+                                     for i, p in enumerate(rs[0]["budget"])],
+                          "train_pixels_per_image": float(np.mean([r["train_pixels_per_image"] for r in rs])),
+                          "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
+                          "thesis_APs": THESIS_APS.get(a)}
+    for a, b in COMPARISONS:
+        if a in mean and b in mean:
+            out["comparisons"].append({"a": a, "b": b, **paired_difference(mean[a], mean[b])})
+    if all(a in mean for a in ("snip", "mst", "snip_scratch", "mst_scratch")):
+        out["interaction"] = paired_difference(mean["snip"] - mean["mst"], mean["snip_scratch"] - mean["mst_scratch"])
+    return out
+
+
+def table(summary: dict) -> str:
+    """The RST tables of docs/reproductions.rst (AP in %)."""
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    rows = [".. list-table::", "   :header-rows: 1", "", "   * - arm", "     - AP_S, mean (min-max)",
+            "     - AP_S at 1/4, 1/2, all of the budget", "     - train pixels / image", "     - thesis AP_S"]
+    for a, r in summary["arms"].items():
+        s = r["APs"]
+        rows += [f"   * - {a}", f"     - {pct(s['mean'])} ({pct(s['min'])}-{pct(s['max'])})",
+                 "     - " + ", ".join(pct(p["APs"]) for p in r["budget"]) + f", {pct(s['mean'])}",
+                 f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
+                 f"     - {r['thesis_APs'] if r['thesis_APs'] is not None else '-'}"]
+    rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - comparison", "     - difference [95 % interval]",
+             "     - holds"]
+    items = [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons"]]
+    if "interaction" in summary:
+        items.append(("(snip - mst) pretrained - (snip - mst) scratch", summary["interaction"]))
+    for name, c in items:
+        rows += [f"   * - {name}", f"     - {pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]",
+                 f"     - {'yes' if c['holds'] else 'no'}"]
+    return "\n".join(rows) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.makedirs(args.out, exist_ok=True)
+    start = time.perf_counter()
+    data = os.path.join(args.out, "data")
+    q = argparse.ArgumentParser()
+    common.add_detection_args(q, out=args.out)
+    targs, _ = q.parse_known_args(["--synthetic-dir", data, *args.extra])
+    common.check_detection_args(q, targs)
+    common.prepare_synthetic(data, targs.size_scale, args.synthetic, render="scale_true")  # once, before the runs
+
+    def run_seed(seed):
+        return {(arm, seed): run_arm(args, arm, flags, pretrained, seed, data)
+                for arm, flags, pretrained in ARMS if arm in args.arms}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = {}
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for r in pool.map(run_seed, args.seeds):
+            runs.update(r)
+    ap, ids = small_object_ap(args, runs, data)
+    summary = summarise(args, runs, ap)
+    summary.update(test_images=len(ids), resamples=args.resamples, wall_seconds=time.perf_counter() - start,
+                   machine={"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+                   runs={f"{a}_s{s}": r for (a, s), r in runs.items()})
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    with open(os.path.join(args.out, "table.rst"), "w") as f:
+        f.write(table(summary))
+    print(table(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
