@@ -12,7 +12,7 @@ import common  # noqa: E402
 
 msb_rnn = common.import_script(os.path.join(EXAMPLES, "msb_rnn", "msb_rnn.py"), "msb_rnn_driver")
 
-TINY = ["--videos", "2", "--test-videos", "1", "--chunks", "12", "--size", "48", "64", "--stream-epochs", "1",
+TINY = ["--videos", "2", "--val-videos", "1", "--test-videos", "1", "--videos-per-subject", "1", "--chunks", "12", "--size", "48", "64", "--stream-epochs", "1",
         "--lstm-epochs", "1", "--window", "5", "--ablations"]
 
 
