@@ -17,6 +17,7 @@ Scripts in ``examples/<system>/`` import it with::
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from scalekit.progress import Progress  # noqa: F401  (re-exported: the examples
 
 __all__ = ["Progress", "JsonlLog", "plot_curves", "save_checkpoint", "load_checkpoint", "Distributed",
            "seed_everything", "autocast", "fail", "stage_log", "fingerprint", "cached", "cached_dir", "train_epochs",
-           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough", "paired_bootstrap"]
+           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough", "paired_bootstrap", "KeepBest"]
 
 
 def import_script(path: str, name: str):
@@ -67,6 +68,28 @@ def seed_stat(values) -> dict:
 def mean_spread(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
     """``"12.3 ± 0.4"`` from a :func:`seed_stat` (scaled, e.g. AP to %)."""
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['spread'] * scale:.{digits}f}"
+
+
+class KeepBest:
+    """Early stopping by a validation score: ``keep(epoch)`` scores the model (``score()``, higher is
+    better) and keeps a copy of its state when it beats every earlier call (ties: the earlier);
+    ``restore()`` loads that state into the model and returns ``{"val", "epoch", "curve"}`` (``val``
+    -1 and ``epoch`` ``default_epoch`` when never called: the model as trained)."""
+
+    def __init__(self, model: torch.nn.Module, score, default_epoch: int) -> None:
+        self.model, self.score, self.curve = model, score, []
+        self.best, self.state = {"val": -1.0, "epoch": default_epoch}, None
+
+    def __call__(self, epoch: int) -> None:
+        val = float(self.score())
+        self.curve.append([epoch, val])
+        if val > self.best["val"]:
+            self.best, self.state = {"val": val, "epoch": epoch}, copy.deepcopy(self.model.state_dict())
+
+    def restore(self) -> dict:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+        return {**self.best, "curve": self.curve}
 
 
 def paired_bootstrap(metric, arms_a, arms_b, num_items: int, *, resamples: int = 1000, seed: int = 0,

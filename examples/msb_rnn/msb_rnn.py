@@ -11,7 +11,6 @@ scalekit call; README.md explains outputs and data layout.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -145,8 +144,7 @@ class SequenceModel(nn.Module):
         return self.drop(self.fuse({s: feats[s] for s in self.streams}))[:, None]  # [T, 1, 200]
 
     @torch.no_grad()
-    def scores(self, feats: dict) -> torch.Tensor:
-        """``[T, C + 1]`` chunk probabilities: the head's (both directions averaged, or its one)."""
+    def scores(self, feats: dict) -> torch.Tensor:  # [T, C + 1]: the head's (both directions averaged, or its one)
         x = self.project(feats)
         return (self.head(x)[0] if isinstance(self.head, BiLSTMHead) else self.head(x).softmax(-1))[:, 0].cpu()
 
@@ -158,20 +156,13 @@ def train_sequence(name, config, feats, labels, split, num_classes, args, seed_d
     feat_dim = next(iter(feats[split["train"][0]].values())).shape[1]
     model = SequenceModel(config["streams"], feat_dim, num_classes + 1, lstm=config["lstm"],
                           direction=config.get("direction", "both")).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lstm_lr)
-    gen, curve, best = torch.Generator().manual_seed(args.seed), [], {"val": -1.0, "epoch": args.lstm_epochs}
-
-    def select(epoch):
-        if split.get("val"):
-            val = ev({v: model.eval().scores({s: f.to(device) for s, f in feats[v].items()}) for v in split["val"]},
-                     )["midpoint_map"]
-            curve.append([epoch, val])
-            if val > best["val"]:
-                best.update(val=val, epoch=epoch, state=copy.deepcopy(model.state_dict()))
+    optimizer, gen = torch.optim.Adam(model.parameters(), lr=args.lstm_lr), torch.Generator().manual_seed(args.seed)
+    best = common.KeepBest(model, lambda: ev({v: model.eval().scores({s: f.to(device) for s, f in feats[v].items()})
+                                              for v in split["val"]})["midpoint_map"], args.lstm_epochs)
 
     def steps(epoch):
-        if epoch and epoch % args.select_every == 0:
-            select(epoch)
+        if epoch and epoch % args.select_every == 0 and split.get("val"):
+            best(epoch)
         model.train()
         for i in torch.randperm(len(split["train"]), generator=gen).tolist():
             vid = split["train"][i]
@@ -186,10 +177,9 @@ def train_sequence(name, config, feats, labels, split, num_classes, args, seed_d
 
     common.train_epochs(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, folder=seed_dir,
                         resume=args.resume, map_location=args.device, total=len(split["train"]), log=log)
-    select(args.lstm_epochs)
-    if "state" in best:
-        model.load_state_dict(best.pop("state"))
-    return model.eval(), {**best, "curve": curve}
+    if split.get("val"):
+        best(args.lstm_epochs)
+    return model.eval(), best.restore()
 
 
 def detections(scores, chunk_len: int) -> dict:
@@ -229,11 +219,11 @@ def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) 
     for name, config in sequence_configs(args.ablations).items():
         def compute():
             model, selection = train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir, ev)
-            own = {"both": "bidirectional"}.get(config.get("direction", "both"), config.get("direction"))
-            out = {own if config["lstm"] else "chunk": {v: model.scores(feats[v]) for v in test}}
+            own = config.get("direction", "bidirectional") if config["lstm"] else "chunk"
+            out = {own: {v: model.scores(feats[v]) for v in test}}
             with torch.no_grad():
                 xs = {v: model.project({s: f.to(device) for s, f in feats[v].items()}) for v in test}
-                if config["lstm"] and own == "bidirectional":  # the bi-LSTM's one-direction read-outs
+                if own == "bidirectional":  # the bi-LSTM's one-direction read-outs
                     dirs = {v: model.head.directions(xs[v]) for v in test}
                     out.update({tag: {v: d[pick][:, 0].cpu() for v, d in dirs.items()}
                                 for tag, pick in (("forward", 0), ("backward", 1))})
@@ -262,7 +252,6 @@ def parse_args(argv=None):
     a("--chunks", type=int, default=32, help="chunks per synthetic video")
     a("--size", type=int, nargs=2, default=(64, 80), metavar=("H", "W"), help="frame size")
     a("--distractors", type=int, default=3, help="moving distractors per synthetic video")
-    a("--data-seed", type=int, default=0)
     a("--write-mp4", action="store_true", help="also write the synthetic videos as MP4 (needs PyAV)")
     a("--chunk-len", type=int, default=6, help="frames per chunk (thesis §5.3)")
     a("--k", type=int, default=3, help="flow neighbours each side of a chunk's centre frame (§5.4.2)")
@@ -275,9 +264,8 @@ def parse_args(argv=None):
     a("--track-threshold", type=float, default=500.0,
       help="summed flow magnitude that moves the box (walking, not a hand or a distractor)")
     a("--seed", type=int, default=0, help="training seed (stream CNNs and LSTMs)")
-    a("--stream-epochs", type=int, default=12)
-    a("--lstm-epochs", type=int, default=30)
-    a("--batch", type=int, default=32)
+    for flag, default in (("--data-seed", 0), ("--stream-epochs", 12), ("--lstm-epochs", 30), ("--batch", 32)):
+        a(flag, type=int, default=default)
     a("--lr", type=float, default=3e-3, help="stream CNN learning rate (Adam)")
     a("--lstm-lr", type=float, default=3e-3, help="projection + LSTM learning rate (Adam)")
     a("--window", type=int, default=16, help="chunks per truncated-BPTT window")
@@ -288,7 +276,8 @@ def parse_args(argv=None):
     a("--amp", action="store_true", help="mixed precision for the stream CNNs")
     a("--resume", action="store_true", help="continue interrupted trainings from their checkpoints")
     args = p.parse_args(argv)
-    for name in ("videos", "val_videos", "test_videos", "videos_per_subject", "select_every", "chunks", "stream_epochs", "lstm_epochs", "batch", "window", "k", "chunk_len"):
+    for name in ("videos", "val_videos", "test_videos", "videos_per_subject", "select_every", "chunks", "stream_epochs",
+                 "lstm_epochs", "batch", "window", "k", "chunk_len"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.box[0] > args.size[0] or args.box[1] > args.size[1]:
