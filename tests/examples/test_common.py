@@ -163,3 +163,21 @@ def test_paired_bootstrap_pairs_items_and_seeds():
     assert out["low"] < 0 < out["high"] and out["holds"] is None
     with pytest.raises(ValueError, match="paired by seed"):
         common.paired_bootstrap(mean, [items], [], 40)
+
+
+def test_keep_best_restores_the_best_scored_state():
+    model = torch.nn.Linear(1, 1, bias=False)
+    scores = iter([0.1, 0.5, 0.5, 0.3])
+    keep = common.KeepBest(model, lambda: next(scores), default_epoch=9)
+    for epoch in range(4):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        keep(epoch)
+    out = keep.restore()
+    assert out["epoch"] == 1 and out["val"] == 0.5  # a tie keeps the earlier epoch
+    assert out["curve"] == [[0, 0.1], [1, 0.5], [2, 0.5], [3, 0.3]]
+    assert model.weight.item() == 1.0  # the state as it was at that epoch, not the last one
+    untouched = torch.nn.Linear(1, 1)
+    before = untouched.weight.clone()
+    assert common.KeepBest(untouched, lambda: 0.0, default_epoch=9).restore() == {"val": -1.0, "epoch": 9, "curve": []}
+    assert torch.equal(untouched.weight, before)
