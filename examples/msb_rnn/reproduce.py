@@ -165,7 +165,7 @@ def build_tables(doc: dict) -> dict[str, str]:
     blocks["5.4.3_verdicts"] = verdicts(doc, ["continuous_vs_trimmed"])
     sel = doc["selection"]
     rows = [[str(it), f"{v['flow_error_1_frames_px']:.3f}", f"{v['flow_error_3_frames_px']:.3f}",
-             "**chosen**" if int(it) == sel["flow_iterations"]["chosen"] else "-"]
+             "**chosen**" if int(it) == sel["flow_iterations"]["chosen"] else "\\-"]
             for it, v in sel["flow_iterations"]["candidates"].items()]
     blocks["flow"] = table(["TorchFlow iterations", "hand flow error, 1 frame (px)", "3 frames (px)", "validation's choice"], rows)
     rows = [[arm, ", ".join(str(e) for e in v["epoch"]), ms(v["val_midpoint_map"])] for arm, v in sel["lstm_epoch"].items()]
