@@ -68,6 +68,11 @@ COMPARISONS = [
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
 
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
 def ms(values, digits: int = 1) -> str:
     """``"mean ± half-range"`` over seeds, in % (one seed: the value)."""
     return common.mean_spread(common.seed_stat(values), digits=digits) if len(values) > 1 else f"{100 * values[0]:.{digits}f}"
@@ -177,8 +182,7 @@ def choose_flow_iterations(out: str, args: dict, candidates, max_videos: int = 4
     """Validation split only: TorchFlow's median error at the hand (the synthetic ground truth) for 1- and
     3-frame displacements (what stacked flow and the trajectories' far channels need), per candidate; the
     smallest mean of the two wins (ties: fewer iterations)."""
-    split = json.load(open(os.path.join(out, "data", "split.json")))
-    subjects = json.load(open(os.path.join(out, "data", "subjects.json")))
+    split, subjects = (read_json(os.path.join(out, "data", f"{name}.json")) for name in ("split", "subjects"))
     pairs = []
     for vid in split["val"][:max_videos]:
         v = make_synthetic_shopping(args["chunks"], size=tuple(args["size"]), seed=args["data_seed"] * 10_000 + int(vid[3:]),
@@ -209,7 +213,7 @@ def label_sequences(gt: dict, vids: list, chunk_len: int, num_chunks: int) -> li
     return seqs
 
 
-def data_stats(gt: dict, split: dict, chunk_len: int, num_chunks: int, ks=range(0, 9)) -> dict:
+def data_stats(gt: dict, split: dict, chunk_len: int, num_chunks: int, ks=range(9)) -> dict:
     """What an LSTM's memory can use, measured on the labels: action lengths in chunks (training split);
     for each action chunk, how many chunks back the previous action began (the grammar's cue: retract
     follows hand in shelf, which follows reach); and the validation labels' cross-entropy (bits per chunk)
@@ -349,7 +353,7 @@ def main(argv=None) -> dict:
         results.append(msb_rnn.main(base + ["--seed", str(seed)]))
         walls.append(time.perf_counter() - t)
     gt, _, split = msb_rnn.load_dataset(os.path.join(args.out, "data"))
-    subjects = json.load(open(os.path.join(args.out, "data", "subjects.json")))
+    subjects = read_json(os.path.join(args.out, "data", "subjects.json"))
     arms = {arm: {tag: {m: [r["results"][arm][tag][m] for r in results] for m in METRICS}
                   | {"per_class": {c: [r["results"][arm][tag]["per_class"][c] for r in results]
                                    for c in results[0]["results"][arm][tag]["per_class"]}}

@@ -34,8 +34,8 @@ def test_end_to_end_caches_and_resumes(tmp_path, capsys):
     sel = results["msb_rnn"]["selection"]
     assert sel["curve"] and sel["val"] == max(v for _, v in sel["curve"])
     assert sel["epoch"] == next(e for e, v in sel["curve"] if v == sel["val"])
-    split = json.load(open(os.path.join(out, "data", "split.json")))
-    subjects = json.load(open(os.path.join(out, "data", "subjects.json")))
+    with open(os.path.join(out, "data", "split.json")) as f, open(os.path.join(out, "data", "subjects.json")) as g:
+        split, subjects = json.load(f), json.load(g)
     assert {p: [subjects[v] for v in split[p]] for p in ("train", "val", "test")} == {"train": [0, 1], "val": [2],
                                                                                       "test": [3]}
     assert os.path.exists(os.path.join(out, "seed0", "plots", "stream_crop_traj.png"))
