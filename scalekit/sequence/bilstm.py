@@ -52,6 +52,10 @@ class BiLSTMHead(nn.Module):
         >>> scores, state = head(torch.randn(12, 2, 200))
         >>> scores.shape, torch.allclose(scores.sum(-1), torch.ones(12, 2))
         (torch.Size([12, 2, 5]), True)
+        >>> forward_only = BiLSTMHead(in_dim=200, hidden=60, num_classes=5, direction="forward")
+        >>> f, b, _ = forward_only.directions(torch.randn(12, 2, 200))
+        >>> f.shape, b is None
+        (torch.Size([12, 2, 5]), True)
     """
 
     def __init__(self, in_dim: int = 200, hidden: int = 60, num_classes: int | None = None, *,
