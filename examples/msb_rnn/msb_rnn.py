@@ -3,8 +3,9 @@
 Stages, each cached under ``--out`` while its arguments are unchanged: ``data`` (synthetic Shopping-like
 videos, or ``--data DIR``), ``motion`` (per 6-frame chunk: trajectories, stacked flow, tracker box, crops),
 ``streams`` (a CNN per stream, trained per chunk), ``sequence`` (``MultiStream`` to 200 + ``BiLSTMHead`` on
-whole videos, truncated BPTT; clips; mid-point-hit and tIoU mAP). ``--ablations`` adds tables 5.3 / 5.4,
-Fig. 5.7 and §5.4.3 (trimmed training). Every method step is a scalekit call; README.md explains outputs and data layout.
+whole videos, truncated BPTT, the epoch chosen on the validation split; clips; mid-point-hit and tIoU mAP).
+``--ablations`` adds tables 5.3 / 5.4, Fig. 5.7 and §5.4.3 (trimmed training). Every method step is a
+scalekit call; README.md explains outputs and data layout.
 """
 
 from __future__ import annotations
@@ -42,18 +43,23 @@ def stage_data(args) -> str:
     """The dataset directory (``scalekit.datasets.read_video_dataset``'s layout): --data, or synthetic."""
     if args.data:
         return args.data
-    root = os.path.join(args.out, "data")
-    ids = [f"{'train' if i < args.videos else 'test'}{i:03d}" for i in range(args.videos + args.test_videos)]
+    root, parts, subject, i = os.path.join(args.out, "data"), {}, {}, 0
+    for part, n in (("train", args.videos), ("val", args.val_videos), ("test", args.test_videos)):
+        parts[part] = [f"{part}{i + j:03d}" for j in range(n)]  # split by subject (§5.4.1): none recurs across
+        first = len(set(subject.values()))  # splits; --videos-per-subject videos each
+        subject.update({v: first + j // args.videos_per_subject for j, v in enumerate(parts[part])})
+        i += n
 
     def build():
         videos = {vid: make_synthetic_shopping(args.chunks, size=tuple(args.size), seed=args.data_seed * 10_000 + i,
-                                               num_distractors=args.distractors)
-                  for i, vid in enumerate(common.Progress(ids, desc="data"))}
-        save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=args.write_mp4, frame_tensors=True,
-                           splits={"train": ids[: args.videos], "test": ids[args.videos :]})
+                                               num_distractors=args.distractors, subject=subject[vid])
+                  for i, vid in enumerate(common.Progress(list(subject), desc="data"))}
+        save_video_dataset(videos, root, SHOPPING_ACTIONS, video_files=args.write_mp4, frame_tensors=True, splits=parts)
+        with open(os.path.join(root, "subjects.json"), "w") as f:
+            json.dump(subject, f)
 
-    key = fingerprint(videos=args.videos, test=args.test_videos, chunks=args.chunks, size=args.size,
-                      seed=args.data_seed, distractors=args.distractors)
+    key = fingerprint(videos=args.videos, val=args.val_videos, test=args.test_videos, chunks=args.chunks,
+                      size=args.size, seed=args.data_seed, distractors=args.distractors, per=args.videos_per_subject)
     return common.cached_dir(root, key, build, log=log, name="data")
 
 
@@ -124,28 +130,40 @@ def stage_streams(args, motion, labels, split, num_classes, seed_dir, streams) -
 
 class SequenceModel(nn.Module):
     """``MultiStream`` over cached stream features (to 200, §5.4.2), dropout, then a ``BiLSTMHead``
-    (60 units each way) or, for the no-LSTM baselines, one per-chunk softmax layer."""
+    (60 units each way, or one way with ``direction``) or, for the no-LSTM baselines, one softmax layer."""
 
-    def __init__(self, streams, feat_dim: int, num_classes: int, *, lstm: bool = True) -> None:
+    def __init__(self, streams, feat_dim: int, num_classes: int, *, lstm: bool = True, direction: str = "both") -> None:
         super().__init__()
         self.streams = list(streams)
         self.fuse = MultiStream({s: nn.Identity() for s in self.streams}, proj_dim=200,
                                 feature_dims={s: feat_dim for s in self.streams})
-        self.drop, self.head = nn.Dropout(0.3), BiLSTMHead(200, 60, num_classes) if lstm else nn.Linear(200, num_classes)
+        self.drop = nn.Dropout(0.3)
+        self.head = BiLSTMHead(200, 60, num_classes, direction=direction) if lstm else nn.Linear(200, num_classes)
 
     def project(self, feats: dict) -> torch.Tensor:
         return self.drop(self.fuse({s: feats[s] for s in self.streams}))[:, None]  # [T, 1, 200]
 
+    @torch.no_grad()
+    def scores(self, feats: dict) -> torch.Tensor:  # [T, C + 1]: the head's (both directions averaged, or its one)
+        x = self.project(feats)
+        return (self.head(x)[0] if isinstance(self.head, BiLSTMHead) else self.head(x).softmax(-1))[:, 0].cpu()
 
-def train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir):
+
+def train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir, ev):
+    """Train one configuration; validation alone picks the epoch (of every ``--select-every``)."""
     device = torch.device(args.device)
     common.seed_everything(args.seed * 1000 + int(fingerprint(n=name), 16) % 997)
     feat_dim = next(iter(feats[split["train"][0]].values())).shape[1]
-    model = SequenceModel(config["streams"], feat_dim, num_classes + 1, lstm=config["lstm"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lstm_lr)
-    gen = torch.Generator().manual_seed(args.seed)
+    model = SequenceModel(config["streams"], feat_dim, num_classes + 1, lstm=config["lstm"],
+                          direction=config.get("direction", "both")).to(device)
+    optimizer, gen = torch.optim.Adam(model.parameters(), lr=args.lstm_lr), torch.Generator().manual_seed(args.seed)
+    best = common.KeepBest(model, lambda: ev({v: model.eval().scores({s: f.to(device) for s, f in feats[v].items()})
+                                              for v in split["val"]})["midpoint_map"], args.lstm_epochs)
 
     def steps(epoch):
+        if epoch and epoch % args.select_every == 0 and split.get("val"):
+            best(epoch)
+        model.train()
         for i in torch.randperm(len(split["train"]), generator=gen).tolist():
             vid = split["train"][i]
             x = model.project({s: f.to(device) for s, f in feats[vid].items()})
@@ -157,17 +175,24 @@ def train_sequence(name, config, feats, labels, split, num_classes, args, seed_d
                 loss = F.cross_entropy(model.head(x[:, 0]), y[:, 0])
             yield common.optimizer_step(optimizer, loss, clip_norm=5.0)
 
-    return common.train_epochs(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, folder=seed_dir,
-                               resume=args.resume, map_location=args.device, total=len(split["train"]), log=log)
+    common.train_epochs(f"seq_{name}", model, optimizer, args.lstm_epochs, steps, folder=seed_dir,
+                        resume=args.resume, map_location=args.device, total=len(split["train"]), log=log)
+    if split.get("val"):
+        best(args.lstm_epochs)
+    return model.eval(), best.restore()
+
+
+def detections(scores, chunk_len: int) -> dict:
+    """Clips (inclusive frame ranges, as the annotations) from ``[T, C + 1]`` chunk scores, background dropped."""
+    return clips_to_detections(clips_from_scores(scores[:, 1:], chunk_len=chunk_len, inclusive_end=True))
 
 
 def evaluate(scores: dict, gt: dict, num_classes: int, chunk_len: int) -> dict:
-    """Clips from ``{vid: [T, C + 1]}`` chunk scores (background dropped), mid-point-hit and tIoU mAP."""
-    detections = {v: clips_to_detections(clips_from_scores(s[:, 1:], chunk_len=chunk_len, inclusive_end=True))
-                  for v, s in scores.items()}  # inclusive frame ranges, as the annotations
+    """Mid-point-hit and tIoU mAP (and mid-point AP per class) of ``{vid: [T, C + 1]}`` chunk scores."""
+    dets = {v: detections(s, chunk_len) for v, s in scores.items()}
     truth, classes = {v: gt[v] for v in scores}, list(range(num_classes))
-    mid = midpoint_map(detections, truth, inclusive_end=True, classes=classes)
-    tiou = tiou_map(detections, truth, thresholds=(0.5,), inclusive_end=True, classes=classes)
+    mid = midpoint_map(dets, truth, inclusive_end=True, classes=classes)
+    tiou = tiou_map(dets, truth, thresholds=(0.5,), inclusive_end=True, classes=classes)
     names = SHOPPING_ACTIONS if num_classes == len(SHOPPING_ACTIONS) else [str(c) for c in classes]
     return {"midpoint_map": mid["mAP"], "tiou_map@0.5": tiou["mAP"],
             "per_class": {names[c]: ap for c, ap in mid["per_class"].items()}}
@@ -179,40 +204,40 @@ def sequence_configs(ablations: bool) -> dict:
         return {"msb_rnn": {**four, "lstm": True}}
     return {"msb_rnn": {**four, "lstm": True}, **{f"lstm_{s}": {"streams": (s,), "lstm": True} for s in crops},  # T. 5.3
             "two_stream": {**two, "lstm": False}, "multi_stream": {**four, "lstm": False},  # Table 5.4
-            "two_stream_lstm": {**two, "lstm": True}, "msb_rnn_trimmed": {**four, "lstm": True, "trimmed": True}}  # §5.4.3
+            "two_stream_lstm": {**two, "lstm": True}, "msb_rnn_trimmed": {**four, "lstm": True, "trimmed": True},  # §5.4.3
+            **{f"lstm_{d}": {**four, "lstm": True, "direction": d} for d in ("forward", "backward")}}  # own models
 
 
-def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) -> dict:
+def stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir) -> tuple[dict, dict]:
+    """``(results, test scores)``: ``results[config][read-out]`` as :func:`evaluate` (plus ``"selection"``:
+    the validation's chosen epoch and curve); ``scores[config][read-out][vid]`` ``[T, C + 1]``."""
     test, feats, device = split["test"], streams_out["features"], torch.device(args.device)
     ev = lambda scores: evaluate(scores, gt, num_classes, args.chunk_len)  # noqa: E731
-    results = {f"stream_{s}": ev({v: streams_out["scores"][v][s] for v in test})  # each stream's own softmax:
-               for s in (STREAMS if args.ablations else ())}  # "without LSTM" in Table 5.3
+    scores = {f"stream_{s}": {"chunk": {v: streams_out["scores"][v][s] for v in test}}  # each stream's own
+              for s in (STREAMS if args.ablations else ())}  # softmax: "without LSTM" in Table 5.3
+    results = {name: {"chunk": ev(tags["chunk"])} for name, tags in scores.items()}
     for name, config in sequence_configs(args.ablations).items():
         def compute():
-            model = train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir)
+            model, selection = train_sequence(name, config, feats, labels, split, num_classes, args, seed_dir, ev)
+            own = config.get("direction", "bidirectional") if config["lstm"] else "chunk"
+            out = {own: {v: model.scores(feats[v]) for v in test}}
             with torch.no_grad():
                 xs = {v: model.project({s: f.to(device) for s, f in feats[v].items()}) for v in test}
-                if not config["lstm"]:
-                    return {"results": {"chunk": ev({v: model.head(xs[v][:, 0]).softmax(-1).cpu() for v in test})},
-                            "scores": {}}
-                dirs = {v: model.head.directions(xs[v]) for v in test}
-                out = {tag: ev({v: d[pick][:, 0].cpu() for v, d in dirs.items()})
-                       for tag, pick in (("forward", 0), ("backward", 1))}
-                bi = {v: ((d[0] + d[1]) / 2)[:, 0].cpu() for v, d in dirs.items()}
-                out["bidirectional"] = ev(bi)
-                if args.ablations and name in ("lstm_crop_traj", "lstm_crop_rgb", "msb_rnn"):  # Fig. 5.7
+                if own == "bidirectional":  # the bi-LSTM's one-direction read-outs
+                    dirs = {v: model.head.directions(xs[v]) for v in test}
+                    out.update({tag: {v: d[pick][:, 0].cpu() for v, d in dirs.items()}
+                                for tag, pick in (("forward", 0), ("backward", 1))})
+                if args.ablations and name in ("lstm_crop_traj", "lstm_crop_rgb", "msb_rnn", "lstm_forward"):  # Fig 5.7
                     for k in MEMORY_KS:
-                        out[f"forward_k{k}"] = ev({v: memory_limited_scores(model.head, xs[v], k)[:, 0].cpu() for v in test})
-            return {"results": out, "scores": bi}
+                        out[f"forward_k{k}"] = {v: memory_limited_scores(model.head, xs[v], k)[:, 0].cpu() for v in test}
+            return {"results": {**{tag: ev(s) for tag, s in out.items()}, "selection": selection}, "scores": out}
 
         key = fingerprint(config=config, epochs=args.lstm_epochs, seed=args.seed, window=args.window, lr=args.lstm_lr,
-                          streams_key=args.streams_key)
+                          streams_key=args.streams_key, every=args.select_every, val=split.get("val"))
         value = common.cached(os.path.join(seed_dir, "sequence", f"{name}.pt"), key, compute, log=log,
                               name=f"sequence ({name})")
-        results[name] = value["results"]
-        if name == "msb_rnn":
-            results["_scores"] = value["scores"]
-    return results
+        results[name], scores[name] = value["results"], value["scores"]
+    return results, scores
 
 
 def parse_args(argv=None):
@@ -221,11 +246,12 @@ def parse_args(argv=None):
     a("--out", default="runs/msb_rnn", help="work directory: caches, checkpoints, logs, results")
     a("--data", help="real data: a directory with annotations.json, split.json and videos/ (README)")
     a("--videos", type=int, default=16, help="synthetic training videos")
+    a("--val-videos", type=int, default=4, help="synthetic validation videos (they choose the LSTM epoch)")
     a("--test-videos", type=int, default=6, help="synthetic test videos")
+    a("--videos-per-subject", type=int, default=4, help="synthetic videos per actor; no actor in two splits")
     a("--chunks", type=int, default=32, help="chunks per synthetic video")
     a("--size", type=int, nargs=2, default=(64, 80), metavar=("H", "W"), help="frame size")
     a("--distractors", type=int, default=3, help="moving distractors per synthetic video")
-    a("--data-seed", type=int, default=0)
     a("--write-mp4", action="store_true", help="also write the synthetic videos as MP4 (needs PyAV)")
     a("--chunk-len", type=int, default=6, help="frames per chunk (thesis §5.3)")
     a("--k", type=int, default=3, help="flow neighbours each side of a chunk's centre frame (§5.4.2)")
@@ -238,19 +264,20 @@ def parse_args(argv=None):
     a("--track-threshold", type=float, default=500.0,
       help="summed flow magnitude that moves the box (walking, not a hand or a distractor)")
     a("--seed", type=int, default=0, help="training seed (stream CNNs and LSTMs)")
-    a("--stream-epochs", type=int, default=12)
-    a("--lstm-epochs", type=int, default=30)
-    a("--batch", type=int, default=32)
+    for flag, default in (("--data-seed", 0), ("--stream-epochs", 12), ("--lstm-epochs", 30), ("--batch", 32)):
+        a(flag, type=int, default=default)
     a("--lr", type=float, default=3e-3, help="stream CNN learning rate (Adam)")
     a("--lstm-lr", type=float, default=3e-3, help="projection + LSTM learning rate (Adam)")
     a("--window", type=int, default=16, help="chunks per truncated-BPTT window")
+    a("--select-every", type=int, default=5, help="validation mAP every this many LSTM epochs; the best is kept")
     a("--ablations", action="store_true", help="also run the thesis' ablations (tables 5.3, 5.4, ...)")
     a("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stop after the last one named")
     a("--device", default="cpu")
     a("--amp", action="store_true", help="mixed precision for the stream CNNs")
     a("--resume", action="store_true", help="continue interrupted trainings from their checkpoints")
     args = p.parse_args(argv)
-    for name in ("videos", "test_videos", "chunks", "stream_epochs", "lstm_epochs", "batch", "window", "k", "chunk_len"):
+    for name in ("videos", "val_videos", "test_videos", "videos_per_subject", "select_every", "chunks", "stream_epochs",
+                 "lstm_epochs", "batch", "window", "k", "chunk_len"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.box[0] > args.size[0] or args.box[1] > args.size[1]:
@@ -266,7 +293,7 @@ def main(argv=None) -> dict:
     gt, classes, split = load_dataset(root)
     if last < 1:
         return {}
-    vids, num_classes = split["train"] + split["test"], len(classes)
+    vids, num_classes = [v for part in ("train", "val", "test") for v in split.get(part, [])], len(classes)
     motion = stage_motion(args, root, vids)
     labels = {v: chunk_labels(gt[v]["segments"], gt[v]["labels"], len(motion[v]["boxes"]), args.chunk_len,
                               inclusive_end=True) for v in vids}  # background 0, class c -> c + 1
@@ -280,8 +307,7 @@ def main(argv=None) -> dict:
     args.streams_key = fingerprint(files={s: os.path.getmtime(os.path.join(seed_dir, "streams", f"{s}.pt")) for s in needed})
     if last < 3:
         return {}
-    results = stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir)
-    scores = results.pop("_scores", {})
+    results, scores = stage_sequence(args, streams_out, labels, gt, split, num_classes, seed_dir)
     summary = {"args": {k: v for k, v in vars(args).items() if not k.endswith("_key")}, "results": results,
                "wall_s": time.perf_counter() - start}
     with open(os.path.join(seed_dir, "results.json"), "w") as f:

@@ -15,6 +15,7 @@ from scalekit._args import integer
 __all__ = ["BiLSTMHead", "continuation_indicators", "stateful_windows", "truncated_bptt_loss", "memory_limited_scores"]
 
 LOSS_MODES = ("per_direction", "joint")
+DIRECTIONS = ("both", "forward", "backward")
 
 
 class BiLSTMHead(nn.Module):
@@ -27,10 +28,17 @@ class BiLSTMHead(nn.Module):
     does not carry step ``t``'s state into step ``t - 1``, so several videos
     can share one batch row.
 
+    ``direction="forward"`` or ``"backward"`` builds a uni-directional LSTM
+    (one cell and one classifier; Table 5.4's uni-directional rows, trained
+    as their own models): :meth:`directions` returns ``None`` for the absent
+    direction, the scores are the present direction's probabilities and
+    :meth:`loss` has only its term.
+
     Args:
         in_dim: input features per chunk (200 in the thesis).
         hidden: LSTM width (60 in the thesis).
         num_classes: output classes.
+        direction: ``"both"`` (default, MSB-RNN), ``"forward"`` or ``"backward"``.
 
     Shapes: ``x`` ``[T, N, in_dim]`` (time first), ``cont`` ``[T, N]``, scores
     ``[T, N, num_classes]``; ``state`` is the forward LSTM's ``(h, c)``, each ``[N, hidden]``.
@@ -44,20 +52,29 @@ class BiLSTMHead(nn.Module):
         >>> scores, state = head(torch.randn(12, 2, 200))
         >>> scores.shape, torch.allclose(scores.sum(-1), torch.ones(12, 2))
         (torch.Size([12, 2, 5]), True)
+        >>> forward_only = BiLSTMHead(in_dim=200, hidden=60, num_classes=5, direction="forward")
+        >>> f, b, _ = forward_only.directions(torch.randn(12, 2, 200))
+        >>> f.shape, b is None
+        (torch.Size([12, 2, 5]), True)
     """
 
-    def __init__(self, in_dim: int = 200, hidden: int = 60, num_classes: int | None = None) -> None:
+    def __init__(self, in_dim: int = 200, hidden: int = 60, num_classes: int | None = None, *,
+                 direction: str = "both") -> None:
         super().__init__()
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if num_classes is None:
             raise ValueError("num_classes is required and must be >= 1, got None")
         num_classes = integer("num_classes", num_classes, minimum=1)
         in_dim = integer("in_dim", in_dim, minimum=1)
         hidden = integer("hidden", hidden, minimum=1)
-        self.forward_cell = nn.LSTMCell(in_dim, hidden)
-        self.backward_cell = nn.LSTMCell(in_dim, hidden)
-        self.forward_cls = nn.Linear(hidden, num_classes)
-        self.backward_cls = nn.Linear(hidden, num_classes)
-        self.hidden = hidden
+        self.direction, self.in_dim, self.num_classes, self.hidden = direction, in_dim, num_classes, hidden
+        if direction != "backward":
+            self.forward_cell = nn.LSTMCell(in_dim, hidden)
+            self.forward_cls = nn.Linear(hidden, num_classes)
+        if direction != "forward":
+            self.backward_cell = nn.LSTMCell(in_dim, hidden)
+            self.backward_cls = nn.Linear(hidden, num_classes)
 
     def _run(self, cell: nn.LSTMCell, x: Tensor, state, cont: Tensor | None):
         n = x.shape[1]
@@ -74,11 +91,12 @@ class BiLSTMHead(nn.Module):
         return torch.stack(outs), (h, c)
 
     def directions(self, x: Tensor, state=None, cont: Tensor | None = None):
-        """``(forward probabilities, backward probabilities, forward state)``."""
+        """``(forward probabilities, backward probabilities, forward state)``; ``None`` for a
+        direction the head lacks (a backward-only head returns ``state`` as given)."""
         if x.dim() != 3:
             raise ValueError(f"x must be [T, N, in_dim], got {list(x.shape)}")
-        if x.shape[2] != self.forward_cell.input_size:
-            raise ValueError(f"x must have in_dim = {self.forward_cell.input_size} features per chunk, "
+        if x.shape[2] != self.in_dim:
+            raise ValueError(f"x must have in_dim = {self.in_dim} features per chunk, "
                              f"got {list(x.shape)}")
         if cont is not None:
             if not isinstance(cont, Tensor) or tuple(cont.shape) != tuple(x.shape[:2]):
@@ -94,17 +112,23 @@ class BiLSTMHead(nn.Module):
                 got = [list(s.shape) if isinstance(s, Tensor) else type(s).__name__ for s in state] \
                     if isinstance(state, (tuple, list)) else type(state).__name__
                 raise ValueError(f"state must be the forward LSTM's (h, c), each [N, hidden] = {list(want)}, got {got}")
-        hf, state = self._run(self.forward_cell, x, state, cont)
-        back_cont = None
-        if cont is not None:  # reversed: do not carry step t into t - 1 when t starts a sequence
-            back_cont = torch.cat([cont[1:], torch.ones_like(cont[:1])]).flip(0)
-        hb = self._run(self.backward_cell, x.flip(0), None, back_cont)[0].flip(0)
-        return self.forward_cls(hf).softmax(-1), self.backward_cls(hb).softmax(-1), state
+        f = b = None
+        if self.direction != "backward":
+            hf, state = self._run(self.forward_cell, x, state, cont)
+            f = self.forward_cls(hf).softmax(-1)
+        if self.direction != "forward":
+            back_cont = None
+            if cont is not None:  # reversed: do not carry step t into t - 1 when t starts a sequence
+                back_cont = torch.cat([cont[1:], torch.ones_like(cont[:1])]).flip(0)
+            hb = self._run(self.backward_cell, x.flip(0), None, back_cont)[0].flip(0)
+            b = self.backward_cls(hb).softmax(-1)
+        return f, b, state
 
     def forward(self, x: Tensor, state=None, cont: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``(scores [T, N, C], forward state)``: the average of both directions' probabilities."""
+        """``(scores [T, N, C], forward state)``: the average of both directions' probabilities
+        (the one direction's, for a uni-directional head)."""
         f, b, state = self.directions(x, state, cont)
-        return (f + b) / 2, state
+        return _average(f, b), state
 
     def loss(self, outputs: dict, targets: Tensor, *, mode: str = "per_direction", reduction: str = "mean",
              ignore_index: int = -100) -> dict:
@@ -153,17 +177,20 @@ class BiLSTMHead(nn.Module):
             raise ValueError(f"mode must be one of {LOSS_MODES}, got {mode!r}")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        if not isinstance(outputs, dict) or not {"forward", "backward"} <= set(outputs):
+        names = ("forward", "backward") if self.direction == "both" else (self.direction,)
+        if not isinstance(outputs, dict) or not set(names) <= set(outputs):
             got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
-            raise ValueError(f"outputs must be a dict with 'forward' and 'backward' probabilities, got {got}")
-        f, b = outputs["forward"], outputs["backward"]
-        if not all(isinstance(p, Tensor) and p.is_floating_point() for p in (f, b)):
-            raise TypeError("outputs['forward'] and ['backward'] must be floating-point tensors, got "
-                            f"{[p.dtype if isinstance(p, Tensor) else type(p).__name__ for p in (f, b)]}")
-        num_classes = self.forward_cls.out_features
-        if f.dim() != 3 or f.shape != b.shape or f.shape[2] != num_classes:
-            raise ValueError(f"outputs['forward'] and ['backward'] must both be [T, N, {num_classes}], "
-                             f"got {list(f.shape)} and {list(b.shape)}")
+            want = " and ".join(f"'{n}'" for n in names)
+            raise ValueError(f"outputs must be a dict with {want} probabilities, got {got}")
+        probs = [outputs[n] for n in names]
+        what = "outputs['forward'] and ['backward']" if len(names) == 2 else f"outputs[{names[0]!r}]"
+        if not all(isinstance(p, Tensor) and p.is_floating_point() for p in probs):
+            raise TypeError(f"{what} must be floating-point tensors, got "
+                            f"{[p.dtype if isinstance(p, Tensor) else type(p).__name__ for p in probs]}")
+        f, num_classes = probs[0], self.num_classes
+        if f.dim() != 3 or any(p.shape != f.shape for p in probs) or f.shape[2] != num_classes:
+            raise ValueError(f"{what} must {'both ' if len(names) == 2 else ''}be [T, N, {num_classes}], "
+                             f"got {' and '.join(str(list(p.shape)) for p in probs)}")
         if not isinstance(targets, Tensor) or targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(f"targets must be an integer tensor, got "
                             f"{targets.dtype if isinstance(targets, Tensor) else type(targets).__name__}")
@@ -185,8 +212,13 @@ class BiLSTMHead(nn.Module):
             return total if reduction == "sum" else total / keep.sum().clamp(min=1)
 
         if mode == "joint":
-            return {"loss_joint": nll((f + b) / 2)}
-        return {"loss_forward": nll(f), "loss_backward": nll(b)}
+            return {"loss_joint": nll(sum(probs) / len(probs))}
+        return {f"loss_{n}": nll(p) for n, p in zip(names, probs)}
+
+
+def _average(f: Tensor | None, b: Tensor | None) -> Tensor:
+    """The scores: both directions' probabilities averaged, or the one present."""
+    return b if f is None else f if b is None else (f + b) / 2
 
 
 def stateful_windows(head: BiLSTMHead, x: Tensor, window: int, cont: Tensor | None = None) -> Iterator[dict]:
@@ -215,8 +247,8 @@ def _windows(head: BiLSTMHead, x: Tensor, window: int, cont: Tensor | None) -> I
     for start in range(0, x.shape[0], window):
         end = min(start + window, x.shape[0])
         f, b, new_state = head.directions(x[start:end], state, None if cont is None else cont[start:end])
-        yield {"start": start, "end": end, "scores": (f + b) / 2, "forward": f, "backward": b}
-        state = tuple(s.detach() for s in new_state)
+        yield {"start": start, "end": end, "scores": _average(f, b), "forward": f, "backward": b}
+        state = None if new_state is None else tuple(s.detach() for s in new_state)
 
 
 def truncated_bptt_loss(head: BiLSTMHead, x: Tensor, targets: Tensor, window: int, *, cont: Tensor | None = None,
@@ -283,8 +315,13 @@ def memory_limited_scores(head: BiLSTMHead, x: Tensor, k: int) -> Tensor:
 
     Returns:
         ``[T, N, C]``; with ``k >= T`` it is the unrestricted forward run.
+
+    Raises:
+        ValueError: ``head`` has no forward LSTM (``direction="backward"``).
     """
     k = integer("k", k, minimum=1)
+    if getattr(head, "direction", "both") == "backward":
+        raise ValueError("memory_limited_scores needs a head with a forward LSTM, got direction='backward'")
     if not isinstance(x, Tensor) or x.dim() != 3:
         raise ValueError(f"x must be a [T, N, in_dim] tensor, got {list(x.shape) if isinstance(x, Tensor) else type(x)}")
     t_len, n = x.shape[:2]

@@ -107,3 +107,39 @@ def test_save_video_dataset_writes_decodable_mp4(tmp_path):
     frames = list(read_video_frames(path))
     assert len(frames) == 24 and frames[0].shape == (3, 64, 80)
     assert (frames[10] - v["frames"][10]).abs().mean() < 0.08  # lossy, but the same pictures
+
+
+def _body_pixels(v, frame=0, r=3):
+    """The actor's body texture around its centre in one frame (the hand rests outside it)."""
+    x, y = v["actor"][frame].round().long().tolist()
+    return v["frames"][frame, :, y - r : y + r + 1, x - r : x + r + 1]
+
+
+def test_subject_none_keeps_the_videos_pixels():
+    # Pinned before the subject option existed: videos without a subject did not change.
+    frames = make_synthetic_shopping(num_chunks=16, seed=0)["frames"]
+    digest = __import__("hashlib").sha1((frames * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest()
+    assert digest[:16] == "e3f112e4f33b3811"
+
+
+def test_subject_fixes_the_actor_and_nothing_else():
+    a, b = (make_synthetic_shopping(num_chunks=16, seed=s, subject=3) for s in (1, 2))
+    other = make_synthetic_shopping(num_chunks=16, seed=1, subject=4)
+    plain = make_synthetic_shopping(num_chunks=16, seed=1)
+    assert a["subject"] == 3 and plain["subject"] is None
+    assert torch.equal(_body_pixels(a), _body_pixels(b))  # one subject: one look, in every video
+    assert not torch.equal(_body_pixels(a), _body_pixels(other))
+    assert not torch.equal(_body_pixels(a), _body_pixels(plain))
+    # The seed still draws the scene, the script and the walk, exactly as without a subject.
+    assert torch.equal(a["chunk_labels"], plain["chunk_labels"]) and torch.equal(a["actor"], plain["actor"])
+    assert not torch.equal(a["chunk_labels"], b["chunk_labels"])
+    shelf = 80 // 8  # the left shelf, away from the actor: same pixels
+    assert torch.equal(a["frames"][:, :, :, :shelf - 4], plain["frames"][:, :, :, :shelf - 4])
+    # The subject's style: its hand moves differently in the same script.
+    assert not torch.equal(a["hand"], plain["hand"])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "a"])
+def test_subject_must_be_a_non_negative_integer(bad):
+    with pytest.raises(ValueError, match="subject must be None or a non-negative integer"):
+        make_synthetic_shopping(num_chunks=4, subject=bad)

@@ -129,7 +129,7 @@ def _hand_offset(label: int, tau: int, seg_len: int, u: np.ndarray, reach: float
 def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 80), seed: int = 0, *,
                             num_distractors: int = 3, body_radius: int = 6, hand_radius: int = 3,
                             reach: float = 9.0, motion_radius: float = 3.0, period: int = 12,
-                            walk_speed: float = 2.0, distractor_speed: float = 0.5) -> dict:
+                            walk_speed: float = 2.0, distractor_speed: float = 0.5, subject: int | None = None) -> dict:
     """A seeded untrimmed overhead video in the spirit of the Shopping dataset (thesis §5.4.1).
 
     One actor (a textured disc with a smaller "hand" disc) walks along an
@@ -155,6 +155,15 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
     ``walk_speed`` px per frame (faster than anything else: what the flow
     tracker follows).
 
+    ``subject`` makes the actor one of a recurring cast, as the thesis' videos
+    are recorded by a few subjects and split by subject: the actor's body and
+    hand textures and its style (``reach`` scaled by 0.85-1.0,
+    ``motion_radius`` by 0.8-1.2) are then a function of ``subject`` alone, the
+    same in every video of that subject; everything else (scene, script,
+    distractors) still comes from ``seed``, drawn exactly as without
+    ``subject``. ``subject=None`` (default): the actor is drawn from ``seed``,
+    as before the option existed (same pixels for every seed).
+
     Args:
         num_chunks: chunks in the video (``num_chunks * chunk_len`` frames).
         chunk_len: frames per chunk (6 in MSB-RNN, §5.3).
@@ -167,13 +176,14 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
         period: frames per circle or slide (two chunks: a chunk sees half a turn).
         walk_speed: the actor's walking speed, px per frame.
         distractor_speed: the distractors' motions, scaled from the hand's (0.5: half as large).
+        subject: a non-negative integer (the actor's identity, above) or ``None``.
 
     Returns:
         A dict with ``"frames"`` (``[T, 3, H, W]`` float32 in ``[0, 1]``),
         ``"chunk_labels"`` (``[num_chunks]`` int64: 0 background, ``c + 1`` for
         action ``c``), ``"ground_truth"`` (``{"labels", "segments"}``, inclusive
         frame ranges as MPII Cooking 2 / Shopping), ``"actor"`` and ``"hand"``
-        (``[T, 2]`` float32 ``(x, y)`` centres).
+        (``[T, 2]`` float32 ``(x, y)`` centres) and ``"subject"`` (the argument).
 
     Example:
         >>> from scalekit.datasets.synthetic import make_synthetic_shopping, SHOPPING_ACTIONS
@@ -184,6 +194,8 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
         ['inspect_shelf', 'inspect_shelf', 'reach_to_shelf']
     """
     h, w = int(size[0]), int(size[1])
+    if subject is not None and (isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 0):
+        raise ValueError(f"subject must be None or a non-negative integer, got {subject!r}")
     if num_chunks < 1 or chunk_len < 1:
         raise ValueError(f"num_chunks and chunk_len must be positive, got {num_chunks} and {chunk_len}")
     shelf = max(4, w // 8)
@@ -202,6 +214,13 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
     body_tex[2] += 0.5
     hand_tex = rng.uniform(0.75, 1.0, (3, 2 * hand_radius + 1, 2 * hand_radius + 1))
     hand_tex[2] *= 0.6
+    hand_reach, hand_motion = reach, motion_radius  # the actor's; the distractors keep reach and motion_radius
+    if subject is not None:  # the actor from its own stream: seed's draws above stay as they were
+        actor_rng = np.random.default_rng((int(subject), 0x5EB1))
+        body_tex = actor_rng.uniform(0.1, 0.3, body_tex.shape)
+        body_tex[int(actor_rng.integers(3))] += 0.5
+        hand_tex = actor_rng.uniform(0.75, 1.0, hand_tex.shape) * actor_rng.uniform(0.6, 1.0, (3, 1, 1))
+        hand_reach, hand_motion = reach * actor_rng.uniform(0.85, 1.0), motion_radius * actor_rng.uniform(0.8, 1.2)
     # Stops beside a shelf: the actor's centre, and the unit vector to the shelf.
     near = shelf + body_radius + hand_radius + 1
     x_stop = {-1: float(near), 1: float(w - 1 - near)}
@@ -243,7 +262,7 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
             tau = (i - segment_start) * chunk_len + f
             seg_len = (seg_end - segment_start + 1) * chunk_len
             rest = pos + u * (body_radius + hand_radius)
-            hand_xy = rest + _hand_offset(label, tau, seg_len, u, reach, motion_radius, period)
+            hand_xy = rest + _hand_offset(label, tau, seg_len, u, hand_reach, hand_motion, period)
             frame = frame0.copy()
             for d in range(num_distractors):
                 dist_anchor[d] = dist_anchor[d] + dist_dir[d] * 0.25
@@ -272,6 +291,7 @@ def make_synthetic_shopping(num_chunks: int = 40, chunk_len: int = 6, size=(64, 
                          "segments": np.asarray(segments, dtype=np.float64).reshape(-1, 2)},
         "actor": torch.tensor(np.stack(actor), dtype=torch.float32),
         "hand": torch.tensor(np.stack(hand), dtype=torch.float32),
+        "subject": subject,
     }
 
 
