@@ -2,6 +2,7 @@
 to end on tiny data through the drivers' command lines; the reproduction runs both."""
 
 import json
+import math
 import os
 import sys
 
@@ -298,3 +299,26 @@ def test_the_scale_true_set_trains_the_premise_detector_from_its_checkpoint(tmp_
     assert 0.0 <= result["coco"]["AP"] <= 1.0
     with pytest.raises(SystemExit):  # the folder holds scale-true images: today's renderer is refused there
         snip.main(["--recipe", "multiscale", "--out", str(tmp_path / "r2"), "--synthetic-dir", data, *TINY])
+
+
+def test_table_2_1_reproduction_runs_every_arm_at_one_budget_and_pairs_them(tmp_path):
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce")
+    _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    out = str(tmp_path / "repro")
+    summary = repro.main(["--init", str(tmp_path / "cnn_b.pt"), "--out", out, "--seeds", "0", "--jobs", "1",
+                          "--iterations", "4", "--synthetic", "4", "3", "--resamples", "20",
+                          "--arms", "mst", "snip", "mst_scratch", "snip_scratch",
+                          "--extra", "--size-scale", "0.25", "--batch-size", "2", "--warmup", "1", "--log-every", "1"])
+    runs = summary["runs"]
+    assert set(runs) == {"mst_s0", "snip_s0", "mst_scratch_s0", "snip_scratch_s0"}
+    for name, r in runs.items():
+        log = [json.loads(line) for line in open(os.path.join(out, name, "log.jsonl"))]
+        assert sum(x["phase"] == "train" for x in log) == 4  # the same budget for every arm
+        assert [p["iteration"] for p in r["budget"]] == [1, 2]
+        assert r["test_level"] == [1400.0, 2000.0] and r["backbone"] == "premise"
+        assert r["init"] == (None if "scratch" in name else str(tmp_path / "cnn_b.pt"))
+        aps = summary["arms"][name[:-3]]["APs"]["per_seed"][0]  # the bootstrap's column 0 is pycocotools' AP_S
+        assert aps == pytest.approx(r["coco"]["APs"], abs=1e-9) or (math.isnan(aps) and r["coco"]["APs"] == -1)
+    assert {c["a"] + "-" + c["b"] for c in summary["comparisons"]} == {"snip-mst", "snip_scratch-mst_scratch"}
+    assert "interaction" in summary and summary["test_images"] == 3
+    assert "holds" in open(os.path.join(out, "table.rst")).read()
