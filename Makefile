@@ -5,6 +5,7 @@
 #   make bench   benchmarks: ours vs peers, one table per op family
 #   make docs    Sphinx docs in docs/_build/html (warnings are errors)
 #   make repro-snip-sniper, make repro-msb-rnn   the reproduction tables of docs/ (an hour each)
+#   make repro-rfcn3000   docs/reproductions_rfcn3000.rst's tables and JSON (about an hour on one CPU thread)
 #   make repro-autofocus   AutoFocus vs the full pyramid, SAHI and sliced detection (docs/guide/autofocus.rst;
 #                about 25 minutes on one CPU thread)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
@@ -33,7 +34,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-rfcn3000 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,12 @@ repro-snip-sniper: $(BUILT)
 repro-msb-rnn: $(BUILT)
 	OMP_NUM_THREADS=1 $(PY) examples/msb_rnn/reproduce.py --out runs/msb_rnn_repro --seeds 0 1 2 \
 	    --figure docs/_static/msb_rnn_timeline.png
+
+# One thread, niced: the tables of docs/reproductions_rfcn3000.rst and their JSON (5 seeds, paired
+# bootstrap over the validation images, Table 4.4's NMS groups, AP against epochs, the speed rows).
+repro-rfcn3000: $(BUILT)
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/rfcn3000/reproduce.py --out runs/rfcn3000_repro \
+	    --seeds 0 1 2 3 4 --budget-seeds 0 1 --speed --json docs/_static/rfcn3000_results.json
 
 # One thread, niced: the table of docs/guide/autofocus.rst, its JSON and its picture.
 repro-autofocus: $(BUILT)
