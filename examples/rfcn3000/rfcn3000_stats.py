@@ -161,3 +161,19 @@ def page_tables(result: dict) -> str:
 def load(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+def superclass_table(diag: dict) -> str:
+    """``superclass_diagnosis.py``'s JSON: agreement of K-means clusters with the families, colours, textures."""
+    rows = []
+    for key, s in diag["summary"].items():
+        source, _, detail = key.partition("_")
+        what = ("class-mean 8 x 8 thumbnails of the crops" if source == "pixels" else
+                f"classifier features, trained {detail.split('_')[0][:-2]} epochs")
+        rows.append([what, detail.split("_")[-1] if source != "pixels" else detail,
+                     _ms(s.get("train_accuracy"), 100, 0) if "train_accuracy" in s else "–",
+                     *(f"{s[m]['mean']:+.2f} ± {s[m]['spread']:.2f}" for m in ("family", "colour", "texture"))])
+    return _list_table(f"K-means clusters (K = the 5 families) against the classes' attributes: adjusted Rand "
+                       f"index, mean ± half the range over seeds {', '.join(map(str, diag['seeds']))}",
+                       ["features", "crops", "classifier train accuracy (%)", "ARI vs family (shape)",
+                        "ARI vs colour", "ARI vs texture"], rows)
