@@ -123,7 +123,7 @@ def comparisons_table(result: dict) -> str:
         rows.append([label, c["what"], "held-out objects (objectness)" if c["objects"] == "held_out" else
                      "classes with boxes", f"{100 * c['difference']:+.1f}",
                      f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]", per_seed, verdict])
-    return _list_table(f"Paired differences of AP (points), A - B; 95 % bootstrap interval over the "
+    return _list_table(f"Paired differences of AP (points), A - B; 95 % basic bootstrap interval over the "
                        f"{result['resamples']} resamples of the validation images, seeds averaged",
                        ["A - B", "thesis", "AP on", "difference", "95 % interval", "per seed", "direction"], rows)
 

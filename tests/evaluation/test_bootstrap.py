@@ -70,10 +70,25 @@ def test_paired_resamples_and_the_interval():
     a, b = bootstrap_coco_ap([coco_image_matches(dets, gt), coco_image_matches(dets, gt)], resamples=50)
     assert np.array_equal(a, b)  # the same detections on the same resamples: identical rows
     d = paired_difference(a, b)
-    assert d == {"difference": 0.0, "low": 0.0, "high": 0.0, "holds": False}
+    assert d == {"difference": 0.0, "low": 0.0, "high": 0.0, "holds": False, "bootstrap_mean": 0.0,
+                 "method": "basic"}
     ap = bootstrap_coco_ap([coco_image_matches(dets, gt), coco_image_matches(worse, gt)], resamples=200)
     d = paired_difference(ap[0], ap[1])
     assert d["low"] <= d["difference"] <= d["high"] and d["holds"] == (d["low"] > 0 or d["high"] < 0)
+    diff = ap[0, 1:] - ap[1, 1:]  # basic: the percentile interval reflected about the estimate
+    p = paired_difference(ap[0], ap[1], method="percentile")
+    assert (p["low"], p["high"]) == pytest.approx(tuple(np.percentile(diff, [2.5, 97.5])))
+    assert d["low"] == pytest.approx(2 * d["difference"] - p["high"])
+    assert d["high"] == pytest.approx(2 * d["difference"] - p["low"])
+
+
+def test_a_shifted_bootstrap_is_reflected_about_the_estimate():
+    # resamples centred 0.1 above the estimate: the percentile interval misses the estimate, the basic one not
+    a = np.array([0.3, *np.linspace(0.35, 0.45, 101)])
+    d = paired_difference(a, np.zeros_like(a))
+    assert d["low"] == pytest.approx(0.1525) and d["high"] == pytest.approx(0.2475) and d["holds"]
+    p = paired_difference(a, np.zeros_like(a), method="percentile")
+    assert p["low"] > 0.3 and d["bootstrap_mean"] == pytest.approx(0.4)
 
 
 def test_bad_input_is_named():
