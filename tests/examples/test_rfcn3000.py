@@ -138,13 +138,19 @@ def test_reproduce_summary_and_tables():
     result = {"summary": s, "resamples": 100, "speed": [
         {"classes": 200, "head": "decoupled", "threads": 1, "images_per_s": 9.0, "head_forward_ms": 2.0,
          "postprocess_ms": 1.0, "parameters_M": 1.0}],
-        "comparisons": {"K5 - K1": {"difference": 0.012, "low": 0.004, "high": 0.02, "holds": True,
+        "comparisons": {"K5 - K1": {"difference": 0.012, "low": 0.004, "high": 0.02, "holds": True, "bootstrap_mean": 0.01,
                                     "per_seed": [0.01, 0.014], "seeds_agree": True, "what": "Table 4.3",
                                     "objects": "known"}}}
     text = stats.page_tables(result)
     assert "   * - ``K1``\n     - 200\n     - 3\n     - 2\n     - 30.0 ± 10.0\n     - 60.0 ± 20.0" in text
     assert "   * - K5 - K1\n     - Table 4.3\n     - classes with boxes\n     - +1.2\n     - [+0.4, +2.0]\n" \
-           "     - +1.0, +1.4\n     - holds\n" in text
+           "     - [+0.4, +2.0]\n     - +1.0\n     - +1.0, +1.4\n     - holds\n" in text
+    c = result["comparisons"]["K5 - K1"]
+    c.update(low=0.001, high=0.017)  # percentile interval (reflected) [+0.7, +2.3]: both exclude zero
+    assert "     - [+0.1, +1.7]\n     - [+0.7, +2.3]\n     - +1.0\n     - +1.0, +1.4\n     - holds\n" in \
+        stats.comparisons_table(result)
+    c.update(difference=0.002, low=0.001, high=0.017)  # percentile [-1.3, +0.3] includes zero: no direction
+    assert "     - within noise\n" in stats.comparisons_table(result)
     assert "   * - 200\n     - decoupled\n     - 1\n     - 9.00\n" in text
 
 
@@ -156,5 +162,6 @@ def test_docs_page_holds_the_committed_results():
         page = f.read()
     for table in (stats.runs_table, stats.comparisons_table, stats.nms_table, stats.speed_table):
         assert table(result) in page, table.__name__
+    assert stats.superclass_table(stats.load(os.path.join(docs, "_static", "rfcn3000_superclasses.json"))) in page
     for c in result["comparisons"].values():  # a direction holds only where its interval excludes zero
         assert c["holds"] == (c["low"] > 0 or c["high"] < 0) and c["low"] <= c["high"]
