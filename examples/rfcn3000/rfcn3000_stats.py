@@ -182,3 +182,18 @@ def superclass_table(diag: dict) -> str:
                        f"index, mean ± half the range over seeds {', '.join(map(str, diag['seeds']))}",
                        ["features", "crops", "classifier train accuracy (%)", "ARI vs family (shape)",
                         "ARI vs colour", "ARI vs texture"], rows)
+
+
+def two_scale_table(result: dict) -> str:
+    """``two_scale.py``'s JSON: AP of the K1 detectors at one and two scales, and the paired difference."""
+    c = result["two - one"]
+    d, low, high = (100 * c[k] for k in ("difference", "low", "high"))
+    holds = (low > 0 or high < 0) and (2 * d - high > 0 or 2 * d - low < 0)
+    return _list_table(f"K1 detectors at one scale (128) and two (128 + 256), seeds "
+                       f"{', '.join(map(str, result['seeds']))}; AP in %, difference with 95 % bootstrap intervals",
+                       ["one scale", "two scales", "difference", "basic interval", "percentile interval", "per seed",
+                        "direction"],
+                       [[", ".join(f"{100 * x:.1f}" for x in result["AP_one_scale"]),
+                         ", ".join(f"{100 * x:.1f}" for x in result["AP_two_scales"]), f"{d:+.1f}",
+                         f"[{low:+.1f}, {high:+.1f}]", f"[{2 * d - high:+.1f}, {2 * d - low:+.1f}]",
+                         ", ".join(f"{100 * x:+.1f}" for x in c["per_seed"]), "holds" if holds else "within noise"]])

@@ -163,5 +163,6 @@ def test_docs_page_holds_the_committed_results():
     for table in (stats.runs_table, stats.comparisons_table, stats.nms_table, stats.speed_table):
         assert table(result) in page, table.__name__
     assert stats.superclass_table(stats.load(os.path.join(docs, "_static", "rfcn3000_superclasses.json"))) in page
+    assert stats.two_scale_table(stats.load(os.path.join(docs, "_static", "rfcn3000_two_scale.json"))) in page
     for c in result["comparisons"].values():  # a direction holds only where its interval excludes zero
         assert c["holds"] == (c["low"] > 0 or c["high"] < 0) and c["low"] <= c["high"]
