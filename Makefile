@@ -5,7 +5,7 @@
 #   make bench   benchmarks: ours vs peers, one table per op family
 #   make docs    Sphinx docs in docs/_build/html (warnings are errors)
 #   make repro-snip-sniper, make repro-msb-rnn   the reproduction tables of docs/ (an hour each)
-#   make repro-rfcn3000   docs/reproductions_rfcn3000.rst's tables and JSON (about an hour on one CPU thread)
+#   make repro-rfcn3000   docs/reproductions_rfcn3000.rst's tables and JSONs (about an hour on one CPU thread)
 #   make repro-autofocus   AutoFocus vs the full pyramid, SAHI and sliced detection (docs/guide/autofocus.rst;
 #                about 25 minutes on one CPU thread)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
@@ -73,6 +73,10 @@ repro-msb-rnn: $(BUILT)
 repro-rfcn3000: $(BUILT)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/rfcn3000/reproduce.py --out runs/rfcn3000_repro \
 	    --seeds 0 1 2 --budget-seeds 0 --speed --json docs/_static/rfcn3000_results.json
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/rfcn3000/two_scale.py --run runs/rfcn3000_repro --seeds 0 1 2 \
+	    --json docs/_static/rfcn3000_two_scale.json
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/rfcn3000/superclass_diagnosis.py --out runs/rfcn3000_superclasses \
+	    --seeds 0 1 --json docs/_static/rfcn3000_superclasses.json -- --synthetic-dir runs/rfcn3000_repro/data
 
 # One thread, niced: the table of docs/guide/autofocus.rst, its JSON and its picture.
 repro-autofocus: $(BUILT)
