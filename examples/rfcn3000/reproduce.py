@@ -21,7 +21,7 @@ classes, one thread and two. Comparisons are paired over the validation images a
 the seeds both arms ran (:mod:`rfcn3000_stats`). Writes ``OUT/results.json`` and ``OUT/tables.rst``
 (the page's tables); ``--json`` copies the JSON there too. Arguments after ``--`` go to every run.
 
-    python examples/rfcn3000/reproduce.py --seeds 0 1 2 3 4 --budget-seeds 0 1 --speed \
+    python examples/rfcn3000/reproduce.py --seeds 0 1 2 --budget-seeds 0 --speed \
         --out runs/rfcn3000_repro --json docs/_static/rfcn3000_results.json
 """
 

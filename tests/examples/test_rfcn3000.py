@@ -166,3 +166,21 @@ def test_docs_page_holds_the_committed_results():
     assert stats.two_scale_table(stats.load(os.path.join(docs, "_static", "rfcn3000_two_scale.json"))) in page
     for c in result["comparisons"].values():  # a direction holds only where its interval excludes zero
         assert c["holds"] == (c["low"] > 0 or c["high"] < 0) and c["low"] <= c["high"]
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_on_tiny_data(tmp_path, monkeypatch):
+    # two runs, two seeds, in subprocesses: stored detections -> paired bootstrap -> the page's tables
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    monkeypatch.setenv("PYTHONPATH", os.path.abspath(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = str(tmp_path / "repro")
+    r = reproduce.main(["--out", out, "--seeds", "0", "1", "--budget-seeds", "--runs", "K1", "K5",
+                        "--resamples", "20", "--", "--epochs", "1", *TINY])
+    assert set(r["summary"]) == {"K1", "K5"} and r["summary"]["K5"]["seeds"] == [0, 1]
+    c = r["comparisons"]["K5 - K1"]
+    runs = {(x["run"], x["seed"]): x["AP"] for x in r["runs"]}
+    # the bootstrap's column 0 is each run's own COCO AP; the difference is the seed-mean of K5 - K1
+    assert c["a"] == pytest.approx([runs[("K5", 0)], runs[("K5", 1)]], abs=1e-9)
+    assert c["difference"] == pytest.approx(np.mean(c["a"]) - np.mean(c["b"]), abs=1e-9)
+    assert {"K5: NMS per superclass - per class", "K5: NMS per agnostic - per class"} <= set(r["comparisons"])
+    assert open(os.path.join(out, "tables.rst")).read() == stats.page_tables(r)
