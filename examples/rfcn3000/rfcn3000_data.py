@@ -89,7 +89,7 @@ def synthetic_paths(args) -> dict:
     c = args.families * args.classes_per_family
     held = [f * args.classes_per_family + j + 1 for f in range(args.families)
             for j in range(args.classes_per_family - args.held_out_per_family, args.classes_per_family)]
-    known = [k for k in range(1, c + 1) if k not in held]
+    known = [k for k in range(1, c + 1) if k not in held or args.box_held_out]  # OB: held-out classes with boxes
     if args.train_classes:
         if not 1 <= args.train_classes <= len(known):
             common.fail(f"--train-classes must lie in [1, {len(known)}], got {args.train_classes}")
@@ -261,15 +261,13 @@ def evaluate(model, data, args, label_to_category, objects, *, objectness_sets=N
     val = data["val"]
     loader = DataLoader(val, batch_size=1, collate_fn=collate, num_workers=args.workers)
     predictions, agnostic = {}, {}
-    head_time = [0.0]
+    times = {"head": [0.0], "forward": [0.0]}  # roi_heads (forward + post-processing), the head's forward
 
-    def pre(module, inputs):
-        head_time.append(-time.perf_counter())
+    def hooks_of(module, store):
+        return [module.register_forward_pre_hook(lambda m, i: store.append(-time.perf_counter())),
+                module.register_forward_hook(lambda m, i, o: store.__setitem__(-1, store[-1] + time.perf_counter()))]
 
-    def post(module, inputs, output):
-        head_time[-1] += time.perf_counter()
-
-    hooks = [model.roi_heads.register_forward_pre_hook(pre), model.roi_heads.register_forward_hook(post)]
+    hooks = hooks_of(model.roi_heads, times["head"]) + hooks_of(model.roi_heads.head, times["forward"])
     device = args.dist.device
     start, n = time.perf_counter(), 0
     with torch.no_grad():
@@ -293,8 +291,12 @@ def evaluate(model, data, args, label_to_category, objects, *, objectness_sets=N
     gt = val.coco.dataset
     results = to_coco_results(predictions, label_to_category)
     # the ground truth keeps only the categories in objects: leave the others' predictions out
+    head_ms, forward_ms = (1000 * sum(times[k][1:]) / max(n, 1) for k in ("head", "forward"))
     out = {"coco": coco_evaluate(results, ground_truth(gt, set(objects)), unknown_categories="ignore"),
-           "images_per_s": n / seconds, "head_ms_per_image": 1000 * sum(head_time[1:]) / max(n, 1)}
+           "images_per_s": n / seconds, "head_ms_per_image": head_ms, "postprocess_ms_per_image": head_ms - forward_ms,
+           "detections": results}  # COCO results, for the bootstrap over images (the caller stores them apart)
+    if objectness_sets:
+        out["objectness_detections"] = to_coco_results(agnostic)
     for name, cats in (objectness_sets or {}).items():
         r = coco_evaluate(agnostic, ground_truth(gt, set(cats), agnostic=True))
         out[f"objectness_{name}"] = {k: r[k] for k in ("AP", "AP50", "AR100")}

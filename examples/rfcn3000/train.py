@@ -171,6 +171,10 @@ def parse_args(argv):
     a("--image-size", type=int, default=128, help="synthetic image side (default: %(default)s)")
     a("--synthetic-dir", help="where to generate the synthetic data (default: OUT/data)")
     a("--no-add-classes", action="store_true", help="skip step 4")
+    a("--box-held-out", action="store_true", help="train with boxes of the held-out classes too (Table 4.7's OB: "
+      "objectness that has seen them; their objectness AP is still reported)")
+    a("--nms-compare", action="store_true", help="decoupled head: AP and NMS time of the trained detector with "
+      "NMS per class, per super-class and class-agnostic (Table 4.4)")
     a("--data-only", action="store_true", help="generate the synthetic data and stop")
     a("--seed", type=int, default=0)
     a("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
@@ -271,21 +275,36 @@ def main(argv=None) -> dict:
         return {}
 
     results = {"args": {k: v for k, v in vars(args).items() if k != "dist"}, "train_seconds": train_seconds,
-               "num_known": len(known), "num_held_out": len(data["held_out"]),
+               "num_known": len(known), "num_held_out": len(data["held_out"]), "held_out": data["held_out"],
                "superclasses": {k: v for k, v in sc.items() if k not in ("superclass_of", "backbone")}}
     sets = {"all": data["categories"], "held_out": data["held_out"]} if data["held_out"] else {"all": data["categories"]}
     results["known"] = known_eval = data_lib.evaluate(model, data, args, label_to_category, known,
                                                       objectness_sets=sets)
     print(f"known classes ({len(known)}): AP {known_eval['coco']['AP']:.4f} AP50 {known_eval['coco']['AP50']:.4f}; "
           f"{known_eval['images_per_s']:.1f} images/s, head {known_eval['head_ms_per_image']:.1f} ms/image", flush=True)
+    detections = {"known": known_eval.pop("detections"), "objectness": known_eval.pop("objectness_detections")}
     for name in sets:
         o = known_eval[f"objectness_{name}"]
         print(f"objectness on {name} objects: AP {o['AP']:.4f} AP50 {o['AP50']:.4f}", flush=True)
-    if data["held_out"] and not args.no_add_classes and args.head == "decoupled":
+    if args.nms_compare and args.head == "decoupled":  # Table 4.4: the same detector, three NMS groupings
+        head, results["nms_groups"] = model.roi_heads.head, {}
+        kept = head.nms_group_of.clone()
+        for name, groups in (("class", torch.arange(len(known))), ("superclass", head.superclass_of),
+                             ("agnostic", torch.zeros(len(known), dtype=torch.int64))):
+            head.nms_group_of.copy_(groups)
+            e = data_lib.evaluate(model, data, args, label_to_category, known)
+            detections[f"nms_{name}"] = e.pop("detections")
+            results["nms_groups"][name] = {"AP": e["coco"]["AP"], "AP50": e["coco"]["AP50"],
+                                           "postprocess_ms_per_image": e["postprocess_ms_per_image"]}
+            print(f"NMS per {name}: AP {e['coco']['AP']:.4f}, post-processing "
+                  f"{e['postprocess_ms_per_image']:.1f} ms/image", flush=True)
+        head.nms_group_of.copy_(kept)
+    if data["held_out"] and not args.no_add_classes and args.head == "decoupled" and not args.box_held_out:
         t0 = time.perf_counter()
         added = add_held_out_classes(model, data, args, label_to_category)
         results["add_class_seconds"] = time.perf_counter() - t0
         results["all"] = full = data_lib.evaluate(model, data, args, label_to_category, data["categories"])
+        detections["all"] = full.pop("detections")
         per_class, results["added"] = full["coco"]["per_class"], added
         held = [per_class[c] for c in added if per_class.get(c, -1) >= 0]
         results["held_out_AP"] = float(np.mean(held)) if held else -1.0
@@ -295,6 +314,9 @@ def main(argv=None) -> dict:
               f"all {len(data['categories'])} classes: AP {full['coco']['AP']:.4f}", flush=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=float)
+    np.savez_compressed(os.path.join(args.out, "detections.npz"), **{  # rows: image, category, x, y, w, h, score
+        k: np.array([[r["image_id"], r["category_id"], *r["bbox"], r["score"]] for r in v]).reshape(-1, 7)
+        for k, v in detections.items()})
     args.dist.close()
     return results
 

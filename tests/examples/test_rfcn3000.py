@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rfcn3000")
@@ -16,6 +17,7 @@ import common  # noqa: E402
 # unique module names: examples/snip/, sniper/ and msb_rnn/ have a train.py or reproduce.py too
 train = common.import_script(os.path.join(EXAMPLE, "train.py"), "rfcn3000_train")
 reproduce = common.import_script(os.path.join(EXAMPLE, "reproduce.py"), "rfcn3000_reproduce")
+stats = common.import_script(os.path.join(EXAMPLE, "rfcn3000_stats.py"), "rfcn3000_stats")
 
 TINY = ["--families", "3", "--classes-per-family", "4", "--held-out-per-family", "1", "--synthetic", "12", "6",
         "--per-class", "3", "--image-size", "96", "--cls-epochs", "1", "--max-steps", "2", "--batch-size", "2",
@@ -30,7 +32,8 @@ def data_dir(tmp_path_factory):
 def test_pipeline_end_to_end_then_resume(tmp_path, data_dir, capsys):
     out = str(tmp_path / "run")
     cache = ["--classifier-cache", data_dir]  # the resumed run reuses the classification network
-    first = train.main(["--out", out, "--synthetic-dir", data_dir, "--epochs", "1", "--superclasses", "2", *cache, *TINY])
+    first = train.main(["--out", out, "--synthetic-dir", data_dir, "--epochs", "1", "--superclasses", "2",
+                        "--nms-compare", *cache, *TINY])
     printed = capsys.readouterr().out
     # super-classes: K-means ran on the classifier's class features and its recovery of the families is reported
     assert "recovers the families with purity" in printed
@@ -49,6 +52,15 @@ def test_pipeline_end_to_end_then_resume(tmp_path, data_dir, capsys):
     assert set(first["held_out_per_class_AP"]) == {"4", "8", "12"}
     assert json.load(open(os.path.join(out, "results.json")))["added"] == [4, 8, 12]
     assert os.path.getsize(os.path.join(out, "loss.png")) > 0
+    # Table 4.4: the same detector with three NMS groupings; per class is the evaluation above
+    nms = first["nms_groups"]
+    assert set(nms) == {"class", "superclass", "agnostic"} and nms["class"]["AP"] == known["coco"]["AP"]
+    dets = np.load(os.path.join(out, "detections.npz"))  # the detections the bootstrap re-evaluates
+    assert set(dets) == {"known", "objectness", "nms_class", "nms_superclass", "nms_agnostic", "all"}
+    assert np.array_equal(dets["known"], dets["nms_class"])
+    for image in np.unique(dets["nms_class"][:, 0]):  # one group suppresses at least as much as several
+        rows = {k: dets[k][dets[k][:, 0] == image] for k in ("nms_class", "nms_superclass", "nms_agnostic")}
+        assert len(rows["nms_agnostic"]) <= len(rows["nms_superclass"]) <= len(rows["nms_class"])
     # resume: epoch 2 continues from the checkpoint, its steps numbered after epoch 1's
     second = train.main(["--out", out, "--synthetic-dir", data_dir, "--epochs", "2", "--superclasses", "2",
                          "--resume", "--no-add-classes", *cache, *TINY])
@@ -75,6 +87,17 @@ def test_fewer_training_classes_keep_the_others_out_of_the_training_images(tmp_p
     assert drawn == set(r["known"]["coco"]["per_class"])  # only the 3 classes trained with boxes are drawn
 
 
+def test_objectness_trained_with_the_held_out_classes(tmp_path, data_dir):
+    # Table 4.7's OB: the held-out classes get boxes in training, and their objectness AP is still measured
+    r = train.main(["--out", str(tmp_path / "ob"), "--synthetic-dir", data_dir, "--box-held-out", "--epochs", "1",
+                    *TINY])
+    assert r["num_known"] == 12 and r["held_out"] == [4, 8, 12] and "added" not in r
+    assert "objectness_held_out" in r["known"]
+    drawn = {a["category_id"] for a in json.load(open(os.path.join(data_dir, "3x4", "train_12_c12",
+                                                                  "annotations.json")))["annotations"]}
+    assert drawn & {4, 8, 12}  # held-out classes are drawn with boxes
+
+
 @pytest.mark.parametrize("argv, message", [(["--data", "/no/such/folder"], "--data: no such folder"),
                                            (["--epochs", "0"], "--epochs must be >= 1"),
                                            (["--held-out-per-family", "42"], "--held-out-per-family")])
@@ -99,19 +122,65 @@ def test_unknown_held_out_category_is_named(tmp_path, data_dir, capsys):
     assert "--held-out: category ids [99]" in capsys.readouterr().err
 
 
-def test_reproduce_summary_and_table():
+def test_reproduce_summary_and_tables():
     def run(name, seed, ap, held=None):
-        r = {"run": name, "seed": seed, "num_known": 200, "train_seconds": 10.0,
-             "superclasses": {"recovery_ari": 0.5, "recovery_purity": 0.6},
+        r = {"run": name, "seed": seed, "num_known": 200, "train_seconds": 10.0, "args": {"epochs": 3},
+             "superclasses": {"recovery_ari": 0.5, "recovery_purity": 0.6, "classifier_train_accuracy": 0.3},
              "known": {"coco": {"AP": ap, "AP50": 2 * ap}, "objectness_all": {"AP": 0.3},
                        "objectness_held_out": {"AP": 0.2, "AP50": 0.4}, "images_per_s": 10.0, "head_ms_per_image": 3.0}}
         if held is not None:
             r.update(held_out_AP=held, all={"coco": {"AP": ap}}, added=[4])
         return r
 
-    s = reproduce.summarise([run("K1", 0, 0.2, 0.1), run("K1", 1, 0.4, 0.3), run("rfcn", 0, 0.5)])
+    s = reproduce.summarise([run("K1", 0, 0.2, 0.1), run("K1", 1, 0.4, 0.3), run("rfcn_c20", 0, 0.5)])
     assert s["K1"]["AP"]["mean"] == pytest.approx(0.3) and s["K1"]["AP"]["spread"] == pytest.approx(0.1)
-    assert s["K1"]["held_out_AP"]["mean"] == pytest.approx(0.2) and "held_out_AP" not in s["rfcn"]
-    text = reproduce.table(s, [{"classes": 200, "head": "decoupled", "images_per_s": 9.0, "head_forward_ms": 2.0,
-                                "postprocess_ms": 1.0, "parameters_M": 1.0}])
-    assert "| K1 | 200 | 30.0 ± 10.0 | 60.0 ± 20.0 |" in text and "| 200 | decoupled | 9.00 | 2.0 | 1.0 |" in text
+    assert s["K1"]["held_out_AP"]["mean"] == pytest.approx(0.2) and "held_out_AP" not in s["rfcn_c20"]
+    result = {"summary": s, "resamples": 100, "speed": [
+        {"classes": 200, "head": "decoupled", "threads": 1, "images_per_s": 9.0, "head_forward_ms": 2.0,
+         "postprocess_ms": 1.0, "parameters_M": 1.0}],
+        "comparisons": {"K5 - K1": {"difference": 0.012, "low": 0.004, "high": 0.02, "holds": True, "bootstrap_mean": 0.01,
+                                    "per_seed": [0.01, 0.014], "seeds_agree": True, "what": "Table 4.3",
+                                    "objects": "known"}}}
+    text = stats.page_tables(result)
+    assert "   * - ``K1``\n     - 200\n     - 3\n     - 2\n     - 30.0 ± 10.0\n     - 60.0 ± 20.0" in text
+    assert "   * - K5 - K1\n     - Table 4.3\n     - classes with boxes\n     - +1.2\n     - [+0.4, +2.0]\n" \
+           "     - [+0.4, +2.0]\n     - +1.0\n     - +1.0, +1.4\n     - holds\n" in text
+    c = result["comparisons"]["K5 - K1"]
+    c.update(low=0.001, high=0.017)  # percentile interval (reflected) [+0.7, +2.3]: both exclude zero
+    assert "     - [+0.1, +1.7]\n     - [+0.7, +2.3]\n     - +1.0\n     - +1.0, +1.4\n     - holds\n" in \
+        stats.comparisons_table(result)
+    c.update(difference=0.002, low=0.001, high=0.017)  # percentile [-1.3, +0.3] includes zero: no direction
+    assert "     - within noise\n" in stats.comparisons_table(result)
+    assert "   * - 200\n     - decoupled\n     - 1\n     - 9.00\n" in text
+
+
+def test_docs_page_holds_the_committed_results():
+    """Every table of docs/reproductions_rfcn3000.rst is generated from the committed JSON."""
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
+    result = stats.load(os.path.join(docs, "_static", "rfcn3000_results.json"))
+    with open(os.path.join(docs, "reproductions_rfcn3000.rst")) as f:
+        page = f.read()
+    for table in (stats.runs_table, stats.comparisons_table, stats.nms_table, stats.speed_table):
+        assert table(result) in page, table.__name__
+    assert stats.superclass_table(stats.load(os.path.join(docs, "_static", "rfcn3000_superclasses.json"))) in page
+    assert stats.two_scale_table(stats.load(os.path.join(docs, "_static", "rfcn3000_two_scale.json"))) in page
+    for c in result["comparisons"].values():  # a direction holds only where its interval excludes zero
+        assert c["holds"] == (c["low"] > 0 or c["high"] < 0) and c["low"] <= c["high"]
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_on_tiny_data(tmp_path, monkeypatch):
+    # two runs, two seeds, in subprocesses: stored detections -> paired bootstrap -> the page's tables
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    monkeypatch.setenv("PYTHONPATH", os.path.abspath(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = str(tmp_path / "repro")
+    r = reproduce.main(["--out", out, "--seeds", "0", "1", "--budget-seeds", "--runs", "K1", "K5",
+                        "--resamples", "20", "--", "--epochs", "1", *TINY])
+    assert set(r["summary"]) == {"K1", "K5"} and r["summary"]["K5"]["seeds"] == [0, 1]
+    c = r["comparisons"]["K5 - K1"]
+    runs = {(x["run"], x["seed"]): x["AP"] for x in r["runs"]}
+    # the bootstrap's column 0 is each run's own COCO AP; the difference is the seed-mean of K5 - K1
+    assert c["a"] == pytest.approx([runs[("K5", 0)], runs[("K5", 1)]], abs=1e-9)
+    assert c["difference"] == pytest.approx(np.mean(c["a"]) - np.mean(c["b"]), abs=1e-9)
+    assert {"K5: NMS per superclass - per class", "K5: NMS per agnostic - per class"} <= set(r["comparisons"])
+    assert open(os.path.join(out, "tables.rst")).read() == stats.page_tables(r)
