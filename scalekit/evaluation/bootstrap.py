@@ -24,9 +24,11 @@ from scalekit.evaluation.coco import _check_results, _load_gt
 __all__ = ["coco_image_matches", "bootstrap_coco_ap", "paired_difference"]
 
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)  # COCO's recThrs
+AREA_RANGES = {"all": (0, 1e10), "small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 1e10)}  # COCO's
 
 
-def coco_image_matches(results: Sequence, coco_gt, *, iou_type: str = "bbox", max_dets: int = 100) -> dict:
+def coco_image_matches(results: Sequence, coco_gt, *, iou_type: str = "bbox", max_dets: int = 100,
+                       area="all") -> dict:
     """pycocotools' per-image matching of ``results`` to ``coco_gt``, kept for :func:`bootstrap_coco_ap`.
 
     Args:
@@ -35,6 +37,9 @@ def coco_image_matches(results: Sequence, coco_gt, *, iou_type: str = "bbox", ma
             ignored regions, as in COCO).
         iou_type: ``"bbox"``.
         max_dets: detections kept per image and category (COCO's last ``maxDets``, 100).
+        area: the objects that count, as COCO's area ranges: ``"all"``, ``"small"`` (AP_S:
+            area below 32²), ``"medium"``, ``"large"``, or ``(lo, hi)`` in squared pixels; objects
+            outside it, and unmatched detections outside it, are ignored as COCOeval ignores them.
 
     Returns:
         ``{"image_ids": [I] list, "iou_thresholds": [T] array, "categories": {category_id:
@@ -53,13 +58,25 @@ def coco_image_matches(results: Sequence, coco_gt, *, iou_type: str = "bbox", ma
     """
     from pycocotools.cocoeval import COCOeval
 
+    if isinstance(area, str):
+        if area not in AREA_RANGES:
+            raise ValueError(f"area must be one of {sorted(AREA_RANGES)} or (lo, hi), got {area!r}")
+        label, area_range = area, list(AREA_RANGES[area])
+    else:
+        try:
+            lo, hi = (float(v) for v in area)
+        except (TypeError, ValueError):
+            raise ValueError(f"area must be one of {sorted(AREA_RANGES)} or (lo, hi), got {area!r}") from None
+        if not 0 <= lo < hi:
+            raise ValueError(f"area (lo, hi) must have 0 <= lo < hi, got {area!r}")
+        label, area_range = "custom", [lo, hi]
     gt = _load_gt(coco_gt)
     results = _check_results(list(results), gt, None, "raise")
     image_ids = sorted(gt.getImgIds())
     with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(gt, gt.loadRes(results) if results else _empty_results(gt), iou_type)
         ev.params.imgIds = image_ids
-        ev.params.areaRng, ev.params.areaRngLbl, ev.params.maxDets = [[0, 1e10]], ["all"], [max_dets]
+        ev.params.areaRng, ev.params.areaRngLbl, ev.params.maxDets = [area_range], [label], [max_dets]
         ev.evaluate()
     t, n = len(ev.params.iouThrs), len(image_ids)
     cats = {}

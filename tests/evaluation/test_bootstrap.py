@@ -51,6 +51,22 @@ def test_unresampled_column_is_pycocotools_ap(seed):
     assert bootstrap_coco_ap([m], resamples=0, iou=0.5)[0, 0] == pytest.approx(ref["AP50"], abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_area_range_is_pycocotools_ap_on_those_objects(seed):
+    gt, dets = scene(seed)
+    ref = coco_evaluate(dets, gt)
+    for area, key in (("small", "APs"), ("medium", "APm"), ((32**2, 96**2), "APm")):
+        ap = bootstrap_coco_ap([coco_image_matches(dets, gt, area=area)], resamples=0)[0, 0]
+        if ref[key] == -1:  # no object of that size: COCO says -1, the bootstrap NaN
+            assert np.isnan(ap), area
+        else:
+            assert ap == pytest.approx(ref[key], abs=1e-12), area
+    assert ref["APs"] != pytest.approx(ref["AP"])  # the area does change the answer here
+    for bad in ("tiny", (5, 1), "xy"):
+        with pytest.raises(ValueError, match="area"):
+            coco_image_matches(dets, gt, area=bad)
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 def test_a_resample_is_pycocotools_on_the_images_listed_with_repeats(seed):
     gt, dets = scene(seed)
