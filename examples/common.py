@@ -35,7 +35,7 @@ from scalekit.progress import Progress  # noqa: F401  (re-exported: the examples
 
 __all__ = ["Progress", "JsonlLog", "plot_curves", "save_checkpoint", "load_checkpoint", "Distributed",
            "seed_everything", "autocast", "fail", "stage_log", "fingerprint", "cached", "cached_dir", "train_epochs",
-           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough", "paired_bootstrap", "KeepBest"]
+           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough", "KeepBest"]
 
 
 def import_script(path: str, name: str):
@@ -90,34 +90,6 @@ class KeepBest:
         if self.state is not None:
             self.model.load_state_dict(self.state)
         return {**self.best, "curve": self.curve}
-
-
-def paired_bootstrap(metric, arms_a, arms_b, num_items: int, *, resamples: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> dict:
-    """A paired bootstrap over evaluation items (videos, images) of ``metric(a) - metric(b)``.
-
-    ``arms_a`` and ``arms_b`` are two arms' per-seed runs (lists of equal length, paired by seed);
-    ``metric(arm, items)`` recomputes the figure (e.g. mAP) of one run on ``items``, an int array of
-    item indices drawn with replacement (``np.arange(num_items)``: the observed figure). Each resample
-    draws one set of items, shared by both arms and every seed, and takes the difference averaged
-    over seeds; the interval is the resamples' central ``level`` quantile range. A direction
-    *holds* only where that interval excludes zero.
-
-    Returns ``{"diff", "low", "high", "holds", "per_seed", "resamples"}``: ``diff`` the observed
-    difference averaged over seeds, ``holds`` ``"a>b"``, ``"a<b"`` or ``None``, ``per_seed`` each
-    seed's observed difference (their spread is the seeds', beside the items').
-    """
-    if len(arms_a) != len(arms_b) or not arms_a:
-        raise ValueError(f"arms_a and arms_b must be non-empty and paired by seed, got {len(arms_a)} and {len(arms_b)}")
-    if num_items < 1 or resamples < 1 or not 0 < level < 1:
-        raise ValueError(f"need num_items >= 1, resamples >= 1 and 0 < level < 1, got {num_items}, {resamples}, {level}")
-    every = np.arange(num_items)
-    per_seed = [float(metric(a, every) - metric(b, every)) for a, b in zip(arms_a, arms_b)]
-    draws = np.random.default_rng(seed).integers(0, num_items, (resamples, num_items))
-    diffs = np.array([np.mean([metric(a, d) - metric(b, d) for a, b in zip(arms_a, arms_b)]) for d in draws])
-    low, high = (float(q) for q in np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2]))
-    return {"diff": float(np.mean(per_seed)), "low": low, "high": high,
-            "holds": "a>b" if low > 0 else "a<b" if high < 0 else None, "per_seed": per_seed, "resamples": resamples}
 
 
 def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 import common  # noqa: E402
 
 from scalekit.datasets.synthetic import SHOPPING_ACTIONS, make_synthetic_shopping  # noqa: E402
-from scalekit.evaluation import midpoint_map  # noqa: E402
+from scalekit.evaluation import midpoint_map, paired_bootstrap  # noqa: E402
 from scalekit.sequence import clips_from_scores  # noqa: E402
 from scalekit.video import TorchFlow, chunk_centres  # noqa: E402
 
@@ -267,8 +267,8 @@ def bootstrap(out: str, seeds, gt: dict, test: list, resamples: int) -> dict:
     found = {}
     for name, a, b, what in COMPARISONS:
         found[name] = {"what": what, "a": list(a), "b": list(b),
-                       **common.paired_bootstrap(metric, [(i, *a) for i in range(len(seeds))],
-                                                 [(i, *b) for i in range(len(seeds))], len(test), resamples=resamples)}
+                       **paired_bootstrap(metric, [(i, *a) for i in range(len(seeds))],
+                                          [(i, *b) for i in range(len(seeds))], len(test), resamples=resamples)}
     return found
 
 

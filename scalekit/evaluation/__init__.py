@@ -6,7 +6,7 @@ Every convention that changes a number (interval ends, AP interpolation, tIoU
 thresholds, size bins) is an explicit, documented argument.
 """
 
-from scalekit.evaluation.bootstrap import bootstrap_coco_ap, coco_image_matches, paired_difference
+from scalekit.evaluation.bootstrap import bootstrap_coco_ap, coco_image_matches, paired_bootstrap, paired_difference
 from scalekit.evaluation.clustering import adjusted_rand_index, cluster_purity
 from scalekit.evaluation.coco import coco_evaluate, to_coco_results
 from scalekit.evaluation.readers import read_activitynet, read_class_segments, read_segments_csv, read_thumos14
@@ -22,7 +22,8 @@ from scalekit.evaluation.temporal import (
 
 __all__ = [
     "average_precision", "clips_from_scores", "clips_to_detections", "midpoint_map", "tiou_map",
-    "coco_evaluate", "to_coco_results", "coco_image_matches", "bootstrap_coco_ap", "paired_difference", "proposal_recall", "adjusted_rand_index", "cluster_purity",
+    "coco_evaluate", "to_coco_results", "coco_image_matches", "bootstrap_coco_ap", "paired_difference", "paired_bootstrap",
+    "proposal_recall", "adjusted_rand_index", "cluster_purity",
     "read_class_segments", "read_segments_csv", "read_activitynet", "read_thumos14",
     "ACTIVITYNET_THRESHOLDS", "THUMOS14_THRESHOLDS",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 
 from scalekit.evaluation.coco import _check_results, _load_gt
 
-__all__ = ["coco_image_matches", "bootstrap_coco_ap", "paired_difference"]
+__all__ = ["coco_image_matches", "bootstrap_coco_ap", "paired_difference", "paired_bootstrap"]
 
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)  # COCO's recThrs
 AREA_RANGES = {"all": (0, 1e10), "small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 1e10)}  # COCO's
@@ -241,3 +241,42 @@ def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95, method:
     low, high = (2 * d - q_high, 2 * d - q_low) if method == "basic" else (q_low, q_high)
     return {"difference": d, "low": float(low), "high": float(high), "holds": bool(low > 0 or high < 0),
             "bootstrap_mean": float(diff.mean()), "method": method}
+
+
+def paired_bootstrap(metric, arms_a: Sequence, arms_b: Sequence, num_items: int, *, resamples: int = 1000,
+                     seed: int = 0, level: float = 0.95, method: str = "percentile") -> dict:
+    """A paired bootstrap over evaluation items (videos, images) of ``metric(a) - metric(b)``, for any
+    metric that can be recomputed on a resample of the items (e.g. temporal mAP over videos).
+
+    ``arms_a`` and ``arms_b`` are two arms' runs, paired by seed (lists of equal length);
+    ``metric(run, items)`` is the figure of one run on ``items``, an int array of item indices drawn
+    with replacement (``np.arange(num_items)``: the observed figure). Each resample draws one set of
+    items, shared by both arms and every seed, and takes the difference averaged over seeds; the
+    interval is :func:`paired_difference`'s (``method``). A direction *holds* only where the
+    interval excludes zero. (For COCO AP over images, :func:`bootstrap_coco_ap` recomputes AP for
+    all resamples at once.)
+
+    Returns:
+        ``{"diff", "low", "high", "holds", "per_seed", "resamples"}``: ``diff`` the observed
+        difference averaged over seeds, ``holds`` ``"a>b"``, ``"a<b"`` or ``None``, ``per_seed``
+        each seed's observed difference (their spread is the seeds', beside the items').
+
+    Example:
+        >>> import numpy as np
+        >>> items = np.random.default_rng(0).normal(0, 10, 40)  # hard and easy items; a is 0.5 better on each
+        >>> out = paired_bootstrap(lambda run, idx: run[idx].mean(), [items + 0.5], [items], 40, resamples=200)
+        >>> round(out["diff"], 3), round(out["low"], 3), out["holds"]
+        (0.5, 0.5, 'a>b')
+    """
+    if len(arms_a) != len(arms_b) or not len(arms_a):
+        raise ValueError(f"arms_a and arms_b must be non-empty and paired by seed, got {len(arms_a)} and {len(arms_b)}")
+    if num_items < 1 or resamples < 1 or not 0 < level < 1:
+        raise ValueError(f"need num_items >= 1, resamples >= 1 and 0 < level < 1, got {num_items}, {resamples}, {level}")
+    every = np.arange(num_items)
+    per_seed = [float(metric(a, every) - metric(b, every)) for a, b in zip(arms_a, arms_b)]
+    draws = np.random.default_rng(seed).integers(0, num_items, (resamples, num_items))
+    diffs = [np.mean([metric(a, d) - metric(b, d) for a, b in zip(arms_a, arms_b)]) for d in draws]
+    d = paired_difference(np.array([np.mean(per_seed), *diffs]), np.zeros(1 + resamples), level, method)
+    holds = None if not d["holds"] else "a>b" if d["low"] > 0 else "a<b"
+    return {"diff": d["difference"], "low": d["low"], "high": d["high"], "holds": holds, "per_seed": per_seed,
+            "resamples": resamples}

@@ -5,7 +5,8 @@ that lists the drawn images with their repeats."""
 import numpy as np
 import pytest
 
-from scalekit.evaluation import bootstrap_coco_ap, coco_evaluate, coco_image_matches, paired_difference
+from scalekit.evaluation import (bootstrap_coco_ap, coco_evaluate, coco_image_matches, paired_bootstrap,
+                                 paired_difference)
 
 
 def scene(seed, n_images=12, cats=(1, 2, 3)):
@@ -116,3 +117,22 @@ def test_bad_input_is_named():
         bootstrap_coco_ap([coco_image_matches(dets, gt)], iou=0.42)
     with pytest.raises(ValueError, match="a and b must be"):
         paired_difference(np.zeros(3), np.zeros(4))
+
+
+def test_paired_bootstrap_pairs_items_and_seeds():
+    rng = np.random.default_rng(0)
+    items = rng.normal(0, 10, 40)  # item difficulty varies a lot; arm a is 0.5 better on every item
+    mean = lambda arm, idx: float(arm[idx].mean())  # noqa: E731
+    out = paired_bootstrap(mean, [items + 0.5], [items], 40, resamples=300)
+    assert abs(out["diff"] - 0.5) < 1e-9 and abs(out["low"] - 0.5) < 1e-9 and abs(out["high"] - 0.5) < 1e-9
+    assert out["holds"] == "a>b" and out["per_seed"] == [pytest.approx(0.5)]
+    # Paired by seed: the per-seed differences are averaged inside every resample.
+    out = paired_bootstrap(mean, [items + 1.0, items - 0.2], [items, items], 40, resamples=300)
+    assert out["diff"] == pytest.approx(0.4) and out["low"] == pytest.approx(0.4) and out["holds"] == "a>b"
+    assert out["per_seed"] == [pytest.approx(1.0), pytest.approx(-0.2)]
+    # No real difference: the interval holds zero and no direction holds.
+    noise = items + rng.normal(0, 1, 40)
+    out = paired_bootstrap(mean, [noise - (noise - items).mean()], [items], 40, resamples=300, seed=1)
+    assert out["low"] < 0 < out["high"] and out["holds"] is None
+    with pytest.raises(ValueError, match="paired by seed"):
+        paired_bootstrap(mean, [items], [], 40)

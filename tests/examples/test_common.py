@@ -5,7 +5,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -144,25 +143,6 @@ def test_optimizer_step_clips_over_the_optimizers_parameters():
     before = model.weight.detach().clone()
     common.optimizer_step(opt, model(x).pow(2).sum())  # unclipped: a far larger step
     assert (model.weight - before).norm() > 10 * 0.5
-
-
-def test_paired_bootstrap_pairs_items_and_seeds():
-    rng = np.random.default_rng(0)
-    items = rng.normal(0, 10, 40)  # item difficulty varies a lot; arm a is 0.5 better on every item
-    mean = lambda arm, idx: float(arm[idx].mean())  # noqa: E731
-    out = common.paired_bootstrap(mean, [items + 0.5], [items], 40, resamples=300)
-    assert abs(out["diff"] - 0.5) < 1e-9 and abs(out["low"] - 0.5) < 1e-9 and abs(out["high"] - 0.5) < 1e-9
-    assert out["holds"] == "a>b" and out["per_seed"] == [pytest.approx(0.5)]
-    # Paired by seed: the per-seed differences are averaged inside every resample.
-    out = common.paired_bootstrap(mean, [items + 1.0, items - 0.2], [items, items], 40, resamples=300)
-    assert out["diff"] == pytest.approx(0.4) and out["low"] == pytest.approx(0.4) and out["holds"] == "a>b"
-    assert out["per_seed"] == [pytest.approx(1.0), pytest.approx(-0.2)]
-    # No real difference: the interval holds zero and no direction holds.
-    noise = items + rng.normal(0, 1, 40)
-    out = common.paired_bootstrap(mean, [noise - (noise - items).mean()], [items], 40, resamples=300, seed=1)
-    assert out["low"] < 0 < out["high"] and out["holds"] is None
-    with pytest.raises(ValueError, match="paired by seed"):
-        common.paired_bootstrap(mean, [items], [], 40)
 
 
 def test_keep_best_restores_the_best_scored_state():
