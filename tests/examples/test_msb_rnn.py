@@ -83,13 +83,13 @@ def test_bad_arguments_fail_with_one_line(tmp_path, capsys):
 
 def test_docs_page_holds_the_committed_results():
     """docs/reproductions_msb_rnn.rst shows exactly the tables that ``make repro-msb-rnn``'s JSON gives."""
-    reproduce = common.import_script(os.path.join(EXAMPLES, "msb_rnn", "reproduce.py"), "msb_rnn_reproduce")
+    report = common.import_script(os.path.join(EXAMPLES, "msb_rnn", "report.py"), "msb_rnn_report")
     docs = os.path.join(EXAMPLES, "..", "docs")
     with open(os.path.join(docs, "_static", "msb_rnn_results.json")) as f:
         doc = json.load(f)
     with open(os.path.join(docs, "reproductions_msb_rnn.rst")) as f:
         page = f.read()
-    blocks = reproduce.build_tables(doc)
+    blocks = report.build_tables(doc)
     assert set(blocks) >= {"5.2", "5.3", "5.4", "5.7", "5.4.3", "lengths", "entropy", "flow", "epochs"}
     missing = [name for name, block in blocks.items() if block not in page]
     assert not missing, f"the page's blocks {missing} differ from docs/_static/msb_rnn_results.json"
