@@ -24,6 +24,7 @@ from scalekit.evaluation.coco import _check_results, _load_gt
 __all__ = ["coco_image_matches", "bootstrap_coco_ap", "paired_difference", "paired_bootstrap"]
 
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)  # COCO's recThrs
+MAX_RESAMPLES = 10**6  # a bound, so that a typo is an error, not hours of work and memory per image
 AREA_RANGES = {"all": (0, 1e10), "small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 1e10)}  # COCO's
 
 
@@ -42,9 +43,10 @@ def coco_image_matches(results: Sequence, coco_gt, *, iou_type: str = "bbox", ma
             outside it, and unmatched detections outside it, are ignored as COCOeval ignores them.
 
     Returns:
-        ``{"image_ids": [I] list, "iou_thresholds": [T] array, "categories": {category_id:
-        {"image" [D] int (index into image_ids), "score" [D], "tp" [T, D] bool, "ignore" [T, D] bool,
-        "objects" [I] int (objects that count, per image)}}}``.
+        A dict: ``"image_ids"`` (``[I]`` list), ``"iou_thresholds"`` (``[T]`` array) and
+        ``"categories"``: per category id, ``"image"`` (``[D]`` int, index into ``image_ids``),
+        ``"score"`` (``[D]``), ``"tp"`` and ``"ignore"`` (``[T, D]`` bool) and ``"objects"``
+        (``[I]`` int, the objects that count in each image).
 
     Example:
         >>> gt = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 7}],
@@ -71,7 +73,7 @@ def coco_image_matches(results: Sequence, coco_gt, *, iou_type: str = "bbox", ma
             raise ValueError(f"area (lo, hi) must have 0 <= lo < hi, got {area!r}")
         label, area_range = "custom", [lo, hi]
     gt = _load_gt(coco_gt)
-    results = _check_results(list(results), gt, None, "raise")
+    results = _check_results(list(results), gt, None, "raise", name="results")
     image_ids = sorted(gt.getImgIds())
     with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(gt, gt.loadRes(results) if results else _empty_results(gt), iou_type)
@@ -172,9 +174,10 @@ def bootstrap_coco_ap(matches: Sequence[dict], *, resamples: int = 1000, seed: i
         if m["image_ids"] != ids or sorted(m["categories"]) != sorted(matches[0]["categories"]):
             raise ValueError(f"matches[{j}] is on other images or categories than matches[0]: "
                              "paired resamples need the same test set")
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) \
+            or not 0 <= resamples <= MAX_RESAMPLES:
+        raise ValueError(f"resamples must be an integer in [0, {MAX_RESAMPLES}], got {resamples!r}")
     resamples = int(resamples)
-    if resamples < 0:
-        raise ValueError(f"resamples must be >= 0, got {resamples}")
     n = len(ids)
     rng = np.random.default_rng(seed)
     weights = np.ones((1 + resamples, n), dtype=np.int64)
@@ -202,6 +205,11 @@ def bootstrap_coco_ap(matches: Sequence[dict], *, resamples: int = 1000, seed: i
     return out
 
 
+def _check_level(level) -> None:
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)) or not 0 < level < 1:
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95, method: str = "basic") -> dict:
     """Difference ``a - b`` of two rows of :func:`bootstrap_coco_ap` (or of means of rows over seeds):
     the value on the images as they are and a bootstrap interval.
@@ -219,8 +227,9 @@ def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95, method:
         method: ``"basic"`` or ``"percentile"``.
 
     Returns:
-        ``{"difference", "low", "high", "holds", "bootstrap_mean", "method"}``; ``holds``: the
-        interval excludes zero.
+        ``{"difference", "low", "high", "holds", "bootstrap_mean", "method", "resamples_used"}``;
+        ``holds``: the interval excludes zero; ``resamples_used``: the resamples whose difference
+        is finite (the others, without any object, are left out of the interval; none: a ``ValueError``).
 
     Example:
         >>> d = paired_difference(np.array([0.5, 0.6, 0.55, 0.45]), np.array([0.3, 0.3, 0.35, 0.3]))
@@ -230,17 +239,19 @@ def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95, method:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"a and b must be [1 + B] arrays of the same length with B >= 1, got {a.shape} and {b.shape}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
+    _check_level(level)
     if method not in ("basic", "percentile"):
         raise ValueError(f"method must be 'basic' or 'percentile', got {method!r}")
     diff = a[1:] - b[1:]
-    diff = diff[np.isfinite(diff)]
+    diff = diff[np.isfinite(diff)]  # a resample without any object is NaN (counted in "resamples_used")
+    if diff.size == 0:
+        raise ValueError(f"a - b is not finite in any of its {len(a) - 1} resamples (no objects in any resample?); "
+                         "no interval can be given")
     d = float(a[0] - b[0])
     q_low, q_high = np.percentile(diff, [50 * (1 - level), 50 * (1 + level)])
     low, high = (2 * d - q_high, 2 * d - q_low) if method == "basic" else (q_low, q_high)
     return {"difference": d, "low": float(low), "high": float(high), "holds": bool(low > 0 or high < 0),
-            "bootstrap_mean": float(diff.mean()), "method": method}
+            "bootstrap_mean": float(diff.mean()), "method": method, "resamples_used": int(diff.size)}
 
 
 def paired_bootstrap(metric, arms_a: Sequence, arms_b: Sequence, num_items: int, *, resamples: int = 1000,
@@ -270,8 +281,10 @@ def paired_bootstrap(metric, arms_a: Sequence, arms_b: Sequence, num_items: int,
     """
     if len(arms_a) != len(arms_b) or not len(arms_a):
         raise ValueError(f"arms_a and arms_b must be non-empty and paired by seed, got {len(arms_a)} and {len(arms_b)}")
-    if num_items < 1 or resamples < 1 or not 0 < level < 1:
-        raise ValueError(f"need num_items >= 1, resamples >= 1 and 0 < level < 1, got {num_items}, {resamples}, {level}")
+    for name, value, lo in (("num_items", num_items, 1), ("resamples", resamples, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= MAX_RESAMPLES:
+            raise ValueError(f"{name} must be an integer in [{lo}, {MAX_RESAMPLES}], got {value!r}")
+    _check_level(level)
     every = np.arange(num_items)
     per_seed = [float(metric(a, every) - metric(b, every)) for a, b in zip(arms_a, arms_b)]
     draws = np.random.default_rng(seed).integers(0, num_items, (resamples, num_items))

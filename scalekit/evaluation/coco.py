@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -124,7 +125,8 @@ WRONG_FORMAT_FRACTION = 0.5
 UNKNOWN_CATEGORIES = ("raise", "ignore")
 
 
-def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None, unknown_categories: str = "raise") -> list:
+def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None, unknown_categories: str = "raise",
+                   name: str = "predictions") -> list:
     """Category ids among the ground truth's (else raise); boxes that look like the wrong format (warn).
 
     The box rule (documented in :func:`coco_evaluate`): ``boxes_xyxy`` (the
@@ -135,10 +137,19 @@ def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None, unknown_cat
     (``x + w > 1.1 width`` or ``y + h > 1.1 height``), or when any has a
     negative width or height.
     """
+    images = set(gt.getImgIds())
     for i, r in enumerate(results):
         if not isinstance(r, Mapping) or any(k not in r for k in ("image_id", "category_id", "score")):
-            raise ValueError(f"predictions[{i}] must be a COCO result dict with 'image_id', 'category_id', "
+            raise ValueError(f"{name}[{i}] must be a COCO result dict with 'image_id', 'category_id', "
                              f"'score' and 'bbox' (or 'segmentation' / 'keypoints'), got {r!r}")
+        if r["image_id"] not in images:
+            raise ValueError(f"{name}: image_id {r['image_id']!r} is not in the ground truth")
+        try:
+            finite = math.isfinite(r["score"]) and all(math.isfinite(v) for v in r.get("bbox", ()))
+        except TypeError:
+            raise ValueError(f"{name}[{i}]: 'score' and 'bbox' must be numbers, got {r!r}") from None
+        if not finite:  # pycocotools would score it as a number: refused rather than counted silently
+            raise ValueError(f"{name}[{i}]: 'score' and 'bbox' must be finite, got {r!r}")
     known = set(gt.getCatIds())
     predicted = {r["category_id"] for r in results}
     unknown = sorted(predicted - known, key=str)
@@ -148,7 +159,7 @@ def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None, unknown_cat
         boxes_xyxy = boxes_xyxy[np.asarray(keep, dtype=bool)] if boxes_xyxy is not None else None
     elif unknown:
         raise ValueError(
-            f"predictions: category ids {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not among the "
+            f"{name}: category ids {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not among the "
             f"ground truth's {len(known)} category ids ({sorted(known)[:10]}{' ...' if len(known) > 10 else ''}); "
             f"pycocotools would count them as nothing and return AP 0. A detector's labels are contiguous 1..C: "
             f"map them back with to_coco_results(predictions, label_to_category) "
@@ -168,9 +179,9 @@ def _check_results(results: list, gt, boxes_xyxy: np.ndarray | None, unknown_cat
     try:
         xywh = np.asarray([b for _, b in boxes], dtype=np.float64).reshape(-1, 4)
     except (TypeError, ValueError):
-        raise ValueError("predictions: every 'bbox' must be [x, y, width, height] (4 numbers)") from None
+        raise ValueError(f"{name}: every 'bbox' must be [x, y, width, height] (4 numbers)") from None
     if xywh.shape[0] != len(boxes):
-        raise ValueError("predictions: every 'bbox' must be [x, y, width, height] (4 numbers)")
+        raise ValueError(f"{name}: every 'bbox' must be [x, y, width, height] (4 numbers)")
     negative = int(((xywh[:, 2] < 0) | (xywh[:, 3] < 0)).sum())
     sizes = {i: (img.get("width"), img.get("height")) for i, img in gt.imgs.items()}
     wh = np.asarray([sizes.get(i, (None, None)) for i, _ in boxes], dtype=np.float64)  # None -> nan
@@ -265,10 +276,6 @@ def coco_evaluate(predictions, coco_gt, iou_type: str = "bbox", *, verbose: bool
     if unknown_categories not in UNKNOWN_CATEGORIES:
         raise ValueError(f"unknown_categories must be one of {UNKNOWN_CATEGORIES}, got {unknown_categories!r}")
     predictions = _check_results(list(predictions), gt, boxes_xyxy, unknown_categories)
-    known = set(gt.getImgIds())
-    for r in predictions:
-        if r.get("image_id") not in known:
-            raise ValueError(f"predictions: image_id {r.get('image_id')!r} is not in the ground truth")
     if len(predictions) == 0:
         return {**{k: 0.0 for k in STAT_NAMES}, "per_class": {c: 0.0 for c in gt.getCatIds()}}
     out = io.StringIO()

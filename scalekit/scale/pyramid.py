@@ -402,9 +402,15 @@ def tune_ranges(pyramid: Pyramid, per_level: Sequence[Sequence[dict]], candidate
     if not candidates:
         raise ValueError("candidates must hold at least one range set")
     pyramids = [pyramid.with_ranges(c) for c in candidates]
+    checked = []
     for i, levels in enumerate(per_level):
         if len(levels) != len(pyramid.levels):
             raise ValueError(f"per_level[{i}] must have one entry per level ({len(pyramid.levels)}), got {len(levels)}")
+        try:  # what Pyramid.detect refuses is refused here too: nothing is dropped silently
+            checked.append([_as_detections(d, f"per_level[{i}][{k}]") for k, d in enumerate(levels)])
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+    per_level = checked
     scores = []
     for candidate in pyramids:
         merged = []

@@ -88,7 +88,7 @@ def test_paired_resamples_and_the_interval():
     assert np.array_equal(a, b)  # the same detections on the same resamples: identical rows
     d = paired_difference(a, b)
     assert d == {"difference": 0.0, "low": 0.0, "high": 0.0, "holds": False, "bootstrap_mean": 0.0,
-                 "method": "basic"}
+                 "method": "basic", "resamples_used": 50}
     ap = bootstrap_coco_ap([coco_image_matches(dets, gt), coco_image_matches(worse, gt)], resamples=200)
     d = paired_difference(ap[0], ap[1])
     assert d["low"] <= d["difference"] <= d["high"] and d["holds"] == (d["low"] > 0 or d["high"] < 0)
@@ -136,3 +136,32 @@ def test_paired_bootstrap_pairs_items_and_seeds():
     assert out["low"] < 0 < out["high"] and out["holds"] is None
     with pytest.raises(ValueError, match="paired by seed"):
         paired_bootstrap(mean, [items], [], 40)
+
+
+def test_resamples_without_any_object_are_counted_and_none_at_all_is_an_error():
+    a, b = np.array([0.5, 0.6, np.nan, 0.4, np.nan]), np.array([0.3, 0.3, 0.2, np.nan, np.nan])
+    assert paired_difference(a, b)["resamples_used"] == 1  # only the first resample has both
+    with pytest.raises(ValueError, match="not finite in any of its 2 resamples"):
+        paired_difference(np.array([0.5, np.nan, np.nan]), np.array([0.3, 0.1, np.nan]))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, 10**7])
+def test_resample_counts_are_bounded_and_named(bad):
+    with pytest.raises(ValueError, match="resamples must be an integer"):
+        paired_bootstrap(lambda run, idx: 0.0, [1], [2], 5, resamples=bad)
+    if bad != 0:
+        with pytest.raises(ValueError, match="resamples must be an integer"):
+            bootstrap_coco_ap([coco_image_matches([], scene(0)[0])], resamples=bad)
+    with pytest.raises(ValueError, match="num_items must be an integer"):
+        paired_bootstrap(lambda run, idx: 0.0, [1], [2], bad if bad != 10**7 else 0, resamples=10)
+
+
+def test_non_finite_or_foreign_results_are_refused_not_scored():
+    gt, _ = scene(0)
+    hit = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.5}
+    for bad, what in (({"score": float("nan")}, "must be finite"), ({"bbox": [0, float("inf"), 10, 10]}, "must be finite"),
+                      ({"image_id": 999}, "image_id 999 is not in the ground truth")):
+        with pytest.raises(ValueError, match=f"results.*{what}"):
+            coco_image_matches([{**hit, **bad}], gt)
+        with pytest.raises(ValueError, match=f"predictions.*{what}"):
+            coco_evaluate([{**hit, **bad}], gt)
