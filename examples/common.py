@@ -35,7 +35,7 @@ from scalekit.progress import Progress  # noqa: F401  (re-exported: the examples
 
 __all__ = ["Progress", "JsonlLog", "plot_curves", "save_checkpoint", "load_checkpoint", "Distributed",
            "seed_everything", "autocast", "fail", "stage_log", "fingerprint", "cached", "cached_dir", "train_epochs",
-           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough", "KeepBest"]
+           "optimizer_step", "import_script", "seed_stat", "mean_spread", "split_passthrough", "run_once", "KeepBest"]
 
 
 def import_script(path: str, name: str):
@@ -90,6 +90,25 @@ class KeepBest:
         if self.state is not None:
             self.model.load_state_dict(self.state)
         return {**self.best, "curve": self.curve}
+
+
+def run_once(cmd: list[str], out: str, log_path: str, label: str) -> dict:
+    """A reproduction's run: ``cmd`` in its own process, its output in ``log_path``, unless
+    ``out/results.json`` exists (an interrupted reproduction continues where it stopped);
+    that file's contents. A failed run stops the reproduction naming its log."""
+    import subprocess
+
+    result = os.path.join(out, "results.json")
+    if not os.path.exists(result):
+        print(f"== {label}: {' '.join(cmd[1:])}", flush=True)
+        t = time.perf_counter()
+        with open(log_path, "w") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise SystemExit(f"error: {label} failed; see {log_path}")
+        print(f"== {label}: {time.perf_counter() - t:.0f} s", flush=True)
+    with open(result) as f:
+        return json.load(f)
 
 
 def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -90,24 +89,13 @@ def parse_args(argv):
 
 
 def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, data: str) -> dict:
-    out = os.path.join(args.out, f"{arm}_s{seed}")
-    result = os.path.join(out, "results.json")
-    if not os.path.exists(result):
-        n = args.iterations
-        cmd = [sys.executable, TRAIN, *flags, "--backbone", "premise", "--render", "scale_true",
-               "--iterations", str(n), "--eval-at", str(n // 4), str(n // 2), *TEST_LEVEL, "--threads", "1",
-               "--seed", str(seed), "--out", out, "--synthetic-dir", data, "--synthetic", *map(str, args.synthetic),
-               "--draw", "0", *(["--init", args.init] if pretrained else []),
-               *(["--warm-start-epochs", str(args.warm_start_epochs)] if "snip" in flags else []), *args.extra]
-        print(f"== {arm}, seed {seed}", flush=True)
-        t = time.perf_counter()
-        with open(os.path.join(args.out, f"{arm}_s{seed}.log"), "w") as log:
-            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-        if done.returncode != 0:
-            raise SystemExit(f"error: {arm}, seed {seed} failed; see {log.name}")
-        print(f"== {arm}, seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
-    with open(result) as f:
-        return json.load(f)
+    out, n = os.path.join(args.out, f"{arm}_s{seed}"), args.iterations
+    cmd = [sys.executable, TRAIN, *flags, "--backbone", "premise", "--render", "scale_true",
+           "--iterations", str(n), "--eval-at", str(n // 4), str(n // 2), *TEST_LEVEL, "--threads", "1",
+           "--seed", str(seed), "--out", out, "--synthetic-dir", data, "--synthetic", *map(str, args.synthetic),
+           "--draw", "0", *(["--init", args.init] if pretrained else []),
+           *(["--warm-start-epochs", str(args.warm_start_epochs)] if "snip" in flags else []), *args.extra]
+    return common.run_once(cmd, out, os.path.join(args.out, f"{arm}_s{seed}.log"), f"{arm}, seed {seed}")
 
 
 def small_object_ap(args, runs: dict, data: str) -> tuple[dict, list]:

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -119,19 +118,10 @@ def main(argv=None) -> dict:
             if name not in args.recipes:
                 continue
             out = os.path.join(args.out, f"{name}_s{seed}")
-            result = os.path.join(out, "results.json")
-            if not os.path.exists(result):
-                cmd = [sys.executable, driver, *flags,
-                       "--seed", str(seed), "--out", out, "--synthetic-dir", data, *driver_args(driver, extra)]
-                print(f"== {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
-                t = time.perf_counter()
-                with open(os.path.join(args.out, f"{name}_s{seed}.log"), "w") as log:
-                    done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-                if done.returncode != 0:
-                    raise SystemExit(f"error: {name}, seed {seed} failed; see {log.name}")
-                print(f"== {name}, seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
-            with open(result) as f:
-                results.append(json.load(f))
+            cmd = [sys.executable, driver, *flags,
+                   "--seed", str(seed), "--out", out, "--synthetic-dir", data, *driver_args(driver, extra)]
+            results.append(common.run_once(cmd, out, os.path.join(args.out, f"{name}_s{seed}.log"),
+                                           f"{name}, seed {seed}"))
         return results
 
     from concurrent.futures import ThreadPoolExecutor
