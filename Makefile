@@ -11,7 +11,7 @@
 #   make repro-premise   SNIP's premise, thesis §2.3 (docs/reproductions.rst's first section; about 6 minutes
 #                on one CPU thread)
 #   make repro-snip   Table 2.1 and pretrained x {MST, SNIP} from the premise's CNN-B, equal budgets
-#                (examples/snip/reproduce.py; two seeds side by side; not yet run to the end on this machine)
+#                (examples/snip/reproduce.py; two seeds side by side, about 75 min; one seed is on docs/reproductions.rst)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
 #   make smoke   that one wheel under torch 2.13.0 (a fresh venv) and 2.14.1 (.venv's): import, op tests
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger

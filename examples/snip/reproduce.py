@@ -147,21 +147,22 @@ def table(summary: dict) -> str:
     """The RST tables of docs/reproductions.rst (AP in %)."""
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     rows = [".. list-table::", "   :header-rows: 1", "", "   * - arm", "     - AP_S, mean (min-max)",
-            "     - AP_S at 1/4, 1/2, all of the budget", "     - train pixels / image", "     - thesis AP_S"]
+            "     - AP_S at 1/4, 1/2, all of the budget", "     - AP (all sizes)", "     - train pixels / image",
+            "     - thesis AP_S"]
     for a, r in summary["arms"].items():
         s = r["APs"]
         rows += [f"   * - {a}", f"     - {pct(s['mean'])} ({pct(s['min'])}-{pct(s['max'])})",
                  "     - " + ", ".join(pct(p["APs"]) for p in r["budget"]) + f", {pct(s['mean'])}",
-                 f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
+                 f"     - {pct(r['AP'])}", f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
                  f"     - {r['thesis_APs'] if r['thesis_APs'] is not None else '-'}"]
-    rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - comparison", "     - difference [95 % interval]",
-             "     - holds"]
+    rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - comparison (thesis: a > b)",
+             "     - a - b [95 % basic bootstrap interval]", "     - direction"]
     items = [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons"]]
     if "interaction" in summary:
         items.append(("(snip - mst) pretrained - (snip - mst) scratch", summary["interaction"]))
     for name, c in items:
         rows += [f"   * - {name}", f"     - {pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]",
-                 f"     - {'yes' if c['holds'] else 'no'}"]
+                 f"     - {'within noise' if not c['holds'] else 'as the thesis' if c['low'] > 0 else 'reversed'}"]
     return "\n".join(rows) + "\n"
 
 
