@@ -494,10 +494,15 @@ class SingleLevelTinyBackbone(torch.nn.Module):
         return self.body(x)
 
 
+PREMISE_MEAN, PREMISE_STD = 0.5, 0.25  # PremiseNet's input normalisation, (x - mean) / std on [0, 1] images
+
+
 class PremiseNet(torch.nn.Module):
     """The networks of SNIP's premise experiment (``examples/snip/premise.py``, thesis §2.3), whose
-    CNN-B initialises the single-level detectors (``--backbone premise --init``): ``body`` (a stem, then three conv stages at strides 1, 2, 2: a single-level backbone with
-    ``out_channels`` and ``stride``) and ``head`` (global average pooling and a linear layer).
+    CNN-B initialises the single-level detectors (``--backbone premise --init``). ``body``: a stem,
+    then three conv stages at strides 1, 2, 2, a single-level backbone with ``out_channels`` and
+    ``stride``; ``head``: global average pooling and a linear layer. Inputs are normalised by
+    :data:`PREMISE_MEAN` and :data:`PREMISE_STD`.
 
     ``stem_stride`` 4: ResNet's stem in small (7x7 stride-2 conv and 3x3 stride-2 max pooling),
     CNN-B's; 2: a 5x5 stride-2 conv; 1: a 3x3 stride-1 conv (CIFAR's), CNN-S's (thesis §2.3).
@@ -550,6 +555,12 @@ def single_level_backbone(name: str, deformable: bool = False, pretrained: bool 
     return body
 
 
+# The small CPU detectors' proposal and sampling settings (both tiny backbones).
+SMALL_DETECTOR = dict(rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=600,
+                      rpn_post_nms_top_n_test=300, rpn_batch_size_per_image=128, box_batch_size_per_image=128,
+                      box_detections_per_img=100, box_score_thresh=0.001)
+
+
 def load_premise_body(body: torch.nn.Module, path: str) -> None:
     """Copy a CNN-B checkpoint's ``body`` weights (``examples/snip/premise.py``) into ``body``, every
     tensor or a clear error (a checkpoint of another network is not silently half-loaded)."""
@@ -592,11 +603,7 @@ def build_detector(backbone: str, num_classes: int, pretrained: bool, init: str 
                            box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
                            box_head=TwoMLPHead(body.out_channels * 49, 256),
                            box_predictor=FastRCNNPredictor(256, num_classes + 1),
-                           image_mean=[0.5] * 3, image_std=[0.25] * 3,  # premise.py's normalisation
-                           rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
-                           rpn_pre_nms_top_n_test=600, rpn_post_nms_top_n_test=300,
-                           rpn_batch_size_per_image=128, box_batch_size_per_image=128,
-                           box_detections_per_img=100, box_score_thresh=0.001)
+                           image_mean=[PREMISE_MEAN] * 3, image_std=[PREMISE_STD] * 3, **SMALL_DETECTOR)
     elif backbone == "tiny":
         if pretrained:
             fail("--pretrained: the tiny backbone has no pretrained weights; use --backbone resnet50")
@@ -605,11 +612,7 @@ def build_detector(backbone: str, num_classes: int, pretrained: bool, init: str 
         pool = MultiScaleRoIAlign(["0", "1", "2"], 7, 2)
         model = FasterRCNN(body, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=pool,
                            box_head=TwoMLPHead(body.out_channels * 49, 256),
-                           box_predictor=FastRCNNPredictor(256, num_classes + 1),
-                           rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
-                           rpn_pre_nms_top_n_test=600, rpn_post_nms_top_n_test=300,
-                           rpn_batch_size_per_image=128, box_batch_size_per_image=128,
-                           box_detections_per_img=100, box_score_thresh=0.001)
+                           box_predictor=FastRCNNPredictor(256, num_classes + 1), **SMALL_DETECTOR)
     else:
         from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 

@@ -80,7 +80,7 @@ def parse_args(argv=None):
 
 def prepare(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """uint8 ``[N, 3, r, r]`` -> float, normalised, up-sampled (bilinear) to ``size`` if given."""
-    x = images.float().div(255).sub(0.5).div(0.25)
+    x = images.float().div(255).sub(common.PREMISE_MEAN).div(common.PREMISE_STD)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False) if size and size != x.shape[-1] else x
 
 
