@@ -9,8 +9,10 @@ The only layer that knows torchvision's detection internals:
   transform resizes them with the boxes;
 * :class:`TorchvisionRoIHeads` / :func:`faster_rcnn_with_head` — R-FCN and
   R-FCN-3000 heads (:mod:`scalekit.heads`) as a ``FasterRCNN``'s ``roi_heads``;
-* :func:`objectness_detections` / :func:`add_class` — R-FCN-3000's class-agnostic
-  detections and new classes from classification images, for such a model;
+* :func:`objectness_detections` / :func:`proposal_detections` / :func:`add_class` —
+  R-FCN-3000's class-agnostic detections, its detections with the RPN's scores
+  as objectness (thesis Table 4.5), and new classes from classification
+  images, for such a model;
 * :func:`deformable_resnet` — the 3x3 convolutions of chosen ResNet stages
   made deformable, the same function at initialisation;
 * :class:`RPNOnly` / :func:`mine_proposals` — SNIPER's short RPN-only run
@@ -44,7 +46,7 @@ except Exception as exc:  # missing, or built for another torch ("operator torch
     ) from exc
 
 from scalekit.detection.backbones import deformable_resnet
-from scalekit.detection.decoupled import add_class, image_features, objectness_detections
+from scalekit.detection.decoupled import add_class, image_features, objectness_detections, proposal_detections
 from scalekit.detection.export import DetectionOutputs, export_detector
 from scalekit.detection.focus import FocusDetector, focus_adapter
 from scalekit.detection.ignore import honour_ignore_boxes
@@ -56,4 +58,4 @@ from scalekit.detection.transform import keep_input_size
 __all__ = ["keep_input_size", "honour_ignore_boxes", "TorchvisionRoIHeads", "faster_rcnn_with_head",
            "deformable_resnet", "torchvision_level_detector", "torchvision_adapter",
            "export_detector", "DetectionOutputs", "RPNOnly", "mine_proposals",
-           "objectness_detections", "add_class", "image_features", "FocusDetector", "focus_adapter"]
+           "objectness_detections", "proposal_detections", "add_class", "image_features", "FocusDetector", "focus_adapter"]

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from scalekit.detection.roi_heads import TorchvisionRoIHeads
 
-__all__ = ["objectness_detections", "image_features", "add_class"]
+__all__ = ["objectness_detections", "proposal_detections", "image_features", "add_class"]
 
 def _roi_heads(model: nn.Module) -> TorchvisionRoIHeads:
     roi_heads = getattr(model, "roi_heads", None)
@@ -96,6 +96,90 @@ def objectness_detections(model: nn.Module, images, *, score_threshold: float = 
         dets = roi_heads.objectness_detections(features, proposals, batch.image_sizes,
                                                score_threshold=score_threshold, **kwargs)
         return model.transform.postprocess(dets, batch.image_sizes, original_sizes)
+
+def _proposals_and_scores(rpn: nn.Module, batch, features) -> tuple[list[Tensor], list[Tensor]]:
+    """The RPN's proposals and their scores (probabilities), exactly those of its own forward:
+    torchvision's ``RegionProposalNetwork.forward`` keeps the scores ``filter_proposals`` returns to
+    itself, so that call is watched for the duration of one forward."""
+    seen = []
+    own = rpn.__dict__.get("filter_proposals")  # an instance's own override stays as it was
+    original = rpn.filter_proposals
+
+    def watched(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append(out[1])
+        return out
+
+    rpn.filter_proposals = watched
+    try:
+        proposals, _ = rpn(batch, features)
+    finally:
+        if own is None:
+            del rpn.filter_proposals
+        else:
+            rpn.filter_proposals = own
+    return proposals, seen[-1]
+
+
+@torch.no_grad()
+def proposal_detections(model: nn.Module, images, *, box_regression: bool = False,
+                        score_threshold: float | None = None, nms_threshold: float | None = None,
+                        detections_per_image: int | None = None) -> list[dict]:
+    """Detections of a decoupled detector whose objectness is the RPN's score (thesis Table 4.5).
+
+    R-FCN-3000's alternative to its detection branch: each proposal keeps the
+    score the RPN gave it, ``p_rpn``, and the fine-grained classifier labels
+    it, so class ``c`` scores ``p_rpn * p(c)``; the super-class branch is not
+    used. The box is the proposal itself, or with ``box_regression`` the
+    detection branch's class-agnostic regression of it (the thesis' "BBR").
+    NMS within the head's ``nms_group_of`` groups, as the detector's own
+    post-processing. The forward is the model's own (transform, backbone, RPN).
+
+    Args:
+        model: a ``FasterRCNN`` from :func:`~scalekit.detection.faster_rcnn_with_head`
+            with a :class:`~scalekit.heads.DecoupledHead`. Run in eval mode; its mode is restored.
+        images: ``[3, H, W]`` float images in ``[0, 1]`` (a list, or an ``[N, 3, H, W]`` batch).
+        box_regression: regress each proposal with the head's box branch.
+        score_threshold, nms_threshold, detections_per_image: default: the model's
+            post-processing settings.
+
+    Returns:
+        One ``{"boxes" [D, 4], "scores" [D], "labels" [D]}`` per image, in input pixels
+        (labels ``1..C`` as the model's own detections).
+
+    Example:
+        >>> import torch
+        >>> from scalekit.detection import faster_rcnn_with_head, proposal_detections
+        >>> from scalekit.heads import DecoupledHead
+        >>> backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=8, padding=1), torch.nn.ReLU())
+        >>> backbone.out_channels = 16
+        >>> head = DecoupledHead(16, num_classes=5, pool_size=3, spatial_scale=1 / 8, mid_channels=16,
+        ...                      fine_channels=16)
+        >>> model = faster_rcnn_with_head(backbone, head, min_size=128, max_size=128)
+        >>> dets = proposal_detections(model, [torch.rand(3, 128, 96)], box_regression=True)
+        >>> sorted(dets[0]), bool((dets[0]["scores"] <= 1).all())
+        (['boxes', 'labels', 'scores'], True)
+    """
+    roi_heads = _roi_heads(model)
+    if not callable(getattr(roi_heads.head, "class_scores", None)) or not hasattr(roi_heads.head, "fine_cls"):
+        raise TypeError(f"the model's head ({type(roi_heads.head).__name__}) has no fine-grained classifier: "
+                        "proposal_detections needs a DecoupledHead")
+    images = _check_images(images, "images")
+    kwargs = {**roi_heads.postprocess_kwargs, **{k: v for k, v in (
+        ("score_threshold", score_threshold), ("nms_threshold", nms_threshold),
+        ("detections_per_image", detections_per_image)) if v is not None}}
+    with _EvalMode(model):
+        original_sizes = [tuple(im.shape[-2:]) for im in images]
+        batch, _ = model.transform(images)
+        features = model.backbone(batch.tensors)
+        if isinstance(features, Tensor):
+            features = {"0": features}
+        proposals, scores = _proposals_and_scores(model.rpn, batch, features)
+        outputs = roi_heads.head(roi_heads.feature_map(features), proposals, batch.image_sizes)
+        dets = roi_heads.head.postprocess(outputs, batch.image_sizes, objectness=torch.cat(scores),
+                                          box_regression=bool(box_regression), **kwargs)
+        return model.transform.postprocess(dets, batch.image_sizes, original_sizes)
+
 
 @torch.no_grad()
 def image_features(model: nn.Module, images, *, batch_size: int = 128) -> Tensor:

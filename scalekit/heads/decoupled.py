@@ -10,9 +10,11 @@ from torch import Tensor, nn
 from scalekit.heads._common import (
     PSVote,
     RoIHead,
+    check_image_sizes,
     check_int,
     check_real,
     classification_losses,
+    clip_to_images,
     detections,
 )
 from scalekit.ops import grouped_nms, ps_roi_align
@@ -164,18 +166,33 @@ class DecoupledHead(RoIHead):
 
     @torch.no_grad()
     def postprocess(self, outputs: dict, image_sizes, *, score_threshold: float = 0.01,
-                    nms_threshold: float = 0.3, detections_per_image: int = 100) -> list[dict]:
+                    nms_threshold: float = 0.3, detections_per_image: int = 100,
+                    objectness: Tensor | None = None, box_regression: bool = True) -> list[dict]:
         """Boxes, scores and labels per image, with NMS within each group of
         ``nms_group_of`` (:func:`~scalekit.ops.grouped_nms`, thesis §4.5.4):
-        classes of one group compete, classes of different groups do not."""
+        classes of one group compete, classes of different groups do not.
+
+        ``objectness``: ``[R]`` scores in ``[0, 1]`` that replace ``p(super-class)``
+        (thesis Table 4.5 uses the RPN's, :func:`~scalekit.detection.proposal_detections`):
+        a RoI's score for class ``c`` is then ``objectness * p(c)``.
+        ``box_regression=False``: each RoI's box is the RoI itself (clipped), not
+        the detection branch's regression of it."""
         boxes, index = self.boxes(outputs, image_sizes)
+        if not box_regression:
+            boxes = clip_to_images(outputs["rois"][:, 1:].to(boxes.dtype), index, check_image_sizes(image_sizes))
+        if objectness is None:
+            scores = self.class_scores(outputs)
+        else:
+            if not isinstance(objectness, Tensor) or objectness.shape != (len(boxes),):
+                raise ValueError(f"objectness must be a [{len(boxes)}] tensor (one score per RoI), got "
+                                 f"{list(objectness.shape) if isinstance(objectness, Tensor) else type(objectness).__name__}")
+            scores = objectness.to(boxes.dtype)[:, None] * outputs["class_logits"].float().softmax(1).to(boxes.dtype)
         groups = self.nms_group_of
 
         def nms(b, s, lab):
             return grouped_nms(b, s, lab - 1, groups, nms_threshold)
 
-        return detections(boxes, self.class_scores(outputs), index, len(image_sizes), nms,
-                          score_threshold, detections_per_image)
+        return detections(boxes, scores, index, len(image_sizes), nms, score_threshold, detections_per_image)
 
     @torch.no_grad()
     def image_features(self, features: Tensor) -> Tensor:

@@ -7,7 +7,13 @@ import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-from scalekit.detection import add_class, faster_rcnn_with_head, image_features, objectness_detections
+from scalekit.detection import (
+    add_class,
+    faster_rcnn_with_head,
+    image_features,
+    objectness_detections,
+    proposal_detections,
+)
 from scalekit.heads import DecoupledHead, RFCNHead
 
 
@@ -27,6 +33,75 @@ def _model(head_kind="decoupled", **head_kwargs):
     return faster_rcnn_with_head(_backbone(), head, min_size=128, max_size=128,
                                  rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
                                  rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=40)
+
+
+def _rpn_scores_by_torchvision(model, images):
+    """The RPN's proposals and scores computed step by step with torchvision's own pieces (the
+    peer): head, anchors, box decoding and ``filter_proposals``, as its ``forward`` runs them."""
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    model.eval()
+    batch, _ = model.transform(images)
+    feats = [model.backbone(batch.tensors)]
+    rpn = model.rpn
+    logits, deltas = rpn.head(feats)
+    anchors = rpn.anchor_generator(batch, feats)
+    per_level = [o[0].numel() for o in logits]
+    logits, deltas = concat_box_prediction_layers(logits, deltas)
+    proposals = rpn.box_coder.decode(deltas, anchors).view(len(anchors), -1, 4)
+    return rpn.filter_proposals(proposals, logits, batch.image_sizes, per_level)
+
+
+class TestProposalDetections:
+    """Thesis Table 4.5: the RPN's score as objectness, times the fine-grained p(c)."""
+
+    def _run(self, box_regression):
+        model = _model().train()
+        images = [torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+        seen = []
+        model.roi_heads.head.register_forward_hook(lambda m, i, out: seen.append(out))
+        dets = proposal_detections(model, images, box_regression=box_regression, score_threshold=0.0)
+        assert model.training and "filter_proposals" not in vars(model.rpn)  # mode and the RPN restored
+        boxes, scores = _rpn_scores_by_torchvision(model, images)
+        return model, dets, boxes, scores, seen[0]
+
+    def test_without_regression_each_box_is_a_proposal_scored_rpn_times_class(self):
+        _, dets, boxes, scores, out = self._run(False)
+        p_class = out["class_logits"].softmax(1).split([len(b) for b in boxes])
+        for d, b, s, p in zip(dets, boxes, scores, p_class):
+            assert len(d["boxes"]) > 0
+            for box, score, label in zip(d["boxes"], d["scores"], d["labels"]):
+                j = (b == box).all(1).nonzero().flatten()  # images are not resized: proposals are input pixels
+                assert len(j) >= 1, "a detection's box is not one of the RPN's proposals"
+                assert torch.isclose(score, (s[j] * p[j, label - 1]).max(), rtol=1e-5)
+
+    def test_with_regression_boxes_are_the_heads_decoded_boxes_and_differ_from_proposals(self):
+        model, dets, boxes, _, out = self._run(True)
+        decoded, index = model.roi_heads.head.boxes(out, [(128, 128)] * 2)
+        moved = 0
+        for i, (d, b) in enumerate(zip(dets, boxes)):
+            mine = decoded[index == i]
+            for box in d["boxes"]:
+                assert torch.isclose(mine, box, atol=1e-4).all(1).any()
+                moved += int(not (b == box).all(1).any())
+        assert moved > 0  # regression changed some boxes (the head's box branch is not the identity)
+
+    def test_scores_differ_from_the_detection_branch(self):
+        model = _model()
+        images = [torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))]
+        own = model.eval()(images)[0]
+        rpn = proposal_detections(model, images, box_regression=True)[0]
+        assert not torch.allclose(own["scores"][:5], rpn["scores"][:5])
+
+    def test_needs_a_decoupled_head(self):
+        with pytest.raises(TypeError, match="DecoupledHead"):
+            proposal_detections(_model("rfcn"), [torch.rand(3, 64, 64)])
+
+    def test_objectness_of_the_wrong_length_is_named(self):
+        head = _model().roi_heads.head
+        out = head(torch.rand(1, 16, 16, 16), [torch.tensor([[0.0, 0, 30, 30], [5, 5, 60, 60]])], [(128, 128)])
+        with pytest.raises(ValueError, match=r"objectness must be a \[2\] tensor"):
+            head.postprocess(out, [(128, 128)], objectness=torch.rand(3))
 
 
 class TestObjectnessDetections:
