@@ -211,12 +211,15 @@ def make_synthetic_fine_coco(root, num_images: int = 100, seed: int = 0, *, num_
 def make_synthetic_fine_classification(root, per_class: int = 10, seed: int = 0, *, num_families: int = 5,
                                        classes_per_family: int = 40, taxonomy_seed: int = 0, classes=None,
                                        crop_size: int = 40):
-    """Write an image-level classification split: one object per crop, a class label, no box.
+    """Write an image-level classification split: one object per crop and its class label.
 
     The object fills 60-95% of the crop's side at a random place, over the
     same clutter as the detection images. The labels file is
     ``{"categories": [...], "images": [{"id", "file_name", "category_id",
-    "height", "width"}]}`` (COCO's image and category records, no annotations).
+    "height", "width", "bbox"}]}`` (COCO's image and category records, no
+    annotations). ``bbox`` is the object's ``[x, y, w, h]``, as ImageNet's
+    classification images carry a box (thesis §4.4.1): classification
+    readers ignore it, a detector trained on classification images uses it.
 
     Args:
         root: output folder (created); crops go to ``root/images``.
@@ -260,7 +263,7 @@ def make_synthetic_fine_classification(root, per_class: int = 10, seed: int = 0,
             name = f"{rid:07d}.png"
             Image.fromarray(canvas.astype(np.uint8)).save(os.path.join(image_dir, name))
             records.append({"id": rid, "file_name": name, "category_id": cat["id"], "height": crop_size,
-                            "width": crop_size})
+                            "width": crop_size, "bbox": [x, y, bw, bh]})
     path = os.path.join(root, "labels.json")
     with open(path, "w") as f:
         json.dump({"categories": cats, "images": records}, f)
