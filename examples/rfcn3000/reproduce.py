@@ -14,7 +14,12 @@ Runs, once per seed, each in its own process in ``OUT/<run>_s<seed>`` (a run who
   objectness AP on the held-out classes' objects (Table 4.7); ``K1_c10``, ``K1_c50``: objectness
   trained on 10 or 50 classes (Fig. 4.7);
 * ``K1_e1``, ``K1_e6``, ``K1_e12`` (``--budget-seeds``): ``K1`` trained 1, 6 or 12 epochs instead of
-  3: AP against training budget.
+  3: AP against training budget;
+* Table 4.5: ``K1`` is also evaluated with the RPN's scores as objectness, with and without the
+  head's box regression; ``K1_ov05`` is ``K1`` with the RPN trained at the overlaps 0.5 / 0.4
+  instead of 0.7 / 0.3, evaluated both ways too;
+* ``K1_cls``: Table 4.2's setting, ``K1`` trained on the classification images and their boxes
+  instead of the detection images, at the same iterations (150 a epoch) and batch size.
 
 Then (``--speed``) randomly initialised detectors, decoupled vs class-specific, 200 / 1,000 / 3,000
 classes, one thread and two. Comparisons are paired over the validation images and averaged over
@@ -45,12 +50,15 @@ import rfcn3000_stats as stats  # noqa: E402
 
 # Seed by seed; K1 first: it trains the classification network K5 and K25 of the seed reuse. A run's
 # own flags come after the common ones and win. Every decoupled run uses NMS per class (the default).
-RUNS = (("K1", ["--superclasses", "1"]), ("K1_c10", ["--train-classes", "10", "--no-add-classes"]),
+RUNS = (("K1", ["--superclasses", "1", "--rpn-objectness"]), ("K1_c10", ["--train-classes", "10", "--no-add-classes"]),
         ("K5", ["--superclasses", "5", "--no-add-classes", "--nms-compare"]),
         ("K25", ["--superclasses", "25", "--no-add-classes", "--nms-compare"]),
         ("K1_c20", ["--train-classes", "20", "--no-add-classes"]),
         ("rfcn_c20", ["--head", "rfcn", "--train-classes", "20"]),
-        ("OB", ["--box-held-out", "--no-add-classes"]), ("K1_c50", ["--train-classes", "50", "--no-add-classes"]))
+        ("OB", ["--box-held-out", "--no-add-classes"]), ("K1_c50", ["--train-classes", "50", "--no-add-classes"]),
+        ("K1_ov05", ["--rpn-iou", "0.5", "0.4", "--rpn-objectness", "--no-add-classes"]),
+        # the detection runs make 150 steps an epoch (600 images, 4 a step); the classification set has 2,520
+        ("K1_cls", ["--train-on", "classification", "--no-add-classes", "--max-steps", "150"]))
 NOT_BY_DEFAULT = ("K1_c10", "K1_c50", "K1_e12")  # Fig. 4.7's runs and the longest budget: not in the default (time)
 BUDGET_RUNS = (("K1_e1", ["--epochs", "1", "--no-add-classes"]), ("K1_e6", ["--epochs", "6", "--no-add-classes"]),
                ("K1_e12", ["--epochs", "12", "--no-add-classes"]))
@@ -81,6 +89,10 @@ def summarise(runs: list[dict]) -> dict:
             figures["all_AP"] = [r["all"]["coco"]["AP"] for r in rs]
         out[name] = {"seeds": [r["seed"] for r in rs], "train_classes": rs[0]["num_known"],
                      "epochs": rs[0]["args"]["epochs"], **{k: common.seed_stat(v) for k, v in figures.items()}}
+        for arm in ("rpn", "rpn_bbr"):
+            if all(arm in r.get("rpn_objectness", {}) for r in rs):
+                out[name][arm] = {k: common.seed_stat([r["rpn_objectness"][arm][k] for r in rs])
+                                  for k in ("AP", "AP50", "AP75")}
         if all("nms_groups" in r for r in rs):
             out[name]["nms_groups"] = {g: {k: common.seed_stat([r["nms_groups"][g][k] for r in rs])
                                            for k in rs[0]["nms_groups"][g]} for g in rs[0]["nms_groups"]}
@@ -232,7 +244,8 @@ def _slim(r: dict) -> dict:
     known = {k: v for k, v in r["known"].items() if k != "coco"}
     return {"run": r["run"], "seed": r["seed"], "epochs": r["args"]["epochs"], "train_seconds": r["train_seconds"],
             "AP": r["known"]["coco"]["AP"], "AP50": r["known"]["coco"]["AP50"], **known,
-            "superclasses": r["superclasses"], **{k: r[k] for k in ("held_out_AP", "nms_groups") if k in r}}
+            "superclasses": r["superclasses"],
+            **{k: r[k] for k in ("held_out_AP", "nms_groups", "rpn_objectness") if k in r}}
 
 
 if __name__ == "__main__":

@@ -116,6 +116,29 @@ def synthetic_paths(args) -> dict:
     return {"paths": paths, "held_out": held, "known": known}
 
 
+def classification_with_boxes(image_dir: str, labels_json: str) -> CocoDetection:
+    """A classification split whose images carry their object's box (``"bbox"`` per image record,
+    as ImageNet's classification images do) as a COCO detection split: one object per image,
+    thesis Table 4.2's training data. Written once as ``detection.json`` beside ``labels_json``."""
+    import json
+
+    path = os.path.join(os.path.dirname(labels_json), "detection.json")
+    if not os.path.exists(path):
+        with open(labels_json) as f:
+            split = json.load(f)
+        missing = [r.get("file_name") for r in split.get("images", []) if len(r.get("bbox") or []) != 4]
+        if missing:
+            common.fail(f"--train-on classification: {len(missing)} images of {labels_json} have no 'bbox' "
+                        f"[x, y, w, h] (the first: {missing[0]}); this setting trains on their boxes")
+        anns = [{"id": r["id"], "image_id": r["id"], "category_id": r["category_id"], "bbox": r["bbox"],
+                 "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0} for r in split["images"]]
+        images = [{k: r[k] for k in ("id", "file_name", "height", "width")} for r in split["images"]]
+        with open(path + ".tmp", "w") as f:
+            json.dump({"images": images, "annotations": anns, "categories": split["categories"]}, f)
+        os.replace(path + ".tmp", path)
+    return CocoDetection(image_dir, path)
+
+
 def load_data(args) -> dict:
     """Detection splits, classification crops, known and held-out category ids."""
     if args.data is None:
@@ -148,6 +171,10 @@ def load_data(args) -> dict:
             known = known[: args.train_classes]
     if not known:
         common.fail("--held-out leaves no class to train with boxes")
+    if args.train_on == "classification":  # Table 4.2's setting: the detector learns from classification images
+        if "classification" not in paths:
+            common.fail("--train-on classification needs DIR/classification/labels.json with a 'bbox' per image")
+        out["train"] = classification_with_boxes(*paths["classification"])
     out["known"], out["held_out"], out["categories"] = known, held, cats
     try:
         out["crops"] = (read_classification(*paths["classification"], args.crop_size) if "classification" in paths
@@ -254,9 +281,10 @@ def ground_truth(coco: dict, objects: set | None, *, agnostic: bool = False) -> 
     return {"images": coco["images"], "annotations": anns, "categories": cats}
 
 
-def evaluate(model, data, args, label_to_category, objects, *, objectness_sets=None) -> dict:
+def evaluate(model, data, args, label_to_category, objects, *, objectness_sets=None, detect=None) -> dict:
     """COCO AP of the detector on the classes in ``objects`` (others: crowd), speed, and
-    class-agnostic objectness AP on each set of ``objectness_sets`` ({name: categories})."""
+    class-agnostic objectness AP on each set of ``objectness_sets`` ({name: categories}).
+    ``detect(model, images)``: the detections (default: the model's own forward)."""
     model.eval()
     val = data["val"]
     loader = DataLoader(val, batch_size=1, collate_fn=collate, num_workers=args.workers)
@@ -274,7 +302,7 @@ def evaluate(model, data, args, label_to_category, objects, *, objectness_sets=N
         for images, targets in common.Progress(loader, desc="inference", quiet=not args.dist.main):
             images = [im.to(device) for im in images]
             with common.autocast(device, args.amp):
-                dets = model(images)
+                dets = model(images) if detect is None else detect(model, images)
             for t, d in zip(targets, dets):
                 predictions[t["image_id"]] = {k: v.float().cpu() for k, v in d.items()}
             n += len(images)

@@ -12,7 +12,8 @@ import numpy as np
 
 from scalekit.evaluation import bootstrap_coco_ap, coco_image_matches, paired_difference
 
-# (name, arm A, arm B, which AP, what it tests): A - B, paired over images, averaged over the seeds both ran
+# (name, arm A, arm B, which AP, what it tests): A - B, paired over images, averaged over the seeds both ran.
+# An arm is a run, or (run, detections) for another set of the run's stored detections than "known".
 COMPARISONS = (
     ("K5 - K1", "K5", "K1", "known", "Table 4.3: 5 super-classes vs 1, NMS per class in both"),
     ("K25 - K1", "K25", "K1", "known", "Table 4.3: 25 super-classes vs 1, NMS per class in both"),
@@ -24,6 +25,15 @@ COMPARISONS = (
     ("3 - 1 epochs", "K1", "K1_e1", "known", "budget"),
     ("6 - 3 epochs", "K1_e6", "K1", "known", "budget"),
     ("12 - 6 epochs", "K1_e12", "K1_e6", "known", "budget"),
+    ("RPN + BBR - RPN (overlap 0.7)", ("K1", "rpn_bbr"), ("K1", "rpn"), "known", "Table 4.5: box regression"),
+    ("RPN + BBR - RPN (overlap 0.5)", ("K1_ov05", "rpn_bbr"), ("K1_ov05", "rpn"), "known",
+     "Table 4.5: box regression"),
+    ("RPN overlap 0.5 - 0.7 (no BBR)", ("K1_ov05", "rpn"), ("K1", "rpn"), "known", "Table 4.5: RPN overlap"),
+    ("RPN overlap 0.5 - 0.7 (BBR)", ("K1_ov05", "rpn_bbr"), ("K1", "rpn_bbr"), "known", "Table 4.5: RPN overlap"),
+    ("decoupled - RPN + BBR (overlap 0.7)", "K1", ("K1", "rpn_bbr"), "known",
+     "Table 4.5: the detection branch's objectness vs the RPN's"),
+    ("detection - classification images", "K1", "K1_cls", "known",
+     "Table 4.2's setting: what training on classification images with boxes costs"),
 )
 NMS_ARMS = ("class", "superclass", "agnostic")
 
@@ -62,10 +72,12 @@ def compare(runs: list[dict], out: str, gt: dict, held_out: list[int], resamples
         return bootstrap_coco_ap(ms, resamples=resamples)
 
     for label, a, b, kind, what in COMPARISONS:
-        seeds = sorted(s for (n, s) in by if n == a and (b, s) in by)
+        (a, key_a), (b, key_b) = (arm if isinstance(arm, tuple) else (arm, "known") for arm in (a, b))
+        seeds = sorted(s for (n, s) in by if n == a and (b, s) in by and all(
+            k == "known" or k in by[(n_, s)].get("rpn_objectness", {}) for n_, k in ((a, key_a), (b, key_b))))
         if not seeds:
             continue
-        ap = rows([(a, s, "known") for s in seeds] + [(b, s, "known") for s in seeds], kind)
+        ap = rows([(a, s, key_a) for s in seeds] + [(b, s, key_b) for s in seeds], kind)
         table[label] = _difference(ap[:len(seeds)], ap[len(seeds):], seeds, kind, what)
     for k in ("K5", "K25"):  # Table 4.4: the same trained detectors, NMS per class / super-class / agnostic
         seeds = sorted(s for (n, s) in by if n == k and "nms_groups" in by[(n, s)])
@@ -146,6 +158,23 @@ def nms_table(result: dict) -> str:
                        ["detector", "NMS per", "AP", "AP50", "post-processing ms/image"], rows)
 
 
+def rpn_table(result: dict) -> str:
+    """Table 4.5: the objectness of one detector from its detection branch or from its RPN's scores."""
+    rows = []
+    for name, overlap in (("K1", "0.7 / 0.3"), ("K1_ov05", "0.5 / 0.4")):
+        s = result["summary"].get(name)
+        if not s or "rpn" not in s:
+            continue
+        for arm, objectness, bbr in (("rpn", "RPN score", "no"), ("rpn_bbr", "RPN score", "yes")):
+            rows.append([f"``{name}``", overlap, objectness, bbr, *(_ms(s[arm][k]) for k in ("AP", "AP50", "AP75"))])
+        if name == "K1":
+            rows.append(["``K1``", overlap, "detection branch (R-FCN-3000)", "yes", _ms(s["AP"]), _ms(s["AP50"]),
+                         "–"])
+    return _list_table("RPN scores as objectness (Table 4.5): AP of the known classes in %, mean ± half the range "
+                       "over seeds", ["detector", "RPN overlap (positive / negative)", "objectness", "box regression",
+                                      "AP", "AP50", "AP75"], rows)
+
+
 def speed_table(result: dict) -> str:
     rows = [[f"{r['classes']:,}", r["head"], str(r["threads"]), f"{r['images_per_s']:.2f}",
              f"{r['head_forward_ms']:.1f}", f"{r['postprocess_ms']:.1f}", f"{r['parameters_M']:.1f}"]
@@ -158,6 +187,8 @@ def speed_table(result: dict) -> str:
 def page_tables(result: dict) -> str:
     """Every table of the page, in its order (the page holds this text verbatim)."""
     parts = [runs_table(result), comparisons_table(result), nms_table(result)]
+    if any("rpn" in s for s in result["summary"].values()):
+        parts.append(rpn_table(result))
     if result.get("speed"):
         parts.append(speed_table(result))
     return "\n".join(parts)

@@ -13,10 +13,18 @@ The steps, each from scalekit's public API:
    4.6); ``--deformable``: deformable PSRoI pooling (+ conv in a ResNet).
 3. **Inference**: ``p(super-class) x p(class)``, NMS per class (``--nms-groups``,
    §4.5.4), COCO mAP; class-agnostic objectness AP on all objects and on the
-   held-out classes (Table 4.7, :func:`scalekit.detection.objectness_detections`).
-4. **New classes without boxes** (§4.6.3, Table 4.2): each held-out class is
+   held-out classes (Table 4.7, :func:`scalekit.detection.objectness_detections`);
+   ``--rpn-objectness``: the RPN's scores as objectness, with and without the
+   head's box regression (Table 4.5, :func:`scalekit.detection.proposal_detections`;
+   ``--rpn-iou 0.5 0.4`` trains the RPN with the thesis' second overlap rule).
+4. **New classes without boxes** (§4.6.3): each held-out class is
    added from its classification crops alone (:func:`scalekit.detection.add_class`)
    and its detection AP is reported.
+
+``--train-on classification`` is Table 4.2's setting: the detector learns from
+the classification images and their boxes (one object each, little context;
+they reach the backbone at their own size) instead of detection images, and
+is tested on the same detection images.
 
 Data, the classification network and evaluation plumbing: ``rfcn3000_data.py``.
 
@@ -55,7 +63,14 @@ sys.path[:0] = [HERE, os.path.join(HERE, "..")]
 import common  # noqa: E402
 import rfcn3000_data as data_lib  # noqa: E402
 
-from scalekit.detection import add_class, faster_rcnn_with_head, honour_ignore_boxes, image_features  # noqa: E402
+from scalekit.detection import (  # noqa: E402
+    add_class,
+    faster_rcnn_with_head,
+    honour_ignore_boxes,
+    image_features,
+    keep_input_size,
+    proposal_detections,
+)
 from scalekit.evaluation import adjusted_rand_index, cluster_purity  # noqa: E402
 from scalekit.heads import DecoupledHead, RFCNHead, class_mean_features, discover_superclasses  # noqa: E402
 
@@ -107,7 +122,8 @@ def build_model(args, num_classes: int, superclass_of=None):
                                   max_size=args.max_size, rpn_pre_nms_top_n_train=1000,
                                   rpn_anchor_generator=AnchorGenerator((tuple(args.anchors),), ((0.5, 1.0, 2.0),)),
                                   rpn_post_nms_top_n_train=args.proposals, rpn_pre_nms_top_n_test=1000,
-                                  rpn_post_nms_top_n_test=args.proposals)
+                                  rpn_post_nms_top_n_test=args.proposals, rpn_fg_iou_thresh=args.rpn_iou[0],
+                                  rpn_bg_iou_thresh=args.rpn_iou[1])
     model.roi_heads.postprocess_kwargs.update(score_threshold=args.score_threshold, nms_threshold=NMS_THRESHOLD)
     return honour_ignore_boxes(model)
 
@@ -173,6 +189,12 @@ def parse_args(argv):
     a("--no-add-classes", action="store_true", help="skip step 4")
     a("--box-held-out", action="store_true", help="train with boxes of the held-out classes too (Table 4.7's OB: "
       "objectness that has seen them; their objectness AP is still reported)")
+    a("--rpn-iou", type=float, nargs=2, default=(0.7, 0.3), metavar=("FG", "BG"), help="RPN anchors: positive "
+      "above FG, negative below BG (default: %(default)s, Faster R-CNN's; the thesis' Table 4.5 also 0.5 0.4)")
+    a("--rpn-objectness", action="store_true", help="decoupled head: also AP with the RPN's scores as objectness, "
+      "with and without the head's box regression (Table 4.5)")
+    a("--train-on", choices=("detection", "classification"), default="detection", help="train the detector on the "
+      "detection images or on the classification images and their boxes (Table 4.2's setting; default: %(default)s)")
     a("--nms-compare", action="store_true", help="decoupled head: AP and NMS time of the trained detector with "
       "NMS per class, per super-class and class-agnostic (Table 4.4)")
     a("--data-only", action="store_true", help="generate the synthetic data and stop")
@@ -187,6 +209,8 @@ def parse_args(argv):
                  "crop_size", "per_class", "image_size", "families", "classes_per_family"):
         if getattr(args, name) < 1:
             common.fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 < args.rpn_iou[1] <= args.rpn_iou[0] < 1:
+        common.fail(f"--rpn-iou needs 0 < BG <= FG < 1, got {args.rpn_iou}")
     if not 0 <= args.held_out_per_family < args.classes_per_family:
         common.fail(f"--held-out-per-family must lie in [0, {args.classes_per_family - 1}]")
     if args.data is not None and not os.path.isdir(args.data):
@@ -235,6 +259,7 @@ def main(argv=None) -> dict:
         start_epoch, train_seconds = state["epoch"] + 1, state["extra"].get("train_seconds", 0.0)
         if args.dist.main:
             print(f"resumed from {ckpt} after epoch {state['epoch'] + 1}", flush=True)
+    keep_input_size(model, args.train_on == "classification")  # classification images at their own size
     net = args.dist.wrap(model)
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, args.epochs):
@@ -273,6 +298,7 @@ def main(argv=None) -> dict:
     if not args.dist.main:
         args.dist.close()
         return {}
+    keep_input_size(model, False)  # the detection images are tested as the detector's transform sizes them
 
     results = {"args": {k: v for k, v in vars(args).items() if k != "dist"}, "train_seconds": train_seconds,
                "num_known": len(known), "num_held_out": len(data["held_out"]), "held_out": data["held_out"],
@@ -299,6 +325,15 @@ def main(argv=None) -> dict:
             print(f"NMS per {name}: AP {e['coco']['AP']:.4f}, post-processing "
                   f"{e['postprocess_ms_per_image']:.1f} ms/image", flush=True)
         head.nms_group_of.copy_(kept)
+    if args.rpn_objectness and args.head == "decoupled":  # Table 4.5: the RPN's scores as objectness
+        results["rpn_objectness"] = {}
+        for name, bbr in (("rpn", False), ("rpn_bbr", True)):
+            e = data_lib.evaluate(model, data, args, label_to_category, known,
+                                  detect=lambda m, ims, bbr=bbr: proposal_detections(m, ims, box_regression=bbr))
+            detections[name] = e.pop("detections")
+            results["rpn_objectness"][name] = {k: e["coco"][k] for k in ("AP", "AP50", "AP75")}
+            print(f"RPN scores as objectness, {'with' if bbr else 'without'} box regression: AP "
+                  f"{e['coco']['AP']:.4f} AP50 {e['coco']['AP50']:.4f} AP75 {e['coco']['AP75']:.4f}", flush=True)
     if data["held_out"] and not args.no_add_classes and args.head == "decoupled" and not args.box_held_out:
         t0 = time.perf_counter()
         added = add_held_out_classes(model, data, args, label_to_category)

@@ -98,9 +98,50 @@ def test_objectness_trained_with_the_held_out_classes(tmp_path, data_dir):
     assert drawn & {4, 8, 12}  # held-out classes are drawn with boxes
 
 
+def _watch_backbone(monkeypatch):
+    """Record what reaches the backbone of the model train.py builds: (training?, batch shape, RPN model)."""
+    seen = {"inputs": []}
+    build = train.build_model
+
+    def watched(*a, **k):
+        model = build(*a, **k)
+        seen["model"] = model
+        model.backbone.register_forward_hook(
+            lambda m, i, o: seen["inputs"].append((m.training, tuple(i[0].shape[-2:]))))
+        return model
+    monkeypatch.setattr(train, "build_model", watched)
+    return seen
+
+
+def test_table_4_2_setting_trains_on_classification_images_at_their_size_and_tests_on_detection_images(
+        tmp_path, data_dir, monkeypatch):
+    seen = _watch_backbone(monkeypatch)
+    r = train.main(["--out", str(tmp_path / "cls"), "--synthetic-dir", data_dir, "--train-on", "classification",
+                    "--epochs", "1", "--no-add-classes", *TINY])
+    trained = {hw for t, hw in seen["inputs"] if t}
+    tested = {hw for t, hw in seen["inputs"] if not t}
+    assert trained == {(64, 64)}  # 40 px crops (padded to a multiple of 32), not resized to 96
+    assert tested == {(96, 96)}  # the detection images, as the detector's transform sizes them
+    detection = json.load(open(os.path.join(data_dir, "3x4", "cls_3", "detection.json")))
+    assert len(detection["annotations"]) == len(detection["images"]) == 12 * 3  # one box per classification image
+    assert r["args"]["train_on"] == "classification" and len(r["known"]["coco"]["per_class"]) == 9
+
+
+def test_table_4_5_rpn_scores_as_objectness_and_the_rpn_overlap_rule(tmp_path, data_dir, monkeypatch):
+    seen = _watch_backbone(monkeypatch)
+    r = train.main(["--out", str(tmp_path / "rpn"), "--synthetic-dir", data_dir, "--rpn-iou", "0.5", "0.4",
+                    "--rpn-objectness", "--epochs", "1", "--no-add-classes", *TINY])
+    matcher = seen["model"].rpn.proposal_matcher
+    assert (matcher.high_threshold, matcher.low_threshold) == (0.5, 0.4)
+    assert set(r["rpn_objectness"]) == {"rpn", "rpn_bbr"}
+    dets = np.load(os.path.join(tmp_path, "rpn", "detections.npz"))
+    assert {"rpn", "rpn_bbr"} <= set(dets) and not np.array_equal(dets["rpn"], dets["known"])
+
+
 @pytest.mark.parametrize("argv, message", [(["--data", "/no/such/folder"], "--data: no such folder"),
                                            (["--epochs", "0"], "--epochs must be >= 1"),
-                                           (["--held-out-per-family", "42"], "--held-out-per-family")])
+                                           (["--held-out-per-family", "42"], "--held-out-per-family"),
+                                           (["--rpn-iou", "0.3", "0.5"], "--rpn-iou needs 0 < BG <= FG < 1")])
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         train.parse_args(argv)
