@@ -12,6 +12,8 @@
 #                on one CPU thread)
 #   make repro-snip   Table 2.1 and pretrained x {MST, SNIP} from the premise's CNN-B, equal budgets
 #                (examples/snip/reproduce.py; two seeds side by side, about 75 min; one seed is on docs/reproductions.rst)
+#   make repro-sniper   SNIPER's Tables 3.1-3.3 the same way, with snip (examples/snip/reproduce.py --table sniper;
+#                two seeds side by side, about 45 min)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
 #   make smoke   that one wheel under torch 2.13.0 (a fresh venv) and 2.14.1 (.venv's): import, op tests
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
@@ -38,7 +40,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise repro-snip repro-rfcn3000 clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise repro-snip repro-sniper repro-rfcn3000 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -104,6 +106,12 @@ repro-snip: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --init $(PREMISE_CNN_B) --out runs/snip_repro \
 	    --seeds 0 1 --jobs 2
 	cp runs/snip_repro/results.json docs/_static/snip_results.json
+
+# SNIPER's Tables 3.1-3.3 the same way (negatives, 2 vs 3 scales, SNIPER vs SNIP at equal iterations).
+repro-sniper: $(BUILT) $(PREMISE_CNN_B)
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --table sniper --init $(PREMISE_CNN_B) \
+	    --out runs/snip_repro --seeds 0 1 --jobs 2
+	cp runs/snip_repro/results_sniper.json docs/_static/sniper_results.json
 
 bench: $(BUILT)
 	$(PY) -m benchmarks

@@ -416,6 +416,24 @@ def add_detection_args(p, out: str) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
+def add_test_level_arg(p) -> None:
+    """``--test-level SHORT MAX``: evaluate at one scale, every detection kept (read by :func:`test_levels`)."""
+    p.add_argument("--test-level", type=float, nargs=2, default=None, metavar=("SHORT", "MAX"),
+                   help="evaluate at this one scale, every detection kept (Table 2.1 tests at 1400 2000) "
+                        "(default: the recipe's levels)")
+
+
+def test_levels(args, default):
+    """The levels a detector is evaluated at: ``--test-level`` (one level, every object valid) or ``default``."""
+    from scalekit.scale import AreaRange, ScaleSpec, scaled_levels
+
+    if getattr(args, "test_level", None) is None:
+        return default
+    if min(args.test_level) <= 0:
+        fail(f"--test-level sizes must be positive, got {args.test_level}")
+    return scaled_levels(((ScaleSpec.shorter_side(*args.test_level), AreaRange()),), args.size_scale)
+
+
 def check_detection_args(p, args) -> None:
     if args.size_scale is None:
         args.size_scale = 1.0 if args.data or args.train_ann else 0.5

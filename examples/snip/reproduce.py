@@ -16,6 +16,18 @@ pixels, every detection kept (``--test-level``), on small objects (AP_S):
   interaction (SNIP - MST pretrained) - (SNIP - MST from scratch) is the
   mechanism SNIP claims (a pretrained network's scale, §2.3).
 
+``--table sniper`` runs SNIPER's tables the same way (``examples/sniper/train.py``, the
+same budget, data, backbone and test), beside ``snip``:
+
+* ``sniper``: 512x512 chips at three scales with negative chips mined by an RPN-only run of
+  ``--iterations / 4`` iterations, counted in the budget (the thesis trains its RPN 2 epochs
+  before the 7 of the detector: 22 %); the detector trains the other three quarters;
+* ``sniper_noneg``: positive chips only, every iteration the detector's (Table 3.2);
+* ``sniper_2s``: without the 3x scale (Table 3.2's "2 scales"; tested as the others);
+* Table 3.1: the RPN's recall by object size with and without negatives;
+* Table 3.3: ``sniper`` - ``snip`` at equal iterations, with the pixels each trains on per image
+  and its training images (chips) per second.
+
 The pretrained arms start from ``--init`` (CNN-B of ``examples/snip/premise.py``,
 ``make repro-premise`` writes it). Each run is its own process in
 ``OUT/<arm>_s<seed>`` (a finished run is not rerun); ``--jobs`` runs seeds
@@ -24,7 +36,7 @@ comparison a paired difference with a bootstrap interval over test images
 (:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
 resamples for every run, each resample's AP averaged over seeds), holding only
 where the interval excludes zero. Writes ``OUT/results.json`` and
-``OUT/table.rst``.
+``OUT/table.rst`` (``--table sniper``: ``results_sniper.json``, ``table_sniper.rst``).
 
     python examples/snip/reproduce.py --init runs/premise_repro/cnn_b_scale_true_seed0.pt --out runs/snip_repro
 """
@@ -46,6 +58,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
 
 TRAIN = os.path.join(HERE, "train.py")
+SNIPER_TRAIN = os.path.join(os.path.dirname(HERE), "sniper", "train.py")
 TEST_LEVEL = ["--test-level", "1400", "2000"]
 # (arm, flags, pretrained)
 ARMS = (("800_all", ["--recipe", "single", "--scale", "800", "1200"], True),
@@ -55,9 +68,16 @@ ARMS = (("800_all", ["--recipe", "single", "--scale", "800", "1200"], True),
         ("snip", ["--recipe", "snip"], True),
         ("mst_scratch", ["--recipe", "multiscale"], False),
         ("snip_scratch", ["--recipe", "snip"], False))
-# the thesis' directions (Table 2.1, §2.5): a > b
+# SNIPER's tables (Tables 3.1-3.3); "--rpn-iterations" is set from the budget by run_arm
+SNIPER_ARMS = (("snip", ["--recipe", "snip"], True),
+               ("sniper", ["--rpn-iterations"], True),
+               ("sniper_noneg", ["--no-negatives"], True),
+               ("sniper_2s", ["--rpn-iterations", "--two-scales"], True))
+TABLES = {"2.1": ARMS, "sniper": SNIPER_ARMS}
+# the thesis' directions (Table 2.1, §2.5; Tables 3.2, 3.3): a > b
 COMPARISONS = (("1400_all", "800_all"), ("800_all", "1400_lt80"), ("snip", "mst"), ("snip", "1400_all"),
-               ("snip_scratch", "mst_scratch"))
+               ("snip_scratch", "mst_scratch"), ("sniper", "sniper_noneg"), ("sniper", "sniper_2s"),
+               ("sniper", "snip"))
 THESIS_APS = {"800_all": 19.6, "1400_all": 19.9, "1400_lt80": 16.4, "mst": 19.5, "snip": 21.4}  # Table 2.1
 
 
@@ -69,8 +89,10 @@ def parse_args(argv):
     p.add_argument("--out", default="runs/snip_repro", help=f"output folder {d}")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=f"training seeds {d}")
     p.add_argument("--jobs", type=int, default=2, help=f"seeds run side by side {d}")
-    p.add_argument("--arms", nargs="+", default=[a for a, _, _ in ARMS], choices=[a for a, _, _ in ARMS],
-                   help="arms to run (default: all)")
+    p.add_argument("--table", choices=sorted(TABLES), default="2.1",
+                   help=f"Table 2.1's arms or SNIPER's tables (with snip; results_sniper.json, table_sniper.rst) {d}")
+    p.add_argument("--arms", nargs="+", choices=sorted({a for arms in TABLES.values() for a, _, _ in arms}),
+                   help="arms to run (default: all of --table's)")
     p.add_argument("--iterations", type=int, default=800,
                    help=f"SGD iterations of every arm, batch 4 (800: about 7 epochs of SNIP's training set) {d}")
     p.add_argument("--warm-start-epochs", type=int, default=3,
@@ -85,12 +107,16 @@ def parse_args(argv):
         p.error(f"--init {args.init} does not exist; make it with `make repro-premise` (examples/snip/premise.py)")
     if args.iterations < 4:
         p.error("--iterations must be at least 4 (AP is also taken at a quarter and half of it)")
+    args.arms = args.arms or [a for a, _, _ in TABLES[args.table]]
     return args
 
 
 def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, data: str) -> dict:
     out, n = os.path.join(args.out, f"{arm}_s{seed}"), args.iterations
-    cmd = [sys.executable, TRAIN, *flags, "--backbone", "premise", "--render", "scale_true",
+    script = SNIPER_TRAIN if arm.startswith("sniper") else TRAIN
+    rpn = ["--rpn-iterations", str(n // 4)]  # SNIPER's RPN-only run: a quarter of the budget
+    flags = [g for f in flags for g in (rpn if f == "--rpn-iterations" else [f])]
+    cmd = [sys.executable, script, *flags, "--backbone", "premise", "--render", "scale_true",
            "--iterations", str(n), "--eval-at", str(n // 4), str(n // 2), *TEST_LEVEL, "--threads", "1",
            "--seed", str(seed), "--out", out, "--synthetic-dir", data, "--synthetic", *map(str, args.synthetic),
            "--draw", "0", *(["--init", args.init] if pretrained else []),
@@ -121,7 +147,7 @@ def summarise(args, runs: dict, ap: dict) -> dict:
     difference of the seed-averaged AP_S with its bootstrap interval; the 2 x 2 interaction."""
     from scalekit.evaluation import paired_difference
 
-    arms = [a for a, _, _ in ARMS if any(k[0] == a for k in runs)]
+    arms = [a for a, _, _ in ARMS + SNIPER_ARMS[1:] if any(k[0] == a for k in runs)]
     mean = {a: np.mean([ap[k] for k in ap if k[0] == a], axis=0) for a in arms}
     out = {"arms": {}, "comparisons": [], "seeds": args.seeds, "iterations": args.iterations}
     for a in arms:
@@ -134,7 +160,12 @@ def summarise(args, runs: dict, ap: dict) -> dict:
                                      for i, p in enumerate(rs[0]["budget"])],
                           "train_pixels_per_image": float(np.mean([r["train_pixels_per_image"] for r in rs])),
                           "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
+                          "train_inputs_per_s": float(np.mean([r["train_inputs_per_s"] for r in rs])),
                           "thesis_APs": THESIS_APS.get(a)}
+        if all("proposal_recall" in r for r in rs):  # Table 3.1
+            out["arms"][a]["rpn_recall50_by_size"] = {
+                k: float(np.mean([r["proposal_recall"]["recall50_by_size"][k] for r in rs]))
+                for k in rs[0]["proposal_recall"]["recall50_by_size"]}
     for a, b in COMPARISONS:
         if a in mean and b in mean:
             out["comparisons"].append({"a": a, "b": b, **paired_difference(mean[a], mean[b])})
@@ -144,16 +175,19 @@ def summarise(args, runs: dict, ap: dict) -> dict:
 
 
 def table(summary: dict) -> str:
-    """The RST tables of docs/reproductions.rst (AP in %)."""
+    """The RST tables of docs/reproductions.rst (AP in %); with SNIPER's arms also training inputs
+    (images or chips) per second and Table 3.1's RPN recall by size."""
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    sniper = any(a.startswith("sniper") for a in summary["arms"])
     rows = [".. list-table::", "   :header-rows: 1", "", "   * - arm", "     - AP_S, mean (min-max)",
             "     - AP_S at 1/4, 1/2, all of the budget", "     - AP (all sizes)", "     - train pixels / image",
-            "     - thesis AP_S"]
+            *(["     - training inputs / s"] if sniper else []), "     - thesis AP_S"]
     for a, r in summary["arms"].items():
         s = r["APs"]
         rows += [f"   * - {a}", f"     - {pct(s['mean'])} ({pct(s['min'])}-{pct(s['max'])})",
                  "     - " + ", ".join(pct(p["APs"]) for p in r["budget"]) + f", {pct(s['mean'])}",
                  f"     - {pct(r['AP'])}", f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
+                 *([f"     - {r['train_inputs_per_s']:.2f}"] if sniper else []),
                  f"     - {r['thesis_APs'] if r['thesis_APs'] is not None else '-'}"]
     rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - comparison (thesis: a > b)",
              "     - a - b [95 % basic bootstrap interval]", "     - direction"]
@@ -161,8 +195,20 @@ def table(summary: dict) -> str:
     if "interaction" in summary:
         items.append(("(snip - mst) pretrained - (snip - mst) scratch", summary["interaction"]))
     for name, c in items:
+        if name == "sniper - snip":  # Table 3.3 without batch normalisation: "comparable results"
+            name, verdict = ("sniper - snip (thesis: comparable)",
+                             "within noise" if not c["holds"] else "sniper better" if c["low"] > 0 else "snip better")
+        else:
+            verdict = "within noise" if not c["holds"] else "as the thesis" if c["low"] > 0 else "reversed"
         rows += [f"   * - {name}", f"     - {pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]",
-                 f"     - {'within noise' if not c['holds'] else 'as the thesis' if c['low'] > 0 else 'reversed'}"]
+                 f"     - {verdict}"]
+    recall = {a: r["rpn_recall50_by_size"] for a, r in summary["arms"].items() if "rpn_recall50_by_size" in r}
+    if recall:  # Table 3.1
+        bins = list(next(iter(recall.values())))
+        rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - arm (RPN recall at IoU 0.5, %)",
+                 *(f"     - {b} px" for b in bins)]
+        for a, r in recall.items():
+            rows += [f"   * - {a}", *(f"     - {pct(r[b])}" for b in bins)]
     return "\n".join(rows) + "\n"
 
 
@@ -179,7 +225,7 @@ def main(argv=None) -> dict:
 
     def run_seed(seed):
         return {(arm, seed): run_arm(args, arm, flags, pretrained, seed, data)
-                for arm, flags, pretrained in ARMS if arm in args.arms}
+                for arm, flags, pretrained in ARMS + SNIPER_ARMS[1:] if arm in args.arms}
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -192,9 +238,10 @@ def main(argv=None) -> dict:
     summary.update(test_images=len(ids), resamples=args.resamples, wall_seconds=time.perf_counter() - start,
                    machine={"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
                    runs={f"{a}_s{s}": r for (a, s), r in runs.items()})
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    suffix = "" if args.table == "2.1" else f"_{args.table}"
+    with open(os.path.join(args.out, f"results{suffix}.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    with open(os.path.join(args.out, "table.rst"), "w") as f:
+    with open(os.path.join(args.out, f"table{suffix}.rst"), "w") as f:
         f.write(table(summary))
     print(table(summary))
     return summary

@@ -65,13 +65,11 @@ def parse_args(argv=None):
     p.add_argument("--train-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="single: train only objects of size (sqrt(area), original pixels) in [LO, HI); the others "
                         "are ignore boxes and RoIs outside it are ignored (1400_<80px: 0 80) (default: all)")
-    p.add_argument("--test-level", type=float, nargs=2, default=None, metavar=("SHORT", "MAX"),
-                   help="evaluate at this one scale, every detection kept (Table 2.1 tests at 1400 2000) "
-                        "(default: the recipe's levels: SNIP's pyramid, or the training scale for single)")
     p.add_argument("--warm-start-epochs", type=int, default=0, metavar="E",
                    help="snip: train the first E epochs as multiscale, then with the ranges (§2.7.1) "
                         "(default: %(default)s)")
     common.add_detection_args(p, out="runs/snip")
+    common.add_test_level_arg(p)  # default here: SNIP's pyramid, or the training scale for single
     args = p.parse_args(argv)
     common.check_detection_args(p, args)
     if args.warm_start_epochs and args.recipe != "snip":
@@ -98,8 +96,7 @@ def main(argv=None) -> dict:
     else:
         levels = SNIP_LEVELS
     levels = scaled_levels(levels, s)
-    test_levels = levels if args.test_level is None else scaled_levels(((ScaleSpec.shorter_side(*args.test_level),
-                                                                         AreaRange()),), s)
+    test_levels = common.test_levels(args, levels)
     if args.recipe == "single" and args.test_level is None:
         test_levels = ((levels[0][0], AreaRange()),)  # a single-scale detector keeps every detection
 

@@ -62,6 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--proposals-per-scale", type=int, default=300, help=f"RPN proposals kept per scale {d}")
     p.add_argument("--two-scales", action="store_true", help="train without the 3x level (Table 3.2)")
     common.add_detection_args(p, out="runs/sniper")
+    common.add_test_level_arg(p)  # default here: SNIP's pyramid
     args = p.parse_args(argv)
     common.check_detection_args(p, args)
     if args.iterations and not args.no_negatives:
@@ -128,16 +129,17 @@ def main(argv=None) -> dict:
               f"{len(val)} validation images", flush=True)
     # with a budget, the RPN-only run's iterations are spent before the detector's
     budget = None if args.iterations is None else args.iterations - (0 if args.no_negatives else args.rpn_iterations)
-    after_step, curve = common.budget_curve(args, model, val, scaled_levels(SNIP_LEVELS, s))
+    test_levels = common.test_levels(args, scaled_levels(SNIP_LEVELS, s))
+    after_step, curve = common.budget_curve(args, model, val, test_levels)
     items, seconds = common.fit(args, model, dataset, args.epochs, log, iterations=budget,
                                 after_step=after_step if args.eval_at else None)
 
     result = {}
     if args.main:
-        stats, infer = common.evaluate_detector(args, model, val, scaled_levels(SNIP_LEVELS, s))
+        stats, infer = common.evaluate_detector(args, model, val, test_levels)
         result = common.detection_results(args, args.recipe, dataset, train, val, stats, infer, items, seconds,
                                           rpn_seconds=rpn_seconds, rpn_iterations=args.rpn_iterations,
-                                          detector_iterations=budget, budget=curve,
+                                          detector_iterations=budget, budget=curve, test_level=args.test_level,
                                           proposal_recall=rpn_recall(args, model, val))
     args.dist.close()
     return result

@@ -324,6 +324,27 @@ def test_table_2_1_reproduction_runs_every_arm_at_one_budget_and_pairs_them(tmp_
     assert "a - b [95 % basic bootstrap interval]" in open(os.path.join(out, "table.rst")).read()
 
 
+def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tmp_path):
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_sniper")
+    _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    out = str(tmp_path / "repro")
+    summary = repro.main(["--init", str(tmp_path / "cnn_b.pt"), "--out", out, "--seeds", "0", "--jobs", "1",
+                          "--table", "sniper", "--arms", "sniper", "sniper_noneg", "--iterations", "8",
+                          "--synthetic", "4", "3", "--resamples", "20",
+                          "--extra", "--size-scale", "0.25", "--batch-size", "2", "--warmup", "1", "--log-every", "1"])
+    phases = {}
+    for name in ("sniper_s0", "sniper_noneg_s0"):
+        log = [json.loads(line) for line in open(os.path.join(out, name, "log.jsonl"))]
+        phases[name] = {p: sum(x["phase"] == p for x in log) for p in ("rpn", "train")}
+    assert phases == {"sniper_s0": {"rpn": 2, "train": 6}, "sniper_noneg_s0": {"rpn": 0, "train": 8}}  # 8 each
+    assert [c["a"] + "-" + c["b"] for c in summary["comparisons"]] == ["sniper-sniper_noneg"]
+    for arm in ("sniper", "sniper_noneg"):
+        assert set(summary["arms"][arm]["rpn_recall50_by_size"]) and summary["arms"][arm]["train_inputs_per_s"] > 0
+    text = open(os.path.join(out, "table_sniper.rst")).read()
+    assert "RPN recall at IoU 0.5" in text and "training inputs / s" in text
+    assert not os.path.exists(os.path.join(out, "results.json"))  # Table 2.1's results are not overwritten
+
+
 def test_the_table_2_1_page_holds_the_committed_results():
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
     doc = json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", "snip_results.json")))
