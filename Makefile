@@ -104,13 +104,14 @@ $(PREMISE_CNN_B):
 	$(MAKE) repro-premise
 repro-snip: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --init $(PREMISE_CNN_B) --out runs/snip_repro \
+	    --figure docs/_static/snip_budget.png \
 	    --seeds 0 1 --jobs 2
 	cp runs/snip_repro/results.json docs/_static/snip_results.json
 
 # SNIPER's Tables 3.1-3.3 the same way (negatives, 2 vs 3 scales, SNIPER vs SNIP at equal iterations).
 repro-sniper: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --table sniper --init $(PREMISE_CNN_B) \
-	    --out runs/snip_repro --seeds 0 1 --jobs 2
+	    --out runs/snip_repro --seeds 0 1 --jobs 2 --figure docs/_static/sniper_budget.png
 	cp runs/snip_repro/results_sniper.json docs/_static/sniper_results.json
 
 bench: $(BUILT)

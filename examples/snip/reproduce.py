@@ -100,6 +100,7 @@ def parse_args(argv):
     p.add_argument("--synthetic", type=int, nargs=2, default=(120, 150), metavar=("TRAIN", "TEST"),
                    help=f"synthetic images {d}")
     p.add_argument("--resamples", type=int, default=1000, help=f"bootstrap resamples over test images {d}")
+    p.add_argument("--figure", help="also draw AP_S against iterations, one line per arm, into this PNG")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                    help="arguments for every run of train.py (e.g. --extra --max-iters 2 for a smoke test)")
     args = p.parse_args(argv)
@@ -212,6 +213,20 @@ def table(summary: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def budget_figure(summary: dict, png: str) -> None:
+    """AP_S (%) against SGD iterations, one line per arm (the seeds' mean), from ``summary`` alone;
+    the points are also written as JSON lines beside the PNG (``.jsonl``)."""
+    points = {}
+    for arm, r in summary["arms"].items():
+        for p in [*r["budget"], {"iteration": summary["iterations"], "APs": r["APs"]["mean"]}]:
+            points.setdefault(p["iteration"], {})[arm] = 100 * p["APs"]
+    jsonl = os.path.splitext(png)[0] + ".jsonl"
+    with open(jsonl, "w") as f:
+        for it in sorted(points):
+            f.write(json.dumps({"iteration": it, **points[it]}) + "\n")
+    common.plot_curves(jsonl, png, keys=list(summary["arms"]), x="iteration")
+
+
 def main(argv=None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.out, exist_ok=True)
@@ -243,6 +258,8 @@ def main(argv=None) -> dict:
         json.dump(summary, f, indent=1)
     with open(os.path.join(args.out, f"table{suffix}.rst"), "w") as f:
         f.write(table(summary))
+    if args.figure:
+        budget_figure(summary, args.figure)
     print(table(summary))
     return summary
 

@@ -307,7 +307,7 @@ def test_table_2_1_reproduction_runs_every_arm_at_one_budget_and_pairs_them(tmp_
     out = str(tmp_path / "repro")
     summary = repro.main(["--init", str(tmp_path / "cnn_b.pt"), "--out", out, "--seeds", "0", "--jobs", "1",
                           "--iterations", "4", "--synthetic", "4", "3", "--resamples", "20",
-                          "--arms", "mst", "snip", "mst_scratch", "snip_scratch",
+                          "--arms", "mst", "snip", "mst_scratch", "snip_scratch", "--figure", str(tmp_path / "b.png"),
                           "--extra", "--size-scale", "0.25", "--batch-size", "2", "--warmup", "1", "--log-every", "1"])
     runs = summary["runs"]
     assert set(runs) == {"mst_s0", "snip_s0", "mst_scratch_s0", "snip_scratch_s0"}
@@ -322,6 +322,12 @@ def test_table_2_1_reproduction_runs_every_arm_at_one_budget_and_pairs_them(tmp_
     assert {c["a"] + "-" + c["b"] for c in summary["comparisons"]} == {"snip-mst", "snip_scratch-mst_scratch"}
     assert "interaction" in summary and summary["test_images"] == 3
     assert "a - b [95 % basic bootstrap interval]" in open(os.path.join(out, "table.rst")).read()
+    # AP against budget: the figure's points are the arms' AP_S at 1/4, 1/2 and all of the budget
+    points = [json.loads(line) for line in open(tmp_path / "b.jsonl")]
+    assert [p["iteration"] for p in points] == [1, 2, 4] and os.path.getsize(tmp_path / "b.png") > 0
+    for arm, r in summary["arms"].items():
+        expected = [100 * p["APs"] for p in r["budget"]] + [100 * r["APs"]["mean"]]
+        assert [p[arm] for p in points] == pytest.approx(expected, nan_ok=True)
 
 
 def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tmp_path):
