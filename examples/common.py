@@ -809,17 +809,24 @@ def fit(args, model, dataset, epochs: int, log, tag: str = "train", *, checkpoin
     return items, seconds
 
 
-def budget_curve(args, model, val, levels):
+def budget_curve(args, model, val, levels, spent: int = 0):
     """``(after_step, curve)`` for :func:`fit`: after each iteration of ``--eval-at``
     the model is evaluated as at the end (:func:`evaluate_detector`, nothing drawn) and
-    ``{"iteration", "AP", "AP50", "APs", ...}`` is appended to ``curve``: AP against budget."""
+    ``{"iteration", "AP", "AP50", "APs", ...}`` is appended to ``curve``: AP against budget.
+
+    ``spent``: iterations of the budget spent before this model's first step (SNIPER's
+    RPN-only run); ``--eval-at`` counts the whole budget, so a point at or before ``spent``
+    finds the detector untrained and is recorded with NaN figures."""
     curve, at = [], set(args.eval_at)
+    for it in sorted(i for i in at if i <= spent):
+        curve.append({"iteration": it, **{k: math.nan for k in ("AP", "AP50", "APs", "APm", "APl")},
+                      "note": "the RPN-only run still had the budget"})
 
     def after_step(it):
-        if it in at and args.main:
+        if it + spent in at and args.main:
             stats, _ = evaluate_detector(args, model, val, levels, draw=0, save=False)
-            curve.append({"iteration": it, **{k: v for k, v in stats.items() if k != "per_class"}})
-            print(f"iteration {it}: AP {stats['AP']:.3f} APs {stats['APs']:.3f}", flush=True)
+            curve.append({"iteration": it + spent, **{k: v for k, v in stats.items() if k != "per_class"}})
+            print(f"iteration {it + spent}: AP {stats['AP']:.3f} APs {stats['APs']:.3f}", flush=True)
 
     return after_step, curve
 

@@ -74,6 +74,7 @@ def summarise(runs: list[dict]) -> dict:
             continue
         figures = {
             "AP": [r["known"]["coco"]["AP"] for r in rs], "AP50": [r["known"]["coco"]["AP50"] for r in rs],
+            "AP75": [r["known"]["coco"].get("AP75", float("nan")) for r in rs],  # absent in older runs
             "objectness_AP_all": [r["known"]["objectness_all"]["AP"] for r in rs],
             "objectness_AP50_held_out": [r["known"]["objectness_held_out"]["AP50"] for r in rs],
             "objectness_AP_held_out": [r["known"]["objectness_held_out"]["AP"] for r in rs],
@@ -194,10 +195,10 @@ def main(argv=None) -> dict:
     runs = []
     for name, flags, seed in todo:
         out = os.path.join(args.out, f"{name}_s{seed}")
+        argv = ["--out", out, "--seed", str(seed), "--synthetic-dir", data_dir,
+                "--classifier-cache", os.path.join(args.out, "classifiers"), *extra, *flags]
         if not os.path.exists(os.path.join(out, "results.json")):
-            cmd = [sys.executable, os.path.join(HERE, "train.py"), "--out", out, "--seed", str(seed),
-                   "--synthetic-dir", data_dir, "--classifier-cache", os.path.join(args.out, "classifiers"),
-                   *extra, *flags]
+            cmd = [sys.executable, os.path.join(HERE, "train.py"), *argv]
             print(f"[{(time.perf_counter() - t0) / 60:.1f} min] $", " ".join(cmd), flush=True)
             with open(os.path.join(args.out, f"{name}_s{seed}.log"), "w") as log:
                 rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -206,6 +207,10 @@ def main(argv=None) -> dict:
                 continue
         with open(os.path.join(out, "results.json")) as f:
             runs.append({"run": name, "seed": seed, **json.load(f)})
+        changed = changed_settings(runs[-1]["args"], argv)
+        if changed:
+            print(f"warning: {out} was trained with other settings than this command gives it ({', '.join(changed)}); "
+                  f"its results are used as they are: delete the folder to train it again", flush=True)
     train_minutes = (time.perf_counter() - t0) / 60
     held_out = runs[0]["held_out"] if runs else []
     comparisons = stats.compare(runs, args.out, stats.load(_val_json(data_dir)), held_out, resamples=args.resamples)
@@ -229,6 +234,13 @@ def main(argv=None) -> dict:
         f.write(text)
     print(text + f"\nWall time {result['wall_seconds'] / 60:.1f} min.")
     return result
+
+
+def changed_settings(stored: dict, argv: list[str]) -> list[str]:
+    """The settings of ``train.py argv`` that differ from a finished run's stored ``args``."""
+    train = common.import_script(os.path.join(HERE, "train.py"), "rfcn3000_train")
+    now = json.loads(json.dumps(vars(train.parse_args(argv)), default=float))
+    return sorted(k for k in now if stored.get(k, "<absent>") != now[k])
 
 
 def _val_json(data_dir: str) -> str:

@@ -116,26 +116,31 @@ def synthetic_paths(args) -> dict:
     return {"paths": paths, "held_out": held, "known": known}
 
 
-def classification_with_boxes(image_dir: str, labels_json: str) -> CocoDetection:
+def classification_with_boxes(image_dir: str, labels_json: str, dist) -> CocoDetection:
     """A classification split whose images carry their object's box (``"bbox"`` per image record,
     as ImageNet's classification images do) as a COCO detection split: one object per image,
-    thesis Table 4.2's training data. Written once as ``detection.json`` beside ``labels_json``."""
+    thesis Table 4.2's training data. Written by the main process as ``detection.json`` beside
+    ``labels_json`` (again whenever ``labels_json`` is newer)."""
     import json
 
     path = os.path.join(os.path.dirname(labels_json), "detection.json")
-    if not os.path.exists(path):
+    if dist.main and (not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(labels_json)):
         with open(labels_json) as f:
             split = json.load(f)
         missing = [r.get("file_name") for r in split.get("images", []) if len(r.get("bbox") or []) != 4]
         if missing:
             common.fail(f"--train-on classification: {len(missing)} images of {labels_json} have no 'bbox' "
-                        f"[x, y, w, h] (the first: {missing[0]}); this setting trains on their boxes")
+                        f"[x, y, w, h] (the first: {missing[0]}); this setting trains on their boxes (synthetic "
+                        f"crops written before they carried boxes: delete {os.path.dirname(labels_json)} and "
+                        "run again to regenerate them)")
         anns = [{"id": r["id"], "image_id": r["id"], "category_id": r["category_id"], "bbox": r["bbox"],
                  "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0} for r in split["images"]]
         images = [{k: r[k] for k in ("id", "file_name", "height", "width")} for r in split["images"]]
-        with open(path + ".tmp", "w") as f:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
             json.dump({"images": images, "annotations": anns, "categories": split["categories"]}, f)
-        os.replace(path + ".tmp", path)
+        os.replace(tmp, path)
+    dist.barrier()
     return CocoDetection(image_dir, path)
 
 
@@ -174,7 +179,7 @@ def load_data(args) -> dict:
     if args.train_on == "classification":  # Table 4.2's setting: the detector learns from classification images
         if "classification" not in paths:
             common.fail("--train-on classification needs DIR/classification/labels.json with a 'bbox' per image")
-        out["train"] = classification_with_boxes(*paths["classification"])
+        out["train"] = classification_with_boxes(*paths["classification"], args.dist)
     out["known"], out["held_out"], out["categories"] = known, held, cats
     try:
         out["crops"] = (read_classification(*paths["classification"], args.crop_size) if "classification" in paths

@@ -163,13 +163,13 @@ def rpn_table(result: dict) -> str:
     rows = []
     for name, overlap in (("K1", "0.7 / 0.3"), ("K1_ov05", "0.5 / 0.4")):
         s = result["summary"].get(name)
-        if not s or "rpn" not in s:
+        if not s or "rpn" not in s or "rpn_bbr" not in s:
             continue
         for arm, objectness, bbr in (("rpn", "RPN score", "no"), ("rpn_bbr", "RPN score", "yes")):
             rows.append([f"``{name}``", overlap, objectness, bbr, *(_ms(s[arm][k]) for k in ("AP", "AP50", "AP75"))])
         if name == "K1":
             rows.append(["``K1``", overlap, "detection branch (R-FCN-3000)", "yes", _ms(s["AP"]), _ms(s["AP50"]),
-                         "–"])
+                         _ms(s.get("AP75"))])
     return _list_table("RPN scores as objectness (Table 4.5): AP of the known classes in %, mean ± half the range "
                        "over seeds", ["detector", "RPN overlap (positive / negative)", "objectness", "box regression",
                                       "AP", "AP50", "AP75"], rows)

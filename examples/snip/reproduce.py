@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -161,7 +162,7 @@ def summarise(args, runs: dict, ap: dict) -> dict:
                                      for i, p in enumerate(rs[0]["budget"])],
                           "train_pixels_per_image": float(np.mean([r["train_pixels_per_image"] for r in rs])),
                           "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
-                          "train_inputs_per_s": float(np.mean([r["train_inputs_per_s"] for r in rs])),
+                          "train_inputs_per_s": float(np.mean([r["train_inputs_per_s"] or math.nan for r in rs])),
                           "thesis_APs": THESIS_APS.get(a)}
         if all("proposal_recall" in r for r in rs):  # Table 3.1
             out["arms"][a]["rpn_recall50_by_size"] = {
@@ -178,7 +179,7 @@ def summarise(args, runs: dict, ap: dict) -> dict:
 def table(summary: dict) -> str:
     """The RST tables of docs/reproductions.rst (AP in %); with SNIPER's arms also training inputs
     (images or chips) per second and Table 3.1's RPN recall by size."""
-    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
     sniper = any(a.startswith("sniper") for a in summary["arms"])
     rows = [".. list-table::", "   :header-rows: 1", "", "   * - arm", "     - AP_S, mean (min-max)",
             "     - AP_S at 1/4, 1/2, all of the budget", "     - AP (all sizes)", "     - train pixels / image",

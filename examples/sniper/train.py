@@ -130,7 +130,8 @@ def main(argv=None) -> dict:
     # with a budget, the RPN-only run's iterations are spent before the detector's
     budget = None if args.iterations is None else args.iterations - (0 if args.no_negatives else args.rpn_iterations)
     test_levels = common.test_levels(args, scaled_levels(SNIP_LEVELS, s))
-    after_step, curve = common.budget_curve(args, model, val, test_levels)
+    spent = 0 if budget is None else args.iterations - budget  # --eval-at counts the RPN-only run too
+    after_step, curve = common.budget_curve(args, model, val, test_levels, spent=spent)
     items, seconds = common.fit(args, model, dataset, args.epochs, log, iterations=budget,
                                 after_step=after_step if args.eval_at else None)
 

@@ -118,6 +118,9 @@ def _proposals_and_scores(rpn: nn.Module, batch, features) -> tuple[list[Tensor]
             del rpn.filter_proposals
         else:
             rpn.filter_proposals = own
+    if not seen:
+        raise TypeError(f"the model's RPN ({type(rpn).__name__}) never called filter_proposals: proposal_detections "
+                        "needs torchvision's RegionProposalNetwork (or a subclass that keeps its forward)")
     return proposals, seen[-1]
 
 

@@ -179,14 +179,15 @@ class DecoupledHead(RoIHead):
         the detection branch's regression of it."""
         boxes, index = self.boxes(outputs, image_sizes)
         if not box_regression:
-            boxes = clip_to_images(outputs["rois"][:, 1:].to(boxes.dtype), index, check_image_sizes(image_sizes))
+            boxes = clip_to_images(outputs["rois"][:, 1:], index, check_image_sizes(image_sizes))
         if objectness is None:
             scores = self.class_scores(outputs)
         else:
             if not isinstance(objectness, Tensor) or objectness.shape != (len(boxes),):
                 raise ValueError(f"objectness must be a [{len(boxes)}] tensor (one score per RoI), got "
                                  f"{list(objectness.shape) if isinstance(objectness, Tensor) else type(objectness).__name__}")
-            scores = objectness.to(boxes.dtype)[:, None] * outputs["class_logits"].float().softmax(1).to(boxes.dtype)
+            # in float32 whatever the autocast dtype: bfloat16 would merge nearby scores and reorder them
+            scores = objectness.float().to(boxes.device)[:, None] * outputs["class_logits"].float().softmax(1)
         groups = self.nms_group_of
 
         def nms(b, s, lab):

@@ -86,12 +86,33 @@ class TestProposalDetections:
                 moved += int(not (b == box).all(1).any())
         assert moved > 0  # regression changed some boxes (the head's box branch is not the identity)
 
-    def test_scores_differ_from_the_detection_branch(self):
-        model = _model()
+    def test_the_super_class_branch_is_not_used(self):
+        model = _model().eval()
         images = [torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))]
-        own = model.eval()(images)[0]
-        rpn = proposal_detections(model, images, box_regression=True)[0]
-        assert not torch.allclose(own["scores"][:5], rpn["scores"][:5])
+        before_own, before_rpn = model(images)[0], proposal_detections(model, images)[0]
+        with torch.no_grad():
+            model.roi_heads.head.super_maps.weight.normal_(std=1.0)  # a different p(super-class)
+        after_own, after_rpn = model(images)[0], proposal_detections(model, images)[0]
+        assert not torch.equal(before_own["scores"], after_own["scores"])  # the detector's own scores move
+        for k in ("boxes", "scores", "labels"):
+            assert torch.equal(before_rpn[k], after_rpn[k])  # the RPN-objectness detections do not
+
+    def test_the_rpn_is_restored_after_an_error_and_its_own_override_kept(self):
+        model = _model()
+        calls = []
+        original = model.rpn.filter_proposals
+
+        def own(*args, **kwargs):
+            calls.append(1)
+            return original(*args, **kwargs)
+
+        model.rpn.filter_proposals = own
+        proposal_detections(model, [torch.rand(3, 128, 128)])
+        assert model.rpn.filter_proposals is own and calls == [1]
+        model.roi_heads.head.register_forward_hook(lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(RuntimeError, match="boom"):
+            proposal_detections(model, [torch.rand(3, 128, 128)])
+        assert model.rpn.filter_proposals is own and model.training
 
     def test_needs_a_decoupled_head(self):
         with pytest.raises(TypeError, match="DecoupledHead"):

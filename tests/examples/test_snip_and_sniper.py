@@ -343,6 +343,11 @@ def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tm
         log = [json.loads(line) for line in open(os.path.join(out, name, "log.jsonl"))]
         phases[name] = {p: sum(x["phase"] == p for x in log) for p in ("rpn", "train")}
     assert phases == {"sniper_s0": {"rpn": 2, "train": 6}, "sniper_noneg_s0": {"rpn": 0, "train": 8}}  # 8 each
+    # AP against budget counts the RPN-only run: at iteration 2 sniper's detector has not trained yet
+    sniper_budget = summary["runs"]["sniper_s0"]["budget"]
+    assert [p["iteration"] for p in sniper_budget] == [2, 4] and math.isnan(sniper_budget[0]["APs"])
+    assert not math.isnan(sniper_budget[1]["APs"])
+    assert [p["iteration"] for p in summary["runs"]["sniper_noneg_s0"]["budget"]] == [2, 4]
     assert [c["a"] + "-" + c["b"] for c in summary["comparisons"]] == ["sniper-sniper_noneg"]
     for arm in ("sniper", "sniper_noneg"):
         assert set(summary["arms"][arm]["rpn_recall50_by_size"]) and summary["arms"][arm]["train_inputs_per_s"] > 0
