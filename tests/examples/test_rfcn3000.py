@@ -211,7 +211,6 @@ def test_docs_page_holds_the_committed_results():
         assert c["holds"] == (c["low"] > 0 or c["high"] < 0) and c["low"] <= c["high"]
 
 
-@pytest.mark.slow
 def test_a_finished_run_trained_with_other_settings_is_named(tmp_path, data_dir):
     out = str(tmp_path / "run")
     argv = ["--out", out, "--synthetic-dir", data_dir, "--epochs", "1", "--no-add-classes", *TINY]
@@ -222,6 +221,7 @@ def test_a_finished_run_trained_with_other_settings_is_named(tmp_path, data_dir)
                                                                                                   "rpn_objectness"]
 
 
+@pytest.mark.slow
 def test_reproduce_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     # two runs, two seeds, in subprocesses: stored detections -> paired bootstrap -> the page's tables
     root = os.path.join(os.path.dirname(__file__), "..", "..")
