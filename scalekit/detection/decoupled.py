@@ -46,6 +46,14 @@ class _EvalMode:
     def __exit__(self, *exc):
         self.model.train(self.was_training)
 
+def _through_backbone(model: nn.Module, images: list[Tensor]):
+    """The model's own first steps: ``(original sizes, transformed batch, {name: feature map})``."""
+    original_sizes = [tuple(im.shape[-2:]) for im in images]
+    batch, _ = model.transform(images)
+    features = model.backbone(batch.tensors)
+    return original_sizes, batch, ({"0": features} if isinstance(features, Tensor) else features)
+
+
 @torch.no_grad()
 def objectness_detections(model: nn.Module, images, *, score_threshold: float = 0.0,
                           nms_threshold: float | None = None, detections_per_image: int | None = None) -> list[dict]:
@@ -87,11 +95,7 @@ def objectness_detections(model: nn.Module, images, *, score_threshold: float = 
     kwargs = {k: v for k, v in (("nms_threshold", nms_threshold), ("detections_per_image", detections_per_image))
               if v is not None}
     with _EvalMode(model):
-        original_sizes = [tuple(im.shape[-2:]) for im in images]
-        batch, _ = model.transform(images)
-        features = model.backbone(batch.tensors)
-        if isinstance(features, Tensor):
-            features = {"0": features}
+        original_sizes, batch, features = _through_backbone(model, images)
         proposals, _ = model.rpn(batch, features)
         dets = roi_heads.objectness_detections(features, proposals, batch.image_sizes,
                                                score_threshold=score_threshold, **kwargs)
@@ -172,11 +176,7 @@ def proposal_detections(model: nn.Module, images, *, box_regression: bool = Fals
         ("score_threshold", score_threshold), ("nms_threshold", nms_threshold),
         ("detections_per_image", detections_per_image)) if v is not None}}
     with _EvalMode(model):
-        original_sizes = [tuple(im.shape[-2:]) for im in images]
-        batch, _ = model.transform(images)
-        features = model.backbone(batch.tensors)
-        if isinstance(features, Tensor):
-            features = {"0": features}
+        original_sizes, batch, features = _through_backbone(model, images)
         proposals, scores = _proposals_and_scores(model.rpn, batch, features)
         outputs = roi_heads.head(roi_heads.feature_map(features), proposals, batch.image_sizes)
         dets = roi_heads.head.postprocess(outputs, batch.image_sizes, objectness=torch.cat(scores),
