@@ -22,7 +22,8 @@ Runs, once per seed, each in its own process in ``OUT/<run>_s<seed>`` (a run who
   instead of the detection images, at the same iterations (150 a epoch) and batch size.
 
 Then (``--speed``) randomly initialised detectors, decoupled vs class-specific, 200 / 1,000 / 3,000
-classes, one thread and two. Comparisons are paired over the validation images and averaged over
+classes, one thread and two (``--only-speed`` re-measures only these into an existing
+``OUT/results.json``, e.g. on a quieter machine). Comparisons are paired over the validation images and averaged over
 the seeds both arms ran (:mod:`rfcn3000_stats`). Writes ``OUT/results.json`` and ``OUT/tables.rst``
 (the page's tables); ``--json`` copies the JSON there too. Arguments after ``--`` go to every run.
 
@@ -177,7 +178,12 @@ def main(argv=None) -> dict:
                    help="seconds of timing per speed row, at least 3 images (default: %(default)s)")
     p.add_argument("--speed-classes", type=int, nargs="+", default=[200, 1000, 3000])
     p.add_argument("--json", help="also write the results JSON here (e.g. docs/_static/rfcn3000_results.json)")
+    p.add_argument("--only-speed", action="store_true",
+                   help="re-measure only the speed rows (e.g. on a quieter machine) into OUT/results.json, "
+                        "which must exist; the runs and comparisons are kept as they are")
     args = p.parse_args(argv)
+    if args.only_speed:
+        return _only_speed(args)
     os.makedirs(args.out, exist_ok=True)
     data_dir = os.path.join(args.out, "data")
     t0 = time.perf_counter()
@@ -214,18 +220,37 @@ def main(argv=None) -> dict:
     train_minutes = (time.perf_counter() - t0) / 60
     held_out = runs[0]["held_out"] if runs else []
     comparisons = stats.compare(runs, args.out, stats.load(_val_json(data_dir)), held_out, resamples=args.resamples)
-    speed_rows = None
-    if args.speed:
-        load_before = os.getloadavg()
-        speed_rows = speed(classes=tuple(args.speed_classes), budget_s=args.speed_budget)
-        print(f"speed rows measured at load average {load_before[0]:.2f} (1 min) before, "
-              f"{os.getloadavg()[0]:.2f} after", flush=True)
+    speed_rows = _speed_rows(args) if args.speed else None
     result = {"summary": summarise(runs), "comparisons": comparisons, "resamples": args.resamples,
               "speed": speed_rows, "runs": [_slim(r) for r in runs], "held_out": held_out,
               "wall_seconds": time.perf_counter() - t0, "train_minutes": train_minutes,
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "cpus": os.cpu_count(), "torch": torch.__version__, "omp_threads": env["OMP_NUM_THREADS"]},
               "seeds": args.seeds, "budget_seeds": args.budget_seeds, "extra_args": extra}
+    _write(result, args)
+    return result
+
+
+def _speed_rows(args) -> list[dict]:
+    load_before = os.getloadavg()
+    rows = speed(classes=tuple(args.speed_classes), budget_s=args.speed_budget)
+    print(f"speed rows measured at load average {load_before[0]:.2f} (1 min) before, "
+          f"{os.getloadavg()[0]:.2f} after", flush=True)
+    return rows
+
+
+def _only_speed(args) -> dict:
+    path = os.path.join(args.out, "results.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"--only-speed needs the results of a full reproduction in {path}; there is none: "
+                         "run without --only-speed first")
+    result = stats.load(path)
+    result["speed"] = _speed_rows(args)
+    _write(result, args)
+    return result
+
+
+def _write(result: dict, args) -> None:
     for path in filter(None, (os.path.join(args.out, "results.json"), args.json)):
         with open(path, "w") as f:
             json.dump(result, f, indent=1, default=float)
@@ -233,7 +258,6 @@ def main(argv=None) -> dict:
     with open(os.path.join(args.out, "tables.rst"), "w") as f:
         f.write(text)
     print(text + f"\nWall time {result['wall_seconds'] / 60:.1f} min.")
-    return result
 
 
 def changed_settings(stored: dict, argv: list[str]) -> list[str]:

@@ -61,15 +61,19 @@ def compare(runs: list[dict], out: str, gt: dict, held_out: list[int], resamples
     def known_of(r):
         return {int(c) for c in r["known"]["coco"]["per_class"]}
 
-    def rows(pairs, kind):
-        ms = []
-        for name, seed, key in pairs:
-            r = by[(name, seed)]
+    cache = {}  # an arm's bootstrap AP is the same in every comparison (same images, same resamples)
+
+    def arm(name, seed, key, kind):
+        if (name, seed, key, kind) not in cache:
             folder = os.path.join(out, f"{name}_s{seed}")
-            objects = set(held_out) if kind == "held_out" else known_of(r)
-            ms.append(matches_of(folder, "objectness" if kind == "held_out" else key, gt, objects,
-                                 agnostic=kind == "held_out"))
-        return bootstrap_coco_ap(ms, resamples=resamples)
+            objects = set(held_out) if kind == "held_out" else known_of(by[(name, seed)])
+            m = matches_of(folder, "objectness" if kind == "held_out" else key, gt, objects,
+                           agnostic=kind == "held_out")
+            cache[(name, seed, key, kind)] = bootstrap_coco_ap([m], resamples=resamples)[0]
+        return cache[(name, seed, key, kind)]
+
+    def rows(pairs, kind):
+        return np.stack([arm(name, seed, key, kind) for name, seed, key in pairs])
 
     for label, a, b, kind, what in COMPARISONS:
         (a, key_a), (b, key_b) = (arm if isinstance(arm, tuple) else (arm, "known") for arm in (a, b))

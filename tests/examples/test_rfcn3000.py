@@ -237,3 +237,15 @@ def test_reproduce_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     assert c["difference"] == pytest.approx(np.mean(c["a"]) - np.mean(c["b"]), abs=1e-9)
     assert {"K5: NMS per superclass - per class", "K5: NMS per agnostic - per class"} <= set(r["comparisons"])
     assert open(os.path.join(out, "tables.rst")).read() == stats.page_tables(r)
+    # --only-speed replaces the speed rows and keeps every run and comparison as it was
+    row = {"classes": 200, "head": "decoupled", "threads": 1, "images_per_s": 7.0, "head_forward_ms": 2.0,
+           "postprocess_ms": 1.0, "parameters_M": 1.0}
+    monkeypatch.setattr(reproduce, "speed", lambda **kw: [row])
+    again = reproduce.main(["--out", out, "--only-speed", "--json", str(tmp_path / "copy.json")])
+    assert again["speed"] == [row] and again["comparisons"] == json.loads(json.dumps(r["comparisons"]))
+    assert stats.load(str(tmp_path / "copy.json")) == stats.load(os.path.join(out, "results.json")) == again
+
+
+def test_only_speed_needs_a_finished_reproduction(tmp_path):
+    with pytest.raises(SystemExit, match="--only-speed needs the results of a full reproduction"):
+        reproduce.main(["--out", str(tmp_path), "--only-speed"])
