@@ -383,10 +383,12 @@ def add_detection_args(p, out: str) -> None:
                    help="the first N validation images choose the pyramid's test ranges (scalekit.scale.tune_ranges "
                         "over the training ranges widened by 1, 1.25, 1.5 and 2, and none, by AP); AP is then "
                         "reported on the other images only (default: %(default)s, the training ranges)")
-    p.add_argument("--backbone", choices=("tiny", "premise", "resnet18", "resnet50", "resnet101"), default="tiny",
+    p.add_argument("--backbone", choices=("tiny", "premise", "premise_fpn", "resnet18", "resnet50", "resnet101"),
+                   default="tiny",
                    help="tiny: a small conv net + FPN for CPUs; premise: single-level (stride 16), the body of "
-                        f"examples/snip/premise.py's CNN-B (initialise it with --init); resnet*: torchvision ResNet-FPN {d}")
-    p.add_argument("--init", metavar="PATH", help="--backbone premise: start from this CNN-B checkpoint "
+                        "examples/snip/premise.py's CNN-B (initialise it with --init); premise_fpn: the same body "
+                        f"with an FPN on its strides 4, 8 and 16; resnet*: torchvision ResNet-FPN {d}")
+    p.add_argument("--init", metavar="PATH", help="--backbone premise or premise_fpn: start from this CNN-B checkpoint "
                    "(premise.py's cnn_b_*.pt, the 'ImageNet' of the synthetic data); every recipe of a comparison "
                    "from the same file (default: random weights)")
     p.add_argument("--render", choices=("today", "scale_true"), default="today",
@@ -548,6 +550,36 @@ class PremiseNet(torch.nn.Module):
         return self.head(self.body(x))
 
 
+class PremiseFPN(torch.nn.Module):
+    """CNN-B's ``body`` (:class:`PremiseNet`) with torchvision's FPN on the outputs of its three
+    stages (strides 4, 8 and 16 for the stride-4 stem): the Table 2.1 detector's multi-level
+    variant, whose RoIs are pooled from the level that matches their size (the scale
+    normalisation FPN brings by itself, which SNIP's gain may then overlap). ``body`` keeps the
+    checkpoint's module names, so :func:`load_premise_body` fills it."""
+
+    def __init__(self, body: torch.nn.Sequential, out_channels: int = 64):
+        super().__init__()
+        from torchvision.ops import FeaturePyramidNetwork
+
+        self.body = body
+        convs = [i for i, m in enumerate(body) if isinstance(m, torch.nn.Conv2d)]
+        # each stage is two conv-BN-ReLU blocks; a stage ends at the ReLU after its second conv
+        self.ends = [convs[i] + 2 for i in range(2, len(convs), 2)]
+        widths = [body[convs[i]].out_channels for i in range(2, len(convs), 2)]
+        self.fpn = FeaturePyramidNetwork(widths, out_channels)
+        self.out_channels = out_channels
+
+    def forward(self, x):
+        from collections import OrderedDict
+
+        maps = OrderedDict()
+        for i, module in enumerate(self.body):
+            x = module(x)
+            if i in self.ends:
+                maps[str(len(maps))] = x
+        return self.fpn(maps)
+
+
 def single_level_backbone(name: str, deformable: bool = False, pretrained: bool = False):
     """A single-level backbone (one feature map, ``out_channels`` and ``stride`` attributes), the
     R-FCN detectors' (thesis ch. 4): ``"tiny"`` (stride 8) or a torchvision ResNet cut after conv4
@@ -600,7 +632,8 @@ def load_premise_body(body: torch.nn.Module, path: str) -> None:
 def build_detector(backbone: str, num_classes: int, pretrained: bool, init: str | None = None):
     """A torchvision Faster R-CNN that keeps input sizes and honours ignore boxes and valid ranges.
     ``"premise"``: single-level, on the body of the premise experiment's CNN-B (``init``: its checkpoint),
-    which sees images normalised as that experiment trained it."""
+    which sees images normalised as that experiment trained it; ``"premise_fpn"``: the same body with an
+    FPN (:class:`PremiseFPN`), anchors 12-24 / 48-96 / 192-384 px on its three levels."""
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -608,11 +641,22 @@ def build_detector(backbone: str, num_classes: int, pretrained: bool, init: str 
 
     from scalekit.detection import honour_ignore_boxes, keep_input_size
 
-    if init is not None and backbone != "premise":
-        fail(f"--init is for --backbone premise (a CNN-B checkpoint), not {backbone}; resnet* take --pretrained")
-    if backbone == "premise":
-        if pretrained:
-            fail("--pretrained: the premise backbone's weights come from --init PATH")
+    if init is not None and backbone not in ("premise", "premise_fpn"):
+        fail(f"--init is for --backbone premise or premise_fpn (a CNN-B checkpoint), not {backbone}; "
+             "resnet* take --pretrained")
+    if backbone.startswith("premise") and pretrained:
+        fail(f"--pretrained: the {backbone} backbone's weights come from --init PATH")
+    if backbone == "premise_fpn":
+        body = PremiseFPN(PremiseNet(1).body)
+        if init is not None:
+            load_premise_body(body.body, init)
+        anchors = AnchorGenerator(((12, 24), (48, 96), (192, 384)), ((0.5, 1.0, 2.0),) * 3)
+        model = FasterRCNN(body, num_classes=None, rpn_anchor_generator=anchors,
+                           box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 7, 2),
+                           box_head=TwoMLPHead(body.out_channels * 49, 256),
+                           box_predictor=FastRCNNPredictor(256, num_classes + 1),
+                           image_mean=[PREMISE_MEAN] * 3, image_std=[PREMISE_STD] * 3, **SMALL_DETECTOR)
+    elif backbone == "premise":
         body = PremiseNet(1).body  # the classifier head is dropped
         if init is not None:
             load_premise_body(body, init)

@@ -278,6 +278,27 @@ def test_premise_backbone_starts_from_the_cnn_b_checkpoint(tmp_path):
     assert torch.allclose(normalised, (image - 0.5) / 0.25)
 
 
+def test_premise_fpn_puts_an_fpn_on_the_cnn_b_stages_it_was_initialised_with(tmp_path):
+    net = _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    net.eval()
+    detector = common.build_detector("premise_fpn", 3, False, str(tmp_path / "cnn_b.pt")).eval()
+    theirs = net.body.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in detector.backbone.body.state_dict().items())
+    seen = {}
+    detector.backbone.fpn.register_forward_hook(lambda m, inp, out: seen.update(inputs=inp[0], outputs=out))
+    image = torch.rand(3, 96, 128)
+    with torch.no_grad():
+        detector([image])
+        x = detector.transform.normalize(image)[None]
+        # the FPN's inputs are CNN-B's own stage outputs at strides 4, 8 and 16
+        stages = [net.body[:end + 1](x) for end in detector.backbone.ends]
+    assert [tuple(v.shape[-2:]) for v in seen["inputs"].values()] == [(24, 32), (12, 16), (6, 8)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(seen["inputs"].values(), stages))
+    assert torch.allclose(stages[-1], net.body(x), atol=1e-5)
+    # RoIs are pooled from the three levels (a box is routed by its size), not from one map
+    assert detector.roi_heads.box_roi_pool.scales == [0.25, 0.125, 0.0625]
+
+
 def test_init_refuses_other_checkpoints_and_other_backbones(tmp_path, capsys):
     torch.save({"body.0.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(SystemExit):
@@ -286,7 +307,7 @@ def test_init_refuses_other_checkpoints_and_other_backbones(tmp_path, capsys):
     _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
     with pytest.raises(SystemExit):
         common.build_detector("tiny", 3, False, str(tmp_path / "cnn_b.pt"))
-    assert "--init is for --backbone premise" in capsys.readouterr().err
+    assert "--init is for --backbone premise or premise_fpn" in capsys.readouterr().err
 
 
 def test_the_scale_true_set_trains_the_premise_detector_from_its_checkpoint(tmp_path):
