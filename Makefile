@@ -14,6 +14,8 @@
 #                (examples/snip/reproduce.py; two seeds side by side, about 75 min; one seed is on docs/reproductions.rst)
 #   make repro-sniper   SNIPER's Tables 3.1-3.3 the same way, with snip (examples/snip/reproduce.py --table sniper;
 #                two seeds side by side, about 45 min)
+#   make repro-snip-fpn  Table 2.1's secondary arm: MST and SNIP on an FPN over CNN-B, beside the
+#                single-level runs of repro-snip (examples/snip/reproduce.py --table fpn)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
 #   make smoke   that one wheel under torch 2.13.0 (a fresh venv) and 2.14.1 (.venv's): import, op tests
 #   make sanitize  CPU kernels built with ASan + UBSan (build/sanitize), op tests with a larger
@@ -40,7 +42,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise repro-snip repro-sniper repro-rfcn3000 clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise repro-snip repro-sniper repro-snip-fpn repro-rfcn3000 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +115,11 @@ repro-sniper: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --table sniper --init $(PREMISE_CNN_B) \
 	    --out runs/snip_repro --seeds 0 1 --jobs 2 --figure docs/_static/sniper_budget.png
 	cp runs/snip_repro/results_sniper.json docs/_static/sniper_results.json
+
+repro-snip-fpn: $(BUILT) $(PREMISE_CNN_B)
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --table fpn --init $(PREMISE_CNN_B) \
+	    --out runs/snip_repro --seeds 0 1 --jobs 2
+	cp runs/snip_repro/results_fpn.json docs/_static/snip_fpn_results.json
 
 bench: $(BUILT)
 	$(PY) -m benchmarks

@@ -28,6 +28,12 @@ same budget, data, backbone and test), beside ``snip``:
 * Table 3.3: ``sniper`` - ``snip`` at equal iterations, with the pixels each trains on per image
   and its training images (chips) per second.
 
+``--table fpn`` is Table 2.1's secondary arm: ``mst_fpn`` and ``snip_fpn`` are ``mst`` and ``snip``
+with an FPN on CNN-B's three stages (``--backbone premise_fpn``), whose RoI pooling already picks a
+level by the RoI's size; ``(snip - mst) single-level - (snip - mst) FPN`` says how much of SNIP's
+gain FPN's own scale normalisation takes away (the thesis' detector is single-level and has no
+such row; ``mst``, ``snip`` are shared with Table 2.1's runs).
+
 The pretrained arms start from ``--init`` (CNN-B of ``examples/snip/premise.py``,
 ``make repro-premise`` writes it). Each run is its own process in
 ``OUT/<arm>_s<seed>`` (a finished run is not rerun); ``--jobs`` runs seeds
@@ -36,7 +42,7 @@ comparison a paired difference with a bootstrap interval over test images
 (:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
 resamples for every run, each resample's AP averaged over seeds), holding only
 where the interval excludes zero. Writes ``OUT/results.json`` and
-``OUT/table.rst`` (``--table sniper``: ``results_sniper.json``, ``table_sniper.rst``).
+``OUT/table.rst`` (``--table sniper`` or ``fpn``: ``results_<table>.json``, ``table_<table>.rst``).
 
     python examples/snip/reproduce.py --init runs/premise_repro/cnn_b_scale_true_seed0.pt --out runs/snip_repro
 """
@@ -74,11 +80,16 @@ SNIPER_ARMS = (("snip", ["--recipe", "snip"], True),
                ("sniper", ["--rpn-iterations"], True),
                ("sniper_noneg", ["--no-negatives"], True),
                ("sniper_2s", ["--rpn-iterations", "--two-scales"], True))
-TABLES = {"2.1": ARMS, "sniper": SNIPER_ARMS}
+# Table 2.1's secondary arm: the same recipes on an FPN (RoIs pooled from the level their size picks)
+FPN_ARMS = (ARMS[3], ARMS[4],
+            ("mst_fpn", ["--recipe", "multiscale", "--backbone", "premise_fpn"], True),
+            ("snip_fpn", ["--recipe", "snip", "--backbone", "premise_fpn"], True))
+TABLES = {"2.1": ARMS, "sniper": SNIPER_ARMS, "fpn": FPN_ARMS}
+ALL_ARMS = tuple({a[0]: a for arms in TABLES.values() for a in arms}.values())  # each arm once, in table order
 # the thesis' directions (Table 2.1, §2.5; Tables 3.2, 3.3): a > b
 COMPARISONS = (("1400_all", "800_all"), ("800_all", "1400_lt80"), ("snip", "mst"), ("snip", "1400_all"),
                ("snip_scratch", "mst_scratch"), ("sniper", "sniper_noneg"), ("sniper", "sniper_2s"),
-               ("sniper", "snip"))
+               ("sniper", "snip"), ("snip_fpn", "mst_fpn"))
 THESIS_APS = {"800_all": 19.6, "1400_all": 19.9, "1400_lt80": 16.4, "mst": 19.5, "snip": 21.4}  # Table 2.1
 
 
@@ -91,8 +102,9 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=f"training seeds {d}")
     p.add_argument("--jobs", type=int, default=2, help=f"seeds run side by side {d}")
     p.add_argument("--table", choices=sorted(TABLES), default="2.1",
-                   help=f"Table 2.1's arms or SNIPER's tables (with snip; results_sniper.json, table_sniper.rst) {d}")
-    p.add_argument("--arms", nargs="+", choices=sorted({a for arms in TABLES.values() for a, _, _ in arms}),
+                   help="Table 2.1's arms, SNIPER's tables (with snip; results_sniper.json, table_sniper.rst) or "
+                        f"the FPN arm (with mst and snip; results_fpn.json, table_fpn.rst) {d}")
+    p.add_argument("--arms", nargs="+", choices=[a for a, _, _ in ALL_ARMS],
                    help="arms to run (default: all of --table's)")
     p.add_argument("--iterations", type=int, default=800,
                    help=f"SGD iterations of every arm, batch 4 (800: about 7 epochs of SNIP's training set) {d}")
@@ -118,7 +130,8 @@ def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, data:
     script = SNIPER_TRAIN if arm.startswith("sniper") else TRAIN
     rpn = ["--rpn-iterations", str(n // 4)]  # SNIPER's RPN-only run: a quarter of the budget
     flags = [g for f in flags for g in (rpn if f == "--rpn-iterations" else [f])]
-    cmd = [sys.executable, script, *flags, "--backbone", "premise", "--render", "scale_true",
+    backbone = [] if "--backbone" in flags else ["--backbone", "premise"]
+    cmd = [sys.executable, script, *flags, *backbone, "--render", "scale_true",
            "--iterations", str(n), "--eval-at", str(n // 4), str(n // 2), *TEST_LEVEL, "--threads", "1",
            "--seed", str(seed), "--out", out, "--synthetic-dir", data, "--synthetic", *map(str, args.synthetic),
            "--draw", "0", *(["--init", args.init] if pretrained else []),
@@ -149,7 +162,7 @@ def summarise(args, runs: dict, ap: dict) -> dict:
     difference of the seed-averaged AP_S with its bootstrap interval; the 2 x 2 interaction."""
     from scalekit.evaluation import paired_difference
 
-    arms = [a for a, _, _ in ARMS + SNIPER_ARMS[1:] if any(k[0] == a for k in runs)]
+    arms = [a for a, _, _ in ALL_ARMS if any(k[0] == a for k in runs)]
     mean = {a: np.mean([ap[k] for k in ap if k[0] == a], axis=0) for a in arms}
     out = {"arms": {}, "comparisons": [], "seeds": args.seeds, "iterations": args.iterations}
     for a in arms:
@@ -173,7 +186,12 @@ def summarise(args, runs: dict, ap: dict) -> dict:
             out["comparisons"].append({"a": a, "b": b, **paired_difference(mean[a], mean[b])})
     if all(a in mean for a in ("snip", "mst", "snip_scratch", "mst_scratch")):
         out["interaction"] = paired_difference(mean["snip"] - mean["mst"], mean["snip_scratch"] - mean["mst_scratch"])
+    if all(a in mean for a in ("snip", "mst", "snip_fpn", "mst_fpn")):
+        out["fpn_interaction"] = paired_difference(mean["snip"] - mean["mst"], mean["snip_fpn"] - mean["mst_fpn"])
     return out
+
+
+FPN_INTERACTION = "(snip - mst) single-level - (snip - mst) FPN (no thesis row)"
 
 
 def table(summary: dict) -> str:
@@ -196,8 +214,12 @@ def table(summary: dict) -> str:
     items = [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons"]]
     if "interaction" in summary:
         items.append(("(snip - mst) pretrained - (snip - mst) scratch", summary["interaction"]))
+    if "fpn_interaction" in summary:
+        items.append((FPN_INTERACTION, summary["fpn_interaction"]))
     for name, c in items:
-        if name == "sniper - snip":  # Table 3.3 without batch normalisation: "comparable results"
+        if name == FPN_INTERACTION:  # not a thesis row: which detector SNIP helps more
+            verdict = "within noise" if not c["holds"] else "larger single-level" if c["low"] > 0 else "larger with FPN"
+        elif name == "sniper - snip":  # Table 3.3 without batch normalisation: "comparable results"
             name, verdict = ("sniper - snip (thesis: comparable)",
                              "within noise" if not c["holds"] else "sniper better" if c["low"] > 0 else "snip better")
         else:
@@ -241,7 +263,7 @@ def main(argv=None) -> dict:
 
     def run_seed(seed):
         return {(arm, seed): run_arm(args, arm, flags, pretrained, seed, data)
-                for arm, flags, pretrained in ARMS + SNIPER_ARMS[1:] if arm in args.arms}
+                for arm, flags, pretrained in ALL_ARMS if arm in args.arms}
 
     from concurrent.futures import ThreadPoolExecutor
 

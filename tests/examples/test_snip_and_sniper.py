@@ -377,6 +377,27 @@ def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tm
     assert not os.path.exists(os.path.join(out, "results.json"))  # Table 2.1's results are not overwritten
 
 
+def test_fpn_arm_trains_mst_and_snip_on_the_fpn_and_pairs_them_with_the_single_level_ones(tmp_path):
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_fpn")
+    _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    out = str(tmp_path / "repro")
+    summary = repro.main(["--init", str(tmp_path / "cnn_b.pt"), "--out", out, "--seeds", "0", "--jobs", "1",
+                          "--table", "fpn", "--iterations", "4", "--synthetic", "4", "3", "--resamples", "20",
+                          "--extra", "--size-scale", "0.25", "--batch-size", "2", "--warmup", "1", "--log-every", "1"])
+    runs = summary["runs"]
+    assert {n: r["backbone"] for n, r in runs.items()} == {"mst_s0": "premise", "snip_s0": "premise",
+                                                           "mst_fpn_s0": "premise_fpn", "snip_fpn_s0": "premise_fpn"}
+    assert runs["snip_fpn_s0"]["recipe"] == "snip" and runs["mst_fpn_s0"]["recipe"] == "multiscale"
+    assert all(r["init"] == str(tmp_path / "cnn_b.pt") for r in runs.values())
+    assert [c["a"] + "-" + c["b"] for c in summary["comparisons"]] == ["snip-mst", "snip_fpn-mst_fpn"]
+    snip_gain = {k: summary["arms"][f"snip{k}"]["APs"]["mean"] - summary["arms"][f"mst{k}"]["APs"]["mean"]
+                 for k in ("", "_fpn")}
+    difference = summary["fpn_interaction"]["difference"]
+    assert difference == pytest.approx(snip_gain[""] - snip_gain["_fpn"], abs=1e-9) or math.isnan(difference)
+    text = open(os.path.join(out, "table_fpn.rst")).read()
+    assert repro.FPN_INTERACTION in text and not os.path.exists(os.path.join(out, "results.json"))
+
+
 def test_the_table_2_1_page_holds_the_committed_results():
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
     doc = json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", "snip_results.json")))
