@@ -183,6 +183,8 @@ def main(argv=None) -> dict:
                         "which must exist; the runs and comparisons are kept as they are")
     args = p.parse_args(argv)
     if args.only_speed:
+        if extra:
+            p.error(f"--only-speed trains nothing: the arguments after -- ({' '.join(extra)}) would be ignored")
         return _only_speed(args)
     os.makedirs(args.out, exist_ok=True)
     data_dir = os.path.join(args.out, "data")
@@ -220,9 +222,9 @@ def main(argv=None) -> dict:
     train_minutes = (time.perf_counter() - t0) / 60
     held_out = runs[0]["held_out"] if runs else []
     comparisons = stats.compare(runs, args.out, stats.load(_val_json(data_dir)), held_out, resamples=args.resamples)
-    speed_rows = _speed_rows(args) if args.speed else None
+    speed_rows, speed_machine = _speed_rows(args) if args.speed else (None, None)
     result = {"summary": summarise(runs), "comparisons": comparisons, "resamples": args.resamples,
-              "speed": speed_rows, "runs": [_slim(r) for r in runs], "held_out": held_out,
+              "speed": speed_rows, "speed_machine": speed_machine, "runs": [_slim(r) for r in runs], "held_out": held_out,
               "wall_seconds": time.perf_counter() - t0, "train_minutes": train_minutes,
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "cpus": os.cpu_count(), "torch": torch.__version__, "omp_threads": env["OMP_NUM_THREADS"]},
@@ -231,12 +233,16 @@ def main(argv=None) -> dict:
     return result
 
 
-def _speed_rows(args) -> list[dict]:
+def _speed_rows(args) -> tuple[list[dict], dict]:
+    """The speed rows, and where and when they were measured (the machine and its load)."""
     load_before = os.getloadavg()
     rows = speed(classes=tuple(args.speed_classes), budget_s=args.speed_budget)
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+               "load_average_1min_before": load_before[0], "load_average_1min_after": os.getloadavg()[0],
+               "measured": time.strftime("%Y-%m-%d %H:%M %Z")}
     print(f"speed rows measured at load average {load_before[0]:.2f} (1 min) before, "
-          f"{os.getloadavg()[0]:.2f} after", flush=True)
-    return rows
+          f"{machine['load_average_1min_after']:.2f} after", flush=True)
+    return rows, machine
 
 
 def _only_speed(args) -> dict:
@@ -245,7 +251,8 @@ def _only_speed(args) -> dict:
         raise SystemExit(f"--only-speed needs the results of a full reproduction in {path}; there is none: "
                          "run without --only-speed first")
     result = stats.load(path)
-    result["speed"] = _speed_rows(args)
+    result["speed"], result["speed_machine"] = _speed_rows(args)
+    print("speed rows re-measured; the runs and comparisons are those of the last full reproduction", flush=True)
     _write(result, args)
     return result
 

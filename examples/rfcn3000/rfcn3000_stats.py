@@ -63,7 +63,7 @@ def compare(runs: list[dict], out: str, gt: dict, held_out: list[int], resamples
 
     cache = {}  # an arm's bootstrap AP is the same in every comparison (same images, same resamples)
 
-    def arm(name, seed, key, kind):
+    def scored(name, seed, key, kind):
         if (name, seed, key, kind) not in cache:
             folder = os.path.join(out, f"{name}_s{seed}")
             objects = set(held_out) if kind == "held_out" else known_of(by[(name, seed)])
@@ -73,7 +73,7 @@ def compare(runs: list[dict], out: str, gt: dict, held_out: list[int], resamples
         return cache[(name, seed, key, kind)]
 
     def rows(pairs, kind):
-        return np.stack([arm(name, seed, key, kind) for name, seed, key in pairs])
+        return np.stack([scored(name, seed, key, kind) for name, seed, key in pairs])
 
     for label, a, b, kind, what in COMPARISONS:
         (a, key_a), (b, key_b) = (arm if isinstance(arm, tuple) else (arm, "known") for arm in (a, b))
@@ -81,6 +81,10 @@ def compare(runs: list[dict], out: str, gt: dict, held_out: list[int], resamples
             k == "known" or k in by[(n_, s)].get("rpn_objectness", {}) for n_, k in ((a, key_a), (b, key_b))))
         if not seeds:
             continue
+        for s in seeds:  # paired arms must be scored on the same classes (as bootstrap_coco_ap checks)
+            if kind == "known" and known_of(by[(a, s)]) != known_of(by[(b, s)]):
+                raise ValueError(f"{label}: {a} and {b} (seed {s}) were evaluated on different classes; "
+                                 "a paired comparison needs the same test set")
         ap = rows([(a, s, key_a) for s in seeds] + [(b, s, key_b) for s in seeds], kind)
         table[label] = _difference(ap[:len(seeds)], ap[len(seeds):], seeds, kind, what)
     for k in ("K5", "K25"):  # Table 4.4: the same trained detectors, NMS per class / super-class / agnostic

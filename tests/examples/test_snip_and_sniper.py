@@ -1,11 +1,13 @@
 """examples/snip and examples/sniper: every recipe trains, evaluates and resumes end
 to end on tiny data through the drivers' command lines; the reproduction runs both."""
 
+import argparse
 import json
 import math
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -291,7 +293,7 @@ def test_premise_fpn_puts_an_fpn_on_the_cnn_b_stages_it_was_initialised_with(tmp
         detector([image])
         x = detector.transform.normalize(image)[None]
         # the FPN's inputs are CNN-B's own stage outputs at strides 4, 8 and 16
-        stages = [net.body[:end + 1](x) for end in detector.backbone.ends]
+        stages = [net.body[:end + 1](x) for end in (9, 15, 21)]  # the ReLU after each stage's second conv
     assert [tuple(v.shape[-2:]) for v in seen["inputs"].values()] == [(24, 32), (12, 16), (6, 8)]
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(seen["inputs"].values(), stages))
     assert torch.allclose(stages[-1], net.body(x), atol=1e-5)
@@ -390,12 +392,30 @@ def test_fpn_arm_trains_mst_and_snip_on_the_fpn_and_pairs_them_with_the_single_l
     assert runs["snip_fpn_s0"]["recipe"] == "snip" and runs["mst_fpn_s0"]["recipe"] == "multiscale"
     assert all(r["init"] == str(tmp_path / "cnn_b.pt") for r in runs.values())
     assert [c["a"] + "-" + c["b"] for c in summary["comparisons"]] == ["snip-mst", "snip_fpn-mst_fpn"]
-    snip_gain = {k: summary["arms"][f"snip{k}"]["APs"]["mean"] - summary["arms"][f"mst{k}"]["APs"]["mean"]
-                 for k in ("", "_fpn")}
-    difference = summary["fpn_interaction"]["difference"]
-    assert difference == pytest.approx(snip_gain[""] - snip_gain["_fpn"], abs=1e-9) or math.isnan(difference)
+    assert "fpn_interaction" in summary and "interaction" not in summary
     text = open(os.path.join(out, "table_fpn.rst")).read()
     assert repro.FPN_INTERACTION in text and not os.path.exists(os.path.join(out, "results.json"))
+
+
+def test_fpn_interaction_is_the_difference_of_the_two_snip_gains_with_its_own_verdict():
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_fpn_table")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.05, 0.1, 101)  # AP_S on the images (column 0) and 100 resamples
+    gains = {"mst": 0.0, "snip": 0.03, "mst_fpn": 0.0, "snip_fpn": 0.005}  # SNIP helps the single level more
+    ap = {(a, s): base + g + rng.normal(0, 0.001, 101) for a, g in gains.items() for s in (0, 1)}
+    run = {"coco": {"AP": 0.2}, "budget": [], "train_pixels_per_image": 1.0, "train_seconds": 1.0,
+           "train_inputs_per_s": 1.0}
+    args = argparse.Namespace(seeds=[0, 1], iterations=4)
+    summary = repro.summarise(args, {k: run for k in ap}, ap)
+    mean = {a: np.mean([ap[a, 0], ap[a, 1]], axis=0) for a in gains}
+    expected = (mean["snip"] - mean["mst"] - mean["snip_fpn"] + mean["mst_fpn"])[0]
+    assert summary["fpn_interaction"]["difference"] == pytest.approx(expected) and expected > 0.02
+    assert [c["a"] for c in summary["comparisons"]] == ["snip", "snip_fpn"]
+    row = repro.table(summary).split(repro.FPN_INTERACTION)[1].splitlines()
+    assert row[2] == "     - larger single-level"
+    ap.update({("snip_fpn", s): ap["snip_fpn", s] + 0.05 for s in (0, 1)})  # now the FPN gains more
+    row = repro.table(repro.summarise(args, {k: run for k in ap}, ap)).split(repro.FPN_INTERACTION)[1].splitlines()
+    assert row[2] == "     - larger with FPN"
 
 
 def test_the_table_2_1_page_holds_the_committed_results():
