@@ -139,9 +139,10 @@ def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, data:
     return common.run_once(cmd, out, os.path.join(args.out, f"{arm}_s{seed}.log"), f"{arm}, seed {seed}")
 
 
-def small_object_ap(args, runs: dict, data: str) -> tuple[dict, list]:
-    """Per run, AP on small objects on the test images and on ``--resamples`` bootstrap resamples of them
-    (the same resamples for every run): ``{(arm, seed): [1 + B] array}``; and the test image ids."""
+def bootstrap_ap(args, runs: dict, data: str, area: str = "small") -> tuple[dict, list]:
+    """Per run, AP on ``area``'s objects (COCO's ``"small"``, or ``"all"``) on the test images and on
+    ``--resamples`` bootstrap resamples of them (the same resamples for every run):
+    ``{(arm, seed): [1 + B] array}``; and the test image ids."""
     from scalekit.datasets import CocoDetection
     from scalekit.evaluation import bootstrap_coco_ap, coco_image_matches
 
@@ -151,19 +152,22 @@ def small_object_ap(args, runs: dict, data: str) -> tuple[dict, list]:
         detections = torch.load(os.path.join(args.out, f"{arm}_s{seed}", "detections.pt"), weights_only=True)
         results, gt = common.coco_pair(detections, val.coco.dataset, val.label_to_category,
                                        runs[arm, seed]["size_scale"])
-        matches.append(coco_image_matches(results, gt, area="small"))
+        matches.append(coco_image_matches(results, gt, area=area))
         ids = matches[-1]["image_ids"]
     ap = bootstrap_coco_ap(matches, resamples=args.resamples, seed=0)
     return dict(zip(keys, ap)), ids
 
 
-def summarise(args, runs: dict, ap: dict) -> dict:
+def summarise(args, runs: dict, ap: dict, ap_all: dict | None = None) -> dict:
     """Per arm: AP_S (mean, min, max over seeds) and AP against budget; per comparison: the paired
-    difference of the seed-averaged AP_S with its bootstrap interval; the 2 x 2 interaction."""
+    difference of the seed-averaged AP_S with its bootstrap interval; the 2 x 2 interaction; with
+    ``ap_all`` (:func:`bootstrap_ap` over all sizes) the comparisons again on AP over all sizes,
+    the metric of the thesis' SNIPER tables (``comparisons_all_sizes``)."""
     from scalekit.evaluation import paired_difference
 
     arms = [a for a, _, _ in ALL_ARMS if any(k[0] == a for k in runs)]
     mean = {a: np.mean([ap[k] for k in ap if k[0] == a], axis=0) for a in arms}
+    mean_all = {a: np.mean([ap_all[k] for k in ap_all if k[0] == a], axis=0) for a in arms} if ap_all else None
     out = {"arms": {}, "comparisons": [], "seeds": args.seeds, "iterations": args.iterations}
     for a in arms:
         rs = [runs[k] for k in sorted(runs) if k[0] == a]
@@ -184,6 +188,9 @@ def summarise(args, runs: dict, ap: dict) -> dict:
     for a, b in COMPARISONS:
         if a in mean and b in mean:
             out["comparisons"].append({"a": a, "b": b, **paired_difference(mean[a], mean[b])})
+            if mean_all is not None:
+                out.setdefault("comparisons_all_sizes", []).append(
+                    {"a": a, "b": b, **paired_difference(mean_all[a], mean_all[b])})
     if all(a in mean for a in ("snip", "mst", "snip_scratch", "mst_scratch")):
         out["interaction"] = paired_difference(mean["snip"] - mean["mst"], mean["snip_scratch"] - mean["mst_scratch"])
     if all(a in mean for a in ("snip", "mst", "snip_fpn", "mst_fpn")):
@@ -209,13 +216,29 @@ def table(summary: dict) -> str:
                  f"     - {pct(r['AP'])}", f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
                  *([f"     - {r['train_inputs_per_s']:.2f}"] if sniper else []),
                  f"     - {r['thesis_APs'] if r['thesis_APs'] is not None else '-'}"]
-    rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - comparison (thesis: a > b)",
-             "     - a - b [95 % basic bootstrap interval]", "     - direction"]
     items = [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons"]]
     if "interaction" in summary:
         items.append(("(snip - mst) pretrained - (snip - mst) scratch", summary["interaction"]))
     if "fpn_interaction" in summary:
         items.append((FPN_INTERACTION, summary["fpn_interaction"]))
+    rows += _comparison_rows("comparison (thesis: a > b)", items)
+    if "comparisons_all_sizes" in summary:
+        rows += _comparison_rows("comparison on AP over all sizes (thesis: a > b)",
+                                 [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons_all_sizes"]])
+    recall = {a: r["rpn_recall50_by_size"] for a, r in summary["arms"].items() if "rpn_recall50_by_size" in r}
+    if recall:  # Table 3.1
+        bins = list(next(iter(recall.values())))
+        rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - arm (RPN recall at IoU 0.5, %)",
+                 *(f"     - {b} px" for b in bins)]
+        for a, r in recall.items():
+            rows += [f"   * - {a}", *(f"     - {pct(r[b])}" for b in bins)]
+    return "\n".join(rows) + "\n"
+
+
+def _comparison_rows(header: str, items: list) -> list[str]:
+    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
+    rows = ["", ".. list-table::", "   :header-rows: 1", "", f"   * - {header}",
+            "     - a - b [95 % basic bootstrap interval]", "     - direction"]
     for name, c in items:
         if name == FPN_INTERACTION:  # not a thesis row: which detector SNIP helps more
             verdict = "within noise" if not c["holds"] else "larger single-level" if c["low"] > 0 else "larger with FPN"
@@ -226,14 +249,7 @@ def table(summary: dict) -> str:
             verdict = "within noise" if not c["holds"] else "as the thesis" if c["low"] > 0 else "reversed"
         rows += [f"   * - {name}", f"     - {pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]",
                  f"     - {verdict}"]
-    recall = {a: r["rpn_recall50_by_size"] for a, r in summary["arms"].items() if "rpn_recall50_by_size" in r}
-    if recall:  # Table 3.1
-        bins = list(next(iter(recall.values())))
-        rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - arm (RPN recall at IoU 0.5, %)",
-                 *(f"     - {b} px" for b in bins)]
-        for a, r in recall.items():
-            rows += [f"   * - {a}", *(f"     - {pct(r[b])}" for b in bins)]
-    return "\n".join(rows) + "\n"
+    return rows
 
 
 def budget_figure(summary: dict, png: str) -> None:
@@ -271,8 +287,10 @@ def main(argv=None) -> dict:
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for r in pool.map(run_seed, args.seeds):
             runs.update(r)
-    ap, ids = small_object_ap(args, runs, data)
-    summary = summarise(args, runs, ap)
+    ap, ids = bootstrap_ap(args, runs, data)
+    # the thesis' SNIPER tables compare AP over all sizes; Table 2.1 compares AP_S
+    ap_all = bootstrap_ap(args, runs, data, area="all")[0] if args.table == "sniper" else None
+    summary = summarise(args, runs, ap, ap_all)
     summary.update(test_images=len(ids), resamples=args.resamples, wall_seconds=time.perf_counter() - start,
                    machine={"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
                    runs={f"{a}_s{s}": r for (a, s), r in runs.items()})

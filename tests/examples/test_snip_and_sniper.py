@@ -344,6 +344,7 @@ def test_table_2_1_reproduction_runs_every_arm_at_one_budget_and_pairs_them(tmp_
         assert aps == pytest.approx(r["coco"]["APs"], abs=1e-9) or (math.isnan(aps) and r["coco"]["APs"] == -1)
     assert {c["a"] + "-" + c["b"] for c in summary["comparisons"]} == {"snip-mst", "snip_scratch-mst_scratch"}
     assert "interaction" in summary and summary["test_images"] == 3
+    assert "comparisons_all_sizes" not in summary  # Table 2.1 compares AP_S only, as the thesis
     assert "a - b [95 % basic bootstrap interval]" in open(os.path.join(out, "table.rst")).read()
     # AP against budget: the figure's points are the arms' AP_S at 1/4, 1/2 and all of the budget
     points = [json.loads(line) for line in open(tmp_path / "b.jsonl")]
@@ -353,9 +354,11 @@ def test_table_2_1_reproduction_runs_every_arm_at_one_budget_and_pairs_them(tmp_
         assert [p[arm] for p in points] == pytest.approx(expected, nan_ok=True)
 
 
-def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tmp_path):
+def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tmp_path, monkeypatch):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_sniper")
     _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    areas, bootstrap = [], repro.bootstrap_ap
+    monkeypatch.setattr(repro, "bootstrap_ap", lambda *a, area="small": areas.append(area) or bootstrap(*a, area=area))
     out = str(tmp_path / "repro")
     summary = repro.main(["--init", str(tmp_path / "cnn_b.pt"), "--out", out, "--seeds", "0", "--jobs", "1",
                           "--table", "sniper", "--arms", "sniper", "sniper_noneg", "--iterations", "8",
@@ -372,10 +375,18 @@ def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tm
     assert not math.isnan(sniper_budget[1]["APs"])
     assert [p["iteration"] for p in summary["runs"]["sniper_noneg_s0"]["budget"]] == [2, 4]
     assert [c["a"] + "-" + c["b"] for c in summary["comparisons"]] == ["sniper-sniper_noneg"]
+    # the thesis' SNIPER tables compare AP over all sizes: column 0 is each run's own pycocotools AP
+    (c,) = summary["comparisons_all_sizes"]
+    assert areas == ["small", "all"]
+    runs = summary["runs"]
+    assert (c["a"], c["b"]) == ("sniper", "sniper_noneg")
+    assert c["difference"] == pytest.approx(runs["sniper_s0"]["coco"]["AP"] - runs["sniper_noneg_s0"]["coco"]["AP"],
+                                            abs=1e-9)
     for arm in ("sniper", "sniper_noneg"):
         assert set(summary["arms"][arm]["rpn_recall50_by_size"]) and summary["arms"][arm]["train_inputs_per_s"] > 0
     text = open(os.path.join(out, "table_sniper.rst")).read()
     assert "RPN recall at IoU 0.5" in text and "training inputs / s" in text
+    assert "comparison on AP over all sizes" in text
     assert not os.path.exists(os.path.join(out, "results.json"))  # Table 2.1's results are not overwritten
 
 
