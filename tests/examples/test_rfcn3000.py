@@ -203,7 +203,7 @@ def test_docs_page_holds_the_committed_results():
     result = stats.load(os.path.join(docs, "_static", "rfcn3000_results.json"))
     with open(os.path.join(docs, "reproductions_rfcn3000.rst")) as f:
         page = f.read()
-    for table in (stats.runs_table, stats.comparisons_table, stats.nms_table, stats.speed_table):
+    for table in (stats.runs_table, stats.comparisons_table, stats.nms_table, stats.rpn_table, stats.speed_table):
         assert table(result) in page, table.__name__
     assert stats.superclass_table(stats.load(os.path.join(docs, "_static", "rfcn3000_superclasses.json"))) in page
     assert stats.two_scale_table(stats.load(os.path.join(docs, "_static", "rfcn3000_two_scale.json"))) in page
