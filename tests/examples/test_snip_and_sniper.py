@@ -429,9 +429,10 @@ def test_fpn_interaction_is_the_difference_of_the_two_snip_gains_with_its_own_ve
     assert row[2] == "     - larger with FPN"
 
 
-def test_the_table_2_1_page_holds_the_committed_results():
+@pytest.mark.parametrize("results", ["snip_results.json", "sniper_results.json"])
+def test_the_reproductions_page_holds_the_committed_results(results):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
-    doc = json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", "snip_results.json")))
+    doc = json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", results)))
     page = open(os.path.join(HERE, "..", "..", "docs", "reproductions.rst")).read()
     assert repro.table(doc) in page  # the tables as reproduce.py generates them from the JSON, verbatim
 
