@@ -429,7 +429,7 @@ def test_fpn_interaction_is_the_difference_of_the_two_snip_gains_with_its_own_ve
     assert row[2] == "     - larger with FPN"
 
 
-@pytest.mark.parametrize("results", ["snip_results.json", "sniper_results.json"])
+@pytest.mark.parametrize("results", ["snip_results.json", "sniper_results.json", "snip_fpn_results.json"])
 def test_the_reproductions_page_holds_the_committed_results(results):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
     doc = json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", results)))
