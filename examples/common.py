@@ -646,23 +646,17 @@ def build_detector(backbone: str, num_classes: int, pretrained: bool, init: str 
              "resnet* take --pretrained")
     if backbone.startswith("premise") and pretrained:
         fail(f"--pretrained: the {backbone} backbone's weights come from --init PATH")
-    if backbone == "premise_fpn":
-        body = PremiseFPN(PremiseNet(1).body)
-        if init is not None:
-            load_premise_body(body.body, init)
-        anchors = AnchorGenerator(((12, 24), (48, 96), (192, 384)), ((0.5, 1.0, 2.0),) * 3)
-        model = FasterRCNN(body, num_classes=None, rpn_anchor_generator=anchors,
-                           box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 7, 2),
-                           box_head=TwoMLPHead(body.out_channels * 49, 256),
-                           box_predictor=FastRCNNPredictor(256, num_classes + 1),
-                           image_mean=[PREMISE_MEAN] * 3, image_std=[PREMISE_STD] * 3, **SMALL_DETECTOR)
-    elif backbone == "premise":
+    if backbone in ("premise", "premise_fpn"):
         body = PremiseNet(1).body  # the classifier head is dropped
         if init is not None:
             load_premise_body(body, init)
-        anchors = AnchorGenerator(((12, 24, 48, 96, 192, 384),), ((0.5, 1.0, 2.0),))
+        if backbone == "premise_fpn":  # the same body under an FPN, an anchor pair per level
+            body, levels = PremiseFPN(body), ["0", "1", "2"]
+            anchors = AnchorGenerator(((12, 24), (48, 96), (192, 384)), ((0.5, 1.0, 2.0),) * 3)
+        else:
+            levels, anchors = ["0"], AnchorGenerator(((12, 24, 48, 96, 192, 384),), ((0.5, 1.0, 2.0),))
         model = FasterRCNN(body, num_classes=None, rpn_anchor_generator=anchors,
-                           box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+                           box_roi_pool=MultiScaleRoIAlign(levels, 7, 2),
                            box_head=TwoMLPHead(body.out_channels * 49, 256),
                            box_predictor=FastRCNNPredictor(256, num_classes + 1),
                            image_mean=[PREMISE_MEAN] * 3, image_std=[PREMISE_STD] * 3, **SMALL_DETECTOR)

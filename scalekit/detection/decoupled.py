@@ -46,6 +46,7 @@ class _EvalMode:
     def __exit__(self, *exc):
         self.model.train(self.was_training)
 
+
 def _through_backbone(model: nn.Module, images: list[Tensor]):
     """The model's own first steps: ``(original sizes, transformed batch, {name: feature map})``."""
     original_sizes = [tuple(im.shape[-2:]) for im in images]
