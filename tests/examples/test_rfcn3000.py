@@ -246,6 +246,14 @@ def test_reproduce_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     assert stats.load(str(tmp_path / "copy.json")) == stats.load(os.path.join(out, "results.json")) == again
 
 
+def test_paired_arms_scored_on_different_classes_are_refused():
+    def run(name, classes):
+        return {"run": name, "seed": 0, "known": {"coco": {"per_class": {str(c): 0.1 for c in classes}}}}
+
+    with pytest.raises(ValueError, match="K5 - K1: K5 and K1 .seed 0. were evaluated on different classes"):
+        stats.compare([run("K5", [1, 2, 3]), run("K1", [1, 2])], "unused", {}, [])
+
+
 def test_only_speed_needs_a_finished_reproduction(tmp_path):
     with pytest.raises(SystemExit, match="--only-speed needs the results of a full reproduction"):
         reproduce.main(["--out", str(tmp_path), "--only-speed"])
