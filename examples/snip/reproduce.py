@@ -36,8 +36,8 @@ such row; ``mst``, ``snip`` are shared with Table 2.1's runs).
 
 The pretrained arms start from ``--init`` (CNN-B of ``examples/snip/premise.py``,
 ``make repro-premise`` writes it). Each run is its own process in
-``OUT/<arm>_s<seed>`` (a finished run is not rerun); ``--jobs`` runs seeds
-side by side. Statistics: per arm the mean and range over seeds; each
+``OUT/<arm>_s<seed>`` (a finished run is not rerun); ``--jobs`` runs that many
+at once from one queue, seed by seed. Statistics: per arm the mean and range over seeds; each
 comparison a paired difference with a bootstrap interval over test images
 (:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
 resamples for every run, each resample's AP averaged over seeds), holding only
@@ -100,7 +100,7 @@ def parse_args(argv):
     p.add_argument("--init", required=True, help="CNN-B checkpoint of examples/snip/premise.py (the pretrained arms)")
     p.add_argument("--out", default="runs/snip_repro", help=f"output folder {d}")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=f"training seeds {d}")
-    p.add_argument("--jobs", type=int, default=2, help=f"seeds run side by side {d}")
+    p.add_argument("--jobs", type=int, default=2, help=f"training runs side by side (one queue, seed by seed) {d}")
     p.add_argument("--table", choices=sorted(TABLES), default="2.1",
                    help="Table 2.1's arms, SNIPER's tables (with snip; results_sniper.json, table_sniper.rst) or "
                         f"the FPN arm (with mst and snip; results_fpn.json, table_fpn.rst) {d}")
@@ -277,16 +277,16 @@ def main(argv=None) -> dict:
     common.check_detection_args(q, targs)
     common.prepare_synthetic(data, targs.size_scale, args.synthetic, render="scale_true")  # once, before the runs
 
-    def run_seed(seed):
-        return {(arm, seed): run_arm(args, arm, flags, pretrained, seed, data)
-                for arm, flags, pretrained in ALL_ARMS if arm in args.arms}
+    # one queue of (seed, arm) runs, seed by seed: --jobs processes stay busy to the end, and the first
+    # seeds finish whole first (an interrupted queue leaves complete seeds, which a rerun keeps)
+    tasks = [(arm, flags, pretrained, seed) for seed in args.seeds
+             for arm, flags, pretrained in ALL_ARMS if arm in args.arms]
 
     from concurrent.futures import ThreadPoolExecutor
 
-    runs = {}
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for r in pool.map(run_seed, args.seeds):
-            runs.update(r)
+        done = pool.map(lambda t: run_arm(args, t[0], t[1], t[2], t[3], data), tasks)
+        runs = {(arm, seed): r for (arm, _, _, seed), r in zip(tasks, done)}
     ap, ids = bootstrap_ap(args, runs, data)
     # the thesis' SNIPER tables compare AP over all sizes; Table 2.1 compares AP_S
     ap_all = bootstrap_ap(args, runs, data, area="all")[0] if args.table == "sniper" else None
