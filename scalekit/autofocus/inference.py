@@ -12,12 +12,13 @@ import torch
 from torch import Tensor
 
 from scalekit._args import integer, real
+from scalekit._detector import as_detections, level_detector
 from scalekit._image import as_float_image
 from scalekit.autofocus.chips import focus_chips
 from scalekit.autofocus.labels import _image_size
 from scalekit.boxes import _check_boxes
 from scalekit.scale.levels import AreaRange, ScaleSpec
-from scalekit.scale.pyramid import MAX_LEVEL_PIXELS, Pyramid, _as_detections, _known_adapter, resize_image
+from scalekit.scale.pyramid import MAX_LEVEL_PIXELS, Pyramid, resize_image
 
 __all__ = ["AutoFocus", "AUTOFOCUS_LEVELS", "near_chip_border"]
 
@@ -76,13 +77,9 @@ def near_chip_border(boxes: Tensor, chip, image_size, border: float = 10.0) -> T
 
 
 def _runner(detector) -> FocusRunner:
-    runner = _known_adapter(detector, _KNOWN_ADAPTERS)
-    if runner is not None:
-        return runner
-    if not callable(detector):
-        raise TypeError("detector must be a scalekit.detection.FocusDetector or a callable "
-                        f"image [C, H, W] -> {{'boxes', 'scores', 'labels', 'focus'}}, got {type(detector).__name__}")
-    return lambda images: [detector(image) for image in images]
+    return level_detector(detector, _KNOWN_ADAPTERS, registered=False,
+                          expected="a scalekit.detection.FocusDetector or a callable "
+                                   "image [C, H, W] -> {'boxes', 'scores', 'labels', 'focus'}")
 
 
 def _per_level(values, name: str, n: int, check) -> tuple:
@@ -246,7 +243,7 @@ class AutoFocus:
             kept, next_crops = [], []
             for j, (crop, (chip_image, fy, fx), result) in enumerate(zip(crops, resized, results)):
                 where = f"level {k}, chip {j}"
-                d = _as_detections(result, where)
+                d = as_detections(result, where)
                 x1, y1, x2, y2 = crop
                 boxes = d["boxes"]
                 scale = torch.tensor([fx, fy, fx, fy], dtype=boxes.dtype, device=boxes.device)

@@ -3,7 +3,6 @@ valid detections, merge with Soft-NMS (thesis §2.6.1, §3.4.4)."""
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import numbers
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from scalekit._detector import LevelDetector, as_detections, level_detector, register_detector_adapter
 from scalekit._image import as_float_image
 from scalekit.ops import batched_soft_nms
 from scalekit.progress import progress as _progress
@@ -20,41 +20,10 @@ from scalekit.scale.levels import SNIP_LEVELS, AreaRange, ScaleSpec
 
 __all__ = ["Pyramid", "resize_image", "register_detector_adapter", "tune_ranges", "MAX_LEVEL_PIXELS"]
 
-Detector = Callable[[Tensor], object]
-LevelDetector = Callable[[list[Tensor]], list]
-_ADAPTERS: list[Callable[[object], LevelDetector | None]] = []
-
-# Detectors scalekit knows without being told, looked up by where their class is
-# defined (any class in the detector's MRO): (module prefix, module of the adapter,
-# its name). The adapter's module is imported only when such a detector arrives, so
-# `import scalekit.scale` never imports torchvision.
-_KNOWN_ADAPTERS = (
-    ("torchvision.models.detection.", "scalekit.detection.pyramid", "torchvision_adapter"),
-)
-
 MAX_LEVEL_PIXELS = 10**8
 """Default bound on the pixels of one resized image (about 10,000 x 10,000: 1.2 GB
 as a 3-channel float32 image, many times that inside a backbone). A level above
 it is refused before anything is allocated; raise it with ``max_level_pixels``."""
-
-
-def register_detector_adapter(adapter: Callable[[object], LevelDetector | None]):
-    """Teach :meth:`Pyramid.detect` a kind of detector.
-
-    ``adapter(detector)`` returns ``None`` for detectors it does not know, else
-    a function that takes a list of ``[C, H, W]`` images of one level and
-    returns, per image, detections in that image's pixels (a dict with
-    ``"boxes"``, ``"scores"``, ``"labels"``) — running the model so that each
-    image reaches its backbone at the size given. An adapter for a detectron2
-    or MMDetection model is a few lines. Adapters registered here are tried
-    first, latest first; torchvision's detectors need none (``Pyramid`` finds
-    :func:`scalekit.detection.torchvision_level_detector` by the model's
-    class). Usable as a decorator.
-    """
-    if not callable(adapter):
-        raise TypeError(f"adapter must be callable, got {type(adapter).__name__}")
-    _ADAPTERS.append(adapter)
-    return adapter
 
 
 def _positive_factor(factor, name: str = "factor") -> float:
@@ -103,59 +72,6 @@ def resize_image(image: Tensor, factor: float, *, max_pixels: int = MAX_LEVEL_PI
                          f"above max_pixels={max_pixels:.3g}")
     out = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
     return out.to(image.dtype) if image.is_floating_point() else out, nh / h, nw / w
-
-
-def _as_detections(out, where: str) -> dict:
-    """A detector's output for one image as ``{"boxes" [N, 4], "scores" [N], "labels" [N]}``."""
-    if isinstance(out, dict):
-        missing = [k for k in ("boxes", "scores", "labels") if k not in out]
-        if missing:
-            raise TypeError(f"{where}: the detector returned a dict without {missing}; expected "
-                            "{'boxes': [N, 4], 'scores': [N], 'labels': [N]} (torchvision's format)")
-        boxes, scores, labels = out["boxes"], out["scores"], out["labels"]
-    elif isinstance(out, (tuple, list)) and len(out) == 3:
-        boxes, scores, labels = out
-    else:
-        raise TypeError(f"{where}: the detector must return (boxes [N, 4], scores [N], labels [N]) or a dict "
-                        f"with those keys, got {type(out).__name__}")
-    boxes = torch.as_tensor(boxes, dtype=torch.float32)
-    scores, labels = torch.as_tensor(scores).reshape(-1), torch.as_tensor(labels).reshape(-1)
-    if boxes.numel() == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.dim() != 2 or boxes.shape[1] != 4 or scores.shape[0] != boxes.shape[0] or labels.shape[0] != boxes.shape[0]:
-        raise ValueError(f"{where}: boxes must be [N, 4] with N scores and N labels, got boxes "
-                         f"{list(boxes.shape)}, scores {list(scores.shape)}, labels {list(labels.shape)}")
-    bad = ~(torch.isfinite(boxes).all(1) & torch.isfinite(scores.float()))
-    if bad.any():
-        raise ValueError(f"{where}: the detector returned {int(bad.sum())} detection(s) with non-finite boxes or "
-                         "scores; fix the detector (e.g. a diverged model) rather than let them be dropped")
-    return {"boxes": boxes, "scores": scores, "labels": labels}
-
-
-def _known_adapter(detector, known=_KNOWN_ADAPTERS):
-    """The runner of the first ``(module prefix, adapter module, adapter name)`` in ``known``
-    whose prefix names a class of ``detector`` (its MRO) and whose adapter accepts it;
-    the adapter module is imported only then (no import side effect for other detectors)."""
-    for cls in type(detector).__mro__:
-        for prefix, module, name in known:
-            if cls.__module__.startswith(prefix):
-                runner = getattr(importlib.import_module(module), name)(detector)
-                if runner is not None:
-                    return runner
-    return None
-
-
-def _level_detector(detector) -> LevelDetector:
-    for adapter in reversed(_ADAPTERS):
-        runner = adapter(detector)
-        if runner is not None:
-            return runner
-    runner = _known_adapter(detector)
-    if runner is not None:
-        return runner
-    if not callable(detector):
-        raise TypeError(f"detector must be callable or a detection model scalekit knows, got {type(detector).__name__}")
-    return lambda images: [detector(image) for image in images]
 
 
 def _real(value, name: str) -> float:
@@ -288,7 +204,7 @@ class Pyramid:
             if len(results) != len(images):
                 raise ValueError(f"level {k}: the detector returned {len(results)} results for {len(images)} images")
             for i, ((_, fy, fx), result) in enumerate(zip(resized, results)):
-                d = _as_detections(result, f"level {k}, image {first + i}")
+                d = as_detections(result, f"level {k}, image {first + i}")
                 boxes = d["boxes"] / torch.tensor([fx, fy, fx, fy], dtype=d["boxes"].dtype, device=d["boxes"].device)
                 h, w = images[i].shape[-2:]  # clipped to the image, as torchvision's detectors clip theirs
                 boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
@@ -300,7 +216,7 @@ class Pyramid:
     def detect_levels(self, detector, image) -> list[dict]:
         """Per level, the valid detections of one image (``[C, H, W]`` tensor, PIL
         image or path) in original-image coordinates."""
-        return self._run(_level_detector(detector), [as_float_image(image)])[0]
+        return self._run(level_detector(detector), [as_float_image(image)])[0]
 
     def with_ranges(self, ranges: Sequence[AreaRange]) -> "Pyramid":
         """The same pyramid (scales, Soft-NMS, limits) with other test ranges, one :class:`AreaRange` per level."""
@@ -348,7 +264,7 @@ class Pyramid:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        run = _level_detector(detector)
+        run = level_detector(detector)
         if isinstance(images, (Tensor, str, bytes)) or not isinstance(images, Iterable) \
                 or type(images).__module__ == "numpy":  # one image: a tensor, a path, a PIL image (not iterable)
             if isinstance(images, Tensor) and images.dim() == 4:
@@ -407,7 +323,7 @@ def tune_ranges(pyramid: Pyramid, per_level: Sequence[Sequence[dict]], candidate
         if len(levels) != len(pyramid.levels):
             raise ValueError(f"per_level[{i}] must have one entry per level ({len(pyramid.levels)}), got {len(levels)}")
         try:  # what Pyramid.detect refuses is refused here too: nothing is dropped silently
-            checked.append([_as_detections(d, f"per_level[{i}][{k}]") for k, d in enumerate(levels)])
+            checked.append([as_detections(d, f"per_level[{i}][{k}]") for k, d in enumerate(levels)])
         except TypeError as exc:
             raise ValueError(str(exc)) from None
     per_level = checked

@@ -10,10 +10,10 @@ import torch
 from torch import Tensor
 
 from scalekit._args import integer, real
+from scalekit._detector import as_detections, level_detector
 from scalekit._image import as_image_tensor, to_float_image
 from scalekit.progress import progress as _progress
 from scalekit.scale import ScaleSpec, resize_image
-from scalekit.scale.pyramid import _as_detections, _level_detector
 from scalekit.slicing.grid import slice_grid, slice_sizes
 from scalekit.slicing.merge import MergeSettings, _check_merge, merge_detections
 
@@ -165,7 +165,7 @@ def sliced_detect(detector, image, *, slice_size=512, overlap=0.2, full_image=Tr
     image = as_image_tensor(image)
     height, width = image.shape[-2:]
     windows = slice_grid(height, width, (sh, sw), overlap)  # checks overlap
-    run = _level_detector(detector)
+    run = level_detector(detector)
     threshold = settings.score_threshold
     found: list[tuple[Tensor, Tensor, Tensor]] = []
 
@@ -184,7 +184,7 @@ def sliced_detect(detector, image, *, slice_size=512, overlap=0.2, full_image=Tr
         del whole
         if len(results) != 1:
             raise ValueError(f"the detector returned {len(results)} results for 1 image (the full-image pass)")
-        d = _as_detections(results[0], "the full-image pass")
+        d = as_detections(results[0], "the full-image pass")
         found.append(_in_image(d, 0.0, 0.0, 1.0 / fx, 1.0 / fy, height, width, threshold))
 
     n_batches = math.ceil(windows.shape[0] / batch_size)
@@ -195,7 +195,7 @@ def sliced_detect(detector, image, *, slice_size=512, overlap=0.2, full_image=Tr
         if len(results) != batch.shape[0]:
             raise ValueError(f"the detector returned {len(results)} results for {batch.shape[0]} slices")
         for (x1, y1, _, _), result in zip(batch.tolist(), results):
-            d = _as_detections(result, f"slice ({x1}, {y1})")
+            d = as_detections(result, f"slice ({x1}, {y1})")
             found.append(_in_image(d, float(x1), float(y1), 1.0, 1.0, height, width, threshold))
 
     boxes = torch.cat([f[0] for f in found]) if found else torch.zeros(0, 4)

@@ -177,10 +177,10 @@ class TestManyImages:
             batches.append(len(images))
             return [Recorder()(image) for image in images]
 
-        from scalekit.scale import pyramid as pyramid_module
+        from scalekit import _detector
+        from scalekit.scale import register_detector_adapter
 
-        adapter = lambda detector: run_level if detector == "batched" else None  # noqa: E731
-        pyramid_module._ADAPTERS.append(adapter)
+        adapter = register_detector_adapter(lambda detector: run_level if detector == "batched" else None)
         try:
             levels = ((ScaleSpec.fixed(1.0), AreaRange()), (ScaleSpec.fixed(0.5), AreaRange()))
             images = [torch.rand(3, 20, 20) for _ in range(5)]
@@ -192,7 +192,7 @@ class TestManyImages:
             outs = Pyramid(levels).detect("batched", (image for image in images))  # one batch, no progress
             assert len(outs) == 5 and batches == [5, 5] and capsys.readouterr().err == ""
         finally:
-            pyramid_module._ADAPTERS.remove(adapter)
+            _detector._ADAPTERS.remove(adapter)
         with pytest.raises(ValueError, match="batch_size must be a positive int"):
             Pyramid(levels).detect(Recorder(), images, batch_size=0)
 
