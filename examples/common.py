@@ -373,6 +373,9 @@ def add_detection_args(p, out: str) -> None:
     p.add_argument("--synthetic", type=int, nargs=2, default=(120, 30), metavar=("TRAIN", "VAL"),
                    help=f"synthetic images to generate when no --data is given {d}")
     p.add_argument("--synthetic-dir", help="where the synthetic set lives (default: OUT/data; share it between runs)")
+    p.add_argument("--synthetic-draw", type=int, default=0, metavar="N",
+                   help="which draw of the synthetic set (other images and boxes, the same distribution); one "
+                        f"folder holds one draw {d}")
     p.add_argument("--size-scale", type=float, default=None,
                    help="multiplies every pixel size of the thesis (scales, ranges, chips); also the synthetic "
                         "set's resolution; boxes are evaluated in 1/SIZE_SCALE pixels so that COCO's small, "
@@ -679,11 +682,15 @@ def build_detector(backbone: str, num_classes: int, pretrained: bool, init: str 
 
 
 def prepare_synthetic(root: str, size_scale: float, counts=(120, 30), verbose: bool = True,
-                      render: str = "today") -> str:
+                      render: str = "today", draw: int = 0) -> str:
     """Generate the default synthetic train and val sets in ``root`` unless they are there; ``render``
-    ``"scale_true"`` draws the same boxes with :func:`~scalekit.datasets.synthetic.make_synthetic_scale_true_coco`."""
+    ``"scale_true"`` draws the same boxes with :func:`~scalekit.datasets.synthetic.make_synthetic_scale_true_coco`.
+    ``draw`` picks the random draw (train and val seeded ``1000`` and ``2000`` plus ``draw * 2**20``);
+    a folder holds one renderer and one draw, and a folder of another is refused."""
     from scalekit.datasets.synthetic import make_synthetic_coco, make_synthetic_scale_true_coco
 
+    if isinstance(draw, bool) or not isinstance(draw, int) or not 0 <= draw < 1000:
+        fail(f"--synthetic-draw must be an integer in [0, 1000), got {draw!r}")
     s = size_scale
     sizes = tuple((round(h * s), round(w * s)) for h, w in ((480, 640), (600, 800), (768, 1024), (1000, 750)))
     kw = dict(min_size=max(4, round(12 * s)), max_size=round(400 * s), image_sizes=sizes)
@@ -691,21 +698,22 @@ def prepare_synthetic(root: str, size_scale: float, counts=(120, 30), verbose: b
         make = make_synthetic_scale_true_coco
     else:
         make, kw["detail"] = make_synthetic_coco, max(2, round(6 * s))
-    marker = os.path.join(root, "render.txt")  # one folder, one renderer (none written: today's)
+    want = render if draw == 0 else f"{render}, draw {draw}"  # draw 0's marker is as before draws existed
+    marker = os.path.join(root, "render.txt")  # one folder, one renderer and draw (none written: today's)
     made = open(marker).read().strip() if os.path.exists(marker) else None
     if made is None and os.path.exists(os.path.join(root, "train", "annotations.json")):
         made = "today"  # a folder from before the scale-true renderer
-    if made is not None and made != render:
-        fail(f"--synthetic-dir {root} holds the {made!r} renderer's images, not {render!r}; use another folder")
+    if made is not None and made != want:
+        fail(f"--synthetic-dir {root} holds the {made!r} synthetic images, not {want!r}; use another folder")
     if made is None:  # before any image, so that an interrupted run's folder is marked too
         os.makedirs(root, exist_ok=True)
         with open(marker, "w") as f:
-            f.write(render)
+            f.write(want)
     for split, n, seed in (("train", counts[0], 1000), ("val", counts[1], 2000)):
         if not os.path.exists(os.path.join(root, split, "annotations.json")):  # written last
             if verbose:
-                print(f"generating {n} synthetic {split} images ({render}) into {root}/{split} ...", flush=True)
-            make(os.path.join(root, split), num_images=n, seed=seed, **kw)
+                print(f"generating {n} synthetic {split} images ({want}) into {root}/{split} ...", flush=True)
+            make(os.path.join(root, split), num_images=n, seed=seed + draw * 2**20, **kw)
     return root
 
 
@@ -716,7 +724,8 @@ def load_detection_data(args):
     if args.data is None:
         root = args.synthetic_dir or os.path.join(args.out, "data")
         if args.main:
-            prepare_synthetic(root, args.size_scale, args.synthetic, render=getattr(args, "render", "today"))
+            prepare_synthetic(root, args.size_scale, args.synthetic, render=getattr(args, "render", "today"),
+                              draw=args.synthetic_draw)
         args.dist.barrier()
     else:
         root = args.data
@@ -975,7 +984,7 @@ def detection_results(args, recipe: str, dataset, train, val, stats, infer, item
     """results.json and the one-line summary every detection driver prints."""
     result = {"recipe": recipe, "seed": args.seed, "epochs": args.epochs, "iterations": args.iterations,
               "batch_size": args.batch_size, "backbone": args.backbone,
-              "size_scale": args.size_scale, "train_images": len(train), "val_images": len(val),
+              "synthetic_draw": args.synthetic_draw if args.data is None else None, "size_scale": args.size_scale, "train_images": len(train), "val_images": len(val),
               "inputs_per_epoch": len(dataset), "train_pixels_per_image": dataset.pixels / len(train),
               "train_inputs_per_s": items / seconds if seconds > 0 else None, "train_seconds": seconds,
               "inference_s_per_image": infer,

@@ -2,9 +2,10 @@
 into a function of a batch of images (one pyramid level, slice or chip), and
 the check of what that function returns.
 
-Shared by :class:`scalekit.scale.Pyramid`, :func:`scalekit.slicing.sliced_detect`
-and :class:`scalekit.autofocus.AutoFocus`; users reach it through
-:func:`scalekit.scale.register_detector_adapter`.
+Shared by :class:`scalekit.scale.Pyramid` and :func:`scalekit.slicing.sliced_detect`
+(adapters registered by users with :func:`scalekit.scale.register_detector_adapter`,
+then the known ones) and by :class:`scalekit.autofocus.AutoFocus` (its own known
+adapter only: a focus detector returns more than detections).
 """
 
 from __future__ import annotations

@@ -37,11 +37,13 @@ such row; ``mst``, ``snip`` are shared with Table 2.1's runs).
 The pretrained arms start from ``--init`` (CNN-B of ``examples/snip/premise.py``,
 ``make repro-premise`` writes it). Each run is its own process in
 ``OUT/<arm>_s<seed>`` (a finished run is not rerun); ``--jobs`` runs that many
-at once from one queue, seed by seed. Statistics: per arm the mean and range over seeds; each
-comparison a paired difference with a bootstrap interval over test images
-(:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
-resamples for every run, each resample's AP averaged over seeds), holding only
-where the interval excludes zero. Writes ``OUT/results.json`` and
+at once from one queue, seed by seed. ``--draws 0 1`` repeats every run on a
+second draw of the synthetic set (other images, the same distribution;
+``OUT/data_d1``, ``OUT/<arm>_d1_s<seed>``). Statistics: per arm the mean and range over
+seeds (and draws); each comparison a paired difference with a bootstrap interval over test
+images (:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
+resamples for every run of a draw, draws resampled independently, each resample's AP
+averaged over seeds and draws), holding only where the interval excludes zero. Writes ``OUT/results.json`` and
 ``OUT/table.rst`` (``--table sniper`` or ``fpn``: ``results_<table>.json``, ``table_<table>.rst``).
 
     python examples/snip/reproduce.py --init runs/premise_repro/cnn_b_scale_true_seed0.pt --out runs/snip_repro
@@ -100,6 +102,9 @@ def parse_args(argv):
     p.add_argument("--init", required=True, help="CNN-B checkpoint of examples/snip/premise.py (the pretrained arms)")
     p.add_argument("--out", default="runs/snip_repro", help=f"output folder {d}")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=f"training seeds {d}")
+    p.add_argument("--draws", type=int, nargs="+", default=[0],
+                   help="draws of the synthetic set, each every seed's runs (draw 0 in OUT/data and OUT/<arm>_s<seed>, "
+                        f"draw N in OUT/data_dN and OUT/<arm>_dN_s<seed>) {d}")
     p.add_argument("--jobs", type=int, default=2, help=f"training runs side by side (one queue, seed by seed) {d}")
     p.add_argument("--table", choices=sorted(TABLES), default="2.1",
                    help="Table 2.1's arms, SNIPER's tables (with snip; results_sniper.json, table_sniper.rst) or "
@@ -121,41 +126,61 @@ def parse_args(argv):
         p.error(f"--init {args.init} does not exist; make it with `make repro-premise` (examples/snip/premise.py)")
     if args.iterations < 4:
         p.error("--iterations must be at least 4 (AP is also taken at a quarter and half of it)")
+    if any(not 0 <= n < 1000 for n in args.draws):
+        p.error(f"--draws must be in [0, 1000), got {args.draws}")
     args.arms = args.arms or [a for a, _, _ in TABLES[args.table]]
     return args
 
 
-def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, data: str) -> dict:
-    out, n = os.path.join(args.out, f"{arm}_s{seed}"), args.iterations
+def run_name(arm: str, draw: int, seed: int) -> str:
+    """A run's folder in ``--out``: ``<arm>_s<seed>`` on draw 0 (as before draws), ``<arm>_d<draw>_s<seed>``."""
+    return f"{arm}_s{seed}" if draw == 0 else f"{arm}_d{draw}_s{seed}"
+
+
+def data_dir(args, draw: int) -> str:
+    """The synthetic set of ``draw``: ``OUT/data`` (draw 0) or ``OUT/data_d<draw>``."""
+    return os.path.join(args.out, "data" if draw == 0 else f"data_d{draw}")
+
+
+def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, draw: int = 0) -> dict:
+    out, n = os.path.join(args.out, run_name(arm, draw, seed)), args.iterations
     script = SNIPER_TRAIN if arm.startswith("sniper") else TRAIN
     rpn = ["--rpn-iterations", str(n // 4)]  # SNIPER's RPN-only run: a quarter of the budget
     flags = [g for f in flags for g in (rpn if f == "--rpn-iterations" else [f])]
     backbone = [] if "--backbone" in flags else ["--backbone", "premise"]
     cmd = [sys.executable, script, *flags, *backbone, "--render", "scale_true",
            "--iterations", str(n), "--eval-at", str(n // 4), str(n // 2), *TEST_LEVEL, "--threads", "1",
-           "--seed", str(seed), "--out", out, "--synthetic-dir", data, "--synthetic", *map(str, args.synthetic),
+           "--seed", str(seed), "--out", out, "--synthetic-dir", data_dir(args, draw),
+           "--synthetic", *map(str, args.synthetic), *(["--synthetic-draw", str(draw)] if draw else []),
            "--draw", "0", *(["--init", args.init] if pretrained else []),
            *(["--warm-start-epochs", str(args.warm_start_epochs)] if "snip" in flags else []), *args.extra]
-    return common.run_once(cmd, out, os.path.join(args.out, f"{arm}_s{seed}.log"), f"{arm}, seed {seed}")
+    label = f"{arm}, seed {seed}" + (f", draw {draw}" if draw else "")
+    return common.run_once(cmd, out, out + ".log", label)
 
 
-def bootstrap_ap(args, runs: dict, data: str, area: str = "small") -> tuple[dict, list]:
-    """Per run, AP on ``area``'s objects (COCO's ``"small"``, or ``"all"``) on the test images and on
-    ``--resamples`` bootstrap resamples of them (the same resamples for every run):
-    ``{(arm, seed): [1 + B] array}``; and the test image ids."""
+def bootstrap_ap(args, runs: dict, area: str = "small") -> tuple[dict, int]:
+    """Per run, AP on ``area``'s objects (COCO's ``"small"``, or ``"all"``) on its draw's test images
+    and on ``--resamples`` bootstrap resamples of them: ``{(arm, draw, seed): [1 + B] array}``; and
+    the number of test images over all draws. Within a draw every run sees the same resamples;
+    draws are resampled independently (resample ``j`` of the union is resample ``j`` of each draw's
+    images: a bootstrap stratified by draw)."""
     from scalekit.datasets import CocoDetection
     from scalekit.evaluation import bootstrap_coco_ap, coco_image_matches
 
-    val = CocoDetection(os.path.join(data, "val", "images"), os.path.join(data, "val", "annotations.json"))
-    keys, matches, ids = list(runs), [], None
-    for arm, seed in keys:
-        detections = torch.load(os.path.join(args.out, f"{arm}_s{seed}", "detections.pt"), weights_only=True)
-        results, gt = common.coco_pair(detections, val.coco.dataset, val.label_to_category,
-                                       runs[arm, seed]["size_scale"])
-        matches.append(coco_image_matches(results, gt, area=area))
-        ids = matches[-1]["image_ids"]
-    ap = bootstrap_coco_ap(matches, resamples=args.resamples, seed=0)
-    return dict(zip(keys, ap)), ids
+    ap, images = {}, 0
+    for draw in sorted({k[1] for k in runs}):
+        root = os.path.join(data_dir(args, draw), "val")
+        val = CocoDetection(os.path.join(root, "images"), os.path.join(root, "annotations.json"))
+        keys, matches = [k for k in runs if k[1] == draw], []
+        for arm, _, seed in keys:
+            detections = torch.load(os.path.join(args.out, run_name(arm, draw, seed), "detections.pt"),
+                                    weights_only=True)
+            results, gt = common.coco_pair(detections, val.coco.dataset, val.label_to_category,
+                                           runs[arm, draw, seed]["size_scale"])
+            matches.append(coco_image_matches(results, gt, area=area))
+        images += len(matches[-1]["image_ids"])
+        ap.update(zip(keys, bootstrap_coco_ap(matches, resamples=args.resamples, seed=draw)))
+    return ap, images
 
 
 def summarise(args, runs: dict, ap: dict, ap_all: dict | None = None) -> dict:
@@ -169,6 +194,8 @@ def summarise(args, runs: dict, ap: dict, ap_all: dict | None = None) -> dict:
     mean = {a: np.mean([ap[k] for k in ap if k[0] == a], axis=0) for a in arms}
     mean_all = {a: np.mean([ap_all[k] for k in ap_all if k[0] == a], axis=0) for a in arms} if ap_all else None
     out = {"arms": {}, "comparisons": [], "seeds": args.seeds, "iterations": args.iterations}
+    if args.draws != [0]:  # absent for draw 0 alone, as before draws existed
+        out["draws"] = args.draws
     for a in arms:
         rs = [runs[k] for k in sorted(runs) if k[0] == a]
         aps = [float(ap[k][0]) for k in sorted(ap) if k[0] == a]
@@ -270,30 +297,31 @@ def main(argv=None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
-    data = os.path.join(args.out, "data")
     q = argparse.ArgumentParser()
     common.add_detection_args(q, out=args.out)
-    targs, _ = q.parse_known_args(["--synthetic-dir", data, *args.extra])
+    targs, _ = q.parse_known_args(["--synthetic-dir", data_dir(args, 0), *args.extra])
     common.check_detection_args(q, targs)
-    common.prepare_synthetic(data, targs.size_scale, args.synthetic, render="scale_true")  # once, before the runs
+    for draw in args.draws:  # once, before the runs
+        common.prepare_synthetic(data_dir(args, draw), targs.size_scale, args.synthetic, render="scale_true",
+                                 draw=draw)
 
-    # one queue of (seed, arm) runs, seed by seed: --jobs processes stay busy to the end, and the first
-    # seeds finish whole first (an interrupted queue leaves complete seeds, which a rerun keeps)
-    tasks = [(arm, flags, pretrained, seed) for seed in args.seeds
+    # one queue of (draw, seed, arm) runs, seed by seed: --jobs processes stay busy to the end, and the
+    # first seeds finish whole first (an interrupted queue leaves complete seeds, which a rerun keeps)
+    tasks = [(arm, flags, pretrained, draw, seed) for draw in args.draws for seed in args.seeds
              for arm, flags, pretrained in ALL_ARMS if arm in args.arms]
 
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        done = pool.map(lambda t: run_arm(args, t[0], t[1], t[2], t[3], data), tasks)
-        runs = {(arm, seed): r for (arm, _, _, seed), r in zip(tasks, done)}
-    ap, ids = bootstrap_ap(args, runs, data)
+        done = pool.map(lambda t: run_arm(args, t[0], t[1], t[2], seed=t[4], draw=t[3]), tasks)
+        runs = {(arm, draw, seed): r for (arm, _, _, draw, seed), r in zip(tasks, done)}
+    ap, images = bootstrap_ap(args, runs)
     # the thesis' SNIPER tables compare AP over all sizes; Table 2.1 compares AP_S
-    ap_all = bootstrap_ap(args, runs, data, area="all")[0] if args.table == "sniper" else None
+    ap_all = bootstrap_ap(args, runs, area="all")[0] if args.table == "sniper" else None
     summary = summarise(args, runs, ap, ap_all)
-    summary.update(test_images=len(ids), resamples=args.resamples, wall_seconds=time.perf_counter() - start,
+    summary.update(test_images=images, resamples=args.resamples, wall_seconds=time.perf_counter() - start,
                    machine={"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
-                   runs={f"{a}_s{s}": r for (a, s), r in runs.items()})
+                   runs={run_name(*k): r for k, r in runs.items()})
     suffix = "" if args.table == "2.1" else f"_{args.table}"
     with open(os.path.join(args.out, f"results{suffix}.json"), "w") as f:
         json.dump(summary, f, indent=1)

@@ -354,6 +354,50 @@ def test_table_2_1_reproduction_runs_every_arm_at_one_budget_and_pairs_them(tmp_
         assert [p[arm] for p in points] == pytest.approx(expected, nan_ok=True)
 
 
+def test_a_second_data_draw_trains_and_tests_on_its_own_images_and_is_resampled_apart(tmp_path, capsys):
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_draws")
+    _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    out = str(tmp_path / "repro")
+    summary = repro.main(["--init", str(tmp_path / "cnn_b.pt"), "--out", out, "--seeds", "0", "--draws", "0", "1",
+                          "--jobs", "1", "--arms", "mst", "snip", "--iterations", "4", "--synthetic", "4", "3",
+                          "--resamples", "20", "--extra", "--size-scale", "0.25", "--batch-size", "2",
+                          "--warmup", "1", "--log-every", "1"])
+    runs = summary["runs"]
+    assert {n: r["synthetic_draw"] for n, r in runs.items()} == {"mst_s0": 0, "snip_s0": 0,
+                                                                 "mst_d1_s0": 1, "snip_d1_s0": 1}
+    # draw 1 is other images and boxes, in its own folder, marked as draw 1
+    ann = [json.load(open(os.path.join(out, d, "val", "annotations.json")))["annotations"] for d in ("data", "data_d1")]
+    assert [a["bbox"] for a in ann[0]] != [a["bbox"] for a in ann[1]]
+    assert open(os.path.join(out, "data_d1", "render.txt")).read() == "scale_true, draw 1"
+    assert summary["draws"] == [0, 1] and summary["test_images"] == 6  # each draw's 3 test images
+    for arm in ("mst", "snip"):  # column 0 of each run's bootstrap is its pycocotools AP_S on its own draw
+        got = summary["arms"][arm]["APs"]["per_seed"]
+        want = [runs[n]["coco"]["APs"] for n in (f"{arm}_s0", f"{arm}_d1_s0")]
+        assert got == pytest.approx([math.nan if w == -1 else w for w in want], abs=1e-9, nan_ok=True)
+    # the bootstrap scores each run on its own draw's test images: draw 1's ground truth as mst_d1_s0's
+    # detections is a perfect AP there (on draw 0's images it would be near zero)
+    from scalekit.datasets import CocoDetection
+
+    root = os.path.join(out, "data_d1", "val")
+    val = CocoDetection(os.path.join(root, "images"), os.path.join(root, "annotations.json"))
+    label = {c: k for k, c in val.label_to_category.items()}
+    perfect = {im["id"]: {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+               for im in val.coco.dataset["images"]}
+    for a in val.coco.dataset["annotations"]:
+        d, (x, y, w, h) = perfect[a["image_id"]], a["bbox"]
+        d["boxes"] = torch.cat([d["boxes"], torch.tensor([[x, y, x + w, y + h]])])
+        d["scores"] = torch.cat([d["scores"], torch.ones(1)])
+        d["labels"] = torch.cat([d["labels"], torch.tensor([label[a["category_id"]]])])
+    torch.save(perfect, os.path.join(out, "mst_d1_s0", "detections.pt"))
+    keys = {("mst", 0, 0): runs["mst_s0"], ("mst", 1, 0): runs["mst_d1_s0"]}
+    ap, images = repro.bootstrap_ap(argparse.Namespace(out=out, resamples=20), keys, area="all")
+    assert images == 6 and ap["mst", 1, 0][0] == pytest.approx(1.0) and ap["mst", 0, 0][0] < 0.5
+    # a folder holds one draw: draw 0 is refused in draw 1's folder
+    with pytest.raises(SystemExit):
+        common.prepare_synthetic(os.path.join(out, "data_d1"), 0.25, (4, 3), render="scale_true")
+    assert "holds the 'scale_true, draw 1' synthetic images, not 'scale_true'" in capsys.readouterr().err
+
+
 def test_sniper_tables_count_the_rpn_only_run_in_the_budget_and_report_recall(tmp_path, monkeypatch):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_sniper")
     _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
@@ -413,18 +457,19 @@ def test_fpn_interaction_is_the_difference_of_the_two_snip_gains_with_its_own_ve
     rng = np.random.default_rng(0)
     base = rng.uniform(0.05, 0.1, 101)  # AP_S on the images (column 0) and 100 resamples
     gains = {"mst": 0.0, "snip": 0.03, "mst_fpn": 0.0, "snip_fpn": 0.005}  # SNIP helps the single level more
-    ap = {(a, s): base + g + rng.normal(0, 0.001, 101) for a, g in gains.items() for s in (0, 1)}
+    # keys (arm, draw, seed)
+    ap = {(a, 0, s): base + g + rng.normal(0, 0.001, 101) for a, g in gains.items() for s in (0, 1)}
     run = {"coco": {"AP": 0.2}, "budget": [], "train_pixels_per_image": 1.0, "train_seconds": 1.0,
            "train_inputs_per_s": 1.0}
-    args = argparse.Namespace(seeds=[0, 1], iterations=4)
+    args = argparse.Namespace(seeds=[0, 1], draws=[0], iterations=4)
     summary = repro.summarise(args, {k: run for k in ap}, ap)
-    mean = {a: np.mean([ap[a, 0], ap[a, 1]], axis=0) for a in gains}
+    mean = {a: np.mean([ap[a, 0, 0], ap[a, 0, 1]], axis=0) for a in gains}
     expected = (mean["snip"] - mean["mst"] - mean["snip_fpn"] + mean["mst_fpn"])[0]
     assert summary["fpn_interaction"]["difference"] == pytest.approx(expected) and expected > 0.02
     assert [c["a"] for c in summary["comparisons"]] == ["snip", "snip_fpn"]
     row = repro.table(summary).split(repro.FPN_INTERACTION)[1].splitlines()
     assert row[2] == "     - larger single-level"
-    ap.update({("snip_fpn", s): ap["snip_fpn", s] + 0.05 for s in (0, 1)})  # now the FPN gains more
+    ap.update({("snip_fpn", 0, s): ap["snip_fpn", 0, s] + 0.05 for s in (0, 1)})  # now the FPN gains more
     row = repro.table(repro.summarise(args, {k: run for k in ap}, ap)).split(repro.FPN_INTERACTION)[1].splitlines()
     assert row[2] == "     - larger with FPN"
 
