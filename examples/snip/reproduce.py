@@ -214,15 +214,25 @@ def summarise(args, runs: dict, ap: dict, ap_all: dict | None = None) -> dict:
                 for k in rs[0]["proposal_recall"]["recall50_by_size"]}
     for a, b in COMPARISONS:
         if a in mean and b in mean:
-            out["comparisons"].append({"a": a, "b": b, **paired_difference(mean[a], mean[b])})
+            out["comparisons"].append({"a": a, "b": b, **paired_difference(mean[a], mean[b]),
+                                       "per_seed": per_seed(ap, (a, 1), (b, -1))})
             if mean_all is not None:
                 out.setdefault("comparisons_all_sizes", []).append(
-                    {"a": a, "b": b, **paired_difference(mean_all[a], mean_all[b])})
-    if all(a in mean for a in ("snip", "mst", "snip_scratch", "mst_scratch")):
-        out["interaction"] = paired_difference(mean["snip"] - mean["mst"], mean["snip_scratch"] - mean["mst_scratch"])
-    if all(a in mean for a in ("snip", "mst", "snip_fpn", "mst_fpn")):
-        out["fpn_interaction"] = paired_difference(mean["snip"] - mean["mst"], mean["snip_fpn"] - mean["mst_fpn"])
+                    {"a": a, "b": b, **paired_difference(mean_all[a], mean_all[b]),
+                     "per_seed": per_seed(ap_all, (a, 1), (b, -1))})
+    for key, (a, b, c, d) in (("interaction", ("snip", "mst", "snip_scratch", "mst_scratch")),
+                              ("fpn_interaction", ("snip", "mst", "snip_fpn", "mst_fpn"))):
+        if all(x in mean for x in (a, b, c, d)):
+            out[key] = {**paired_difference(mean[a] - mean[b], mean[c] - mean[d]),
+                        "per_seed": per_seed(ap, (a, 1), (b, -1), (c, -1), (d, 1))}
     return out
+
+
+def per_seed(ap: dict, *terms) -> list[float]:
+    """The seed spread of a comparison: per (draw, seed) that every arm ran, the sum of ``sign * AP``
+    over ``terms`` (``(arm, sign)``) on the test images themselves (column 0 of :func:`bootstrap_ap`)."""
+    runs = sorted(set.intersection(*({k[1:] for k in ap if k[0] == arm} for arm, _ in terms)))
+    return [float(sum(sign * ap[(arm, *r)][0] for arm, sign in terms)) for r in runs]
 
 
 FPN_INTERACTION = "(snip - mst) single-level - (snip - mst) FPN (no thesis row)"
@@ -265,7 +275,8 @@ def table(summary: dict) -> str:
 def _comparison_rows(header: str, items: list) -> list[str]:
     pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
     rows = ["", ".. list-table::", "   :header-rows: 1", "", f"   * - {header}",
-            "     - a - b [95 % basic bootstrap interval]", "     - direction"]
+            "     - a - b [95 % basic bootstrap interval]", "     - per seed: min to max (seeds > 0)",
+            "     - direction"]
     for name, c in items:
         if name == FPN_INTERACTION:  # not a thesis row: which detector SNIP helps more
             verdict = "within noise" if not c["holds"] else "larger single-level" if c["low"] > 0 else "larger with FPN"
@@ -274,8 +285,10 @@ def _comparison_rows(header: str, items: list) -> list[str]:
                              "within noise" if not c["holds"] else "sniper better" if c["low"] > 0 else "snip better")
         else:
             verdict = "within noise" if not c["holds"] else "as the thesis" if c["low"] > 0 else "reversed"
+        seeds = c.get("per_seed") or [math.nan]
+        spread = f"{pct(min(seeds))} to {pct(max(seeds))} ({sum(v > 0 for v in seeds)} of {len(seeds)})"
         rows += [f"   * - {name}", f"     - {pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]",
-                 f"     - {verdict}"]
+                 f"     - {spread}", f"     - {verdict}"]
     return rows
 
 

@@ -467,11 +467,15 @@ def test_fpn_interaction_is_the_difference_of_the_two_snip_gains_with_its_own_ve
     expected = (mean["snip"] - mean["mst"] - mean["snip_fpn"] + mean["mst_fpn"])[0]
     assert summary["fpn_interaction"]["difference"] == pytest.approx(expected) and expected > 0.02
     assert [c["a"] for c in summary["comparisons"]] == ["snip", "snip_fpn"]
+    # the seed spread: the same difference on each seed's own runs, and how many seeds are above zero
+    gain = [(ap["snip", 0, s] - ap["mst", 0, s] - ap["snip_fpn", 0, s] + ap["mst_fpn", 0, s])[0] for s in (0, 1)]
+    assert summary["fpn_interaction"]["per_seed"] == pytest.approx(gain)
     row = repro.table(summary).split(repro.FPN_INTERACTION)[1].splitlines()
-    assert row[2] == "     - larger single-level"
+    assert row[2] == f"     - {100 * min(gain):.1f} to {100 * max(gain):.1f} (2 of 2)"
+    assert row[3] == "     - larger single-level"
     ap.update({("snip_fpn", 0, s): ap["snip_fpn", 0, s] + 0.05 for s in (0, 1)})  # now the FPN gains more
     row = repro.table(repro.summarise(args, {k: run for k in ap}, ap)).split(repro.FPN_INTERACTION)[1].splitlines()
-    assert row[2] == "     - larger with FPN"
+    assert row[3] == "     - larger with FPN"
 
 
 @pytest.mark.parametrize("results", ["snip_results.json", "sniper_results.json", "snip_fpn_results.json"])
