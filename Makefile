@@ -11,9 +11,9 @@
 #   make repro-premise   SNIP's premise, thesis §2.3 (docs/reproductions.rst's first section; about 6 minutes
 #                on one CPU thread)
 #   make repro-snip   Table 2.1 and pretrained x {MST, SNIP} from the premise's CNN-B, equal budgets
-#                (examples/snip/reproduce.py; two seeds side by side, about 70 min a seed; two seeds are on docs/reproductions.rst)
+#                (examples/snip/reproduce.py; five seeds, two runs at a time, about 70 min of one thread a seed)
 #   make repro-sniper   SNIPER's Tables 3.1-3.3 the same way, with snip (examples/snip/reproduce.py --table sniper;
-#                two seeds side by side; the six SNIPER trainings took 26 min on one thread)
+#                two seeds, two runs at a time; the six SNIPER trainings took 26 min on one thread)
 #   make repro-snip-fpn  Table 2.1's secondary arm: MST and SNIP on an FPN over CNN-B, beside the
 #                single-level runs of repro-snip (examples/snip/reproduce.py --table fpn)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
@@ -107,7 +107,7 @@ $(PREMISE_CNN_B):
 repro-snip: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --init $(PREMISE_CNN_B) --out runs/snip_repro \
 	    --figure docs/_static/snip_budget.png \
-	    --seeds 0 1 --jobs 2
+	    --seeds 0 1 2 3 4 --jobs 2
 	cp runs/snip_repro/results.json docs/_static/snip_results.json
 
 # SNIPER's Tables 3.1-3.3 the same way (negatives, 2 vs 3 scales, SNIPER vs SNIP at equal iterations).
