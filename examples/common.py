@@ -984,7 +984,8 @@ def detection_results(args, recipe: str, dataset, train, val, stats, infer, item
     """results.json and the one-line summary every detection driver prints."""
     result = {"recipe": recipe, "seed": args.seed, "epochs": args.epochs, "iterations": args.iterations,
               "batch_size": args.batch_size, "backbone": args.backbone,
-              "synthetic_draw": args.synthetic_draw if args.data is None else None, "size_scale": args.size_scale, "train_images": len(train), "val_images": len(val),
+              "synthetic_draw": args.synthetic_draw if args.data is None else None,
+              "size_scale": args.size_scale, "train_images": len(train), "val_images": len(val),
               "inputs_per_epoch": len(dataset), "train_pixels_per_image": dataset.pixels / len(train),
               "train_inputs_per_s": items / seconds if seconds > 0 else None, "train_seconds": seconds,
               "inference_s_per_image": infer,

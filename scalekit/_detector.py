@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["LevelDetector", "register_detector_adapter", "level_detector", "known_adapter", "as_detections"]
+__all__ = ["LevelDetector", "register_detector_adapter", "level_detector", "as_detections"]
 
 LevelDetector = Callable[[list[Tensor]], list]
 """A list of ``[C, H, W]`` images -> per image, detections in that image's pixels."""
@@ -51,7 +51,7 @@ def register_detector_adapter(adapter: Callable[[object], LevelDetector | None])
     return adapter
 
 
-def known_adapter(detector, known=KNOWN_ADAPTERS) -> LevelDetector | None:
+def _known_adapter(detector, known=KNOWN_ADAPTERS) -> LevelDetector | None:
     """The runner of the first ``(module prefix, adapter module, adapter name)`` in ``known``
     whose prefix names a class of ``detector`` (its MRO) and whose adapter accepts it;
     the adapter module is imported only then (no import side effect for other detectors)."""
@@ -73,7 +73,7 @@ def level_detector(detector, known=KNOWN_ADAPTERS, registered: bool = True,
         runner = adapter(detector)
         if runner is not None:
             return runner
-    runner = known_adapter(detector, known)
+    runner = _known_adapter(detector, known)
     if runner is not None:
         return runner
     if not callable(detector):
