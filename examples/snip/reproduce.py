@@ -45,6 +45,8 @@ images (:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
 resamples for every run of a draw, draws resampled independently, each resample's AP
 averaged over seeds and draws), holding only where the interval excludes zero. Writes ``OUT/results.json`` and
 ``OUT/table.rst`` (``--table sniper`` or ``fpn``: ``results_<table>.json``, ``table_<table>.rst``).
+``--replication A.json B.json`` runs nothing and prints each comparison's difference and direction in
+those results side by side (e.g. one file per data draw), and whether the directions agree.
 
     python examples/snip/reproduce.py --init runs/premise_repro/cnn_b_scale_true_seed0.pt --out runs/snip_repro
 """
@@ -99,7 +101,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = "(default: %(default)s)"
-    p.add_argument("--init", required=True, help="CNN-B checkpoint of examples/snip/premise.py (the pretrained arms)")
+    p.add_argument("--init", help="CNN-B checkpoint of examples/snip/premise.py (the pretrained arms; required to run)")
     p.add_argument("--out", default="runs/snip_repro", help=f"output folder {d}")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=f"training seeds {d}")
     p.add_argument("--draws", type=int, nargs="+", default=[0],
@@ -119,9 +121,16 @@ def parse_args(argv):
                    help=f"synthetic images {d}")
     p.add_argument("--resamples", type=int, default=1000, help=f"bootstrap resamples over test images {d}")
     p.add_argument("--figure", help="also draw AP_S against iterations, one line per arm, into this PNG")
+    p.add_argument("--replication", nargs="+", metavar="RESULTS_JSON",
+                   help="run nothing: print the table of each comparison's verdict in these results files (e.g. "
+                        "one per data draw) side by side, and whether they agree")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                    help="arguments for every run of train.py (e.g. --extra --max-iters 2 for a smoke test)")
     args = p.parse_args(argv)
+    if args.replication:
+        return args
+    if args.init is None:
+        p.error("--init is required (the CNN-B checkpoint of `make repro-premise`), unless --replication is given")
     if not os.path.exists(args.init):
         p.error(f"--init {args.init} does not exist; make it with `make repro-premise` (examples/snip/premise.py)")
     if args.iterations < 4:
@@ -253,12 +262,7 @@ def table(summary: dict) -> str:
                  f"     - {pct(r['AP'])}", f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
                  *([f"     - {r['train_inputs_per_s']:.2f}"] if sniper else []),
                  f"     - {r['thesis_APs'] if r['thesis_APs'] is not None else '-'}"]
-    items = [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons"]]
-    if "interaction" in summary:
-        items.append(("(snip - mst) pretrained - (snip - mst) scratch", summary["interaction"]))
-    if "fpn_interaction" in summary:
-        items.append((FPN_INTERACTION, summary["fpn_interaction"]))
-    rows += _comparison_rows("comparison (thesis: a > b)", items)
+    rows += _comparison_rows("comparison (thesis: a > b)", _comparison_items(summary))
     if "comparisons_all_sizes" in summary:
         rows += _comparison_rows("comparison on AP over all sizes (thesis: a > b)",
                                  [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons_all_sizes"]])
@@ -272,19 +276,59 @@ def table(summary: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _comparison_items(summary: dict) -> list[tuple[str, dict]]:
+    """``(row name, comparison)`` for every comparison and interaction of ``summary``, in table order."""
+    items = [(f"{c['a']} - {c['b']}", c) for c in summary["comparisons"]]
+    if "interaction" in summary:
+        items.append(("(snip - mst) pretrained - (snip - mst) scratch", summary["interaction"]))
+    if "fpn_interaction" in summary:
+        items.append((FPN_INTERACTION, summary["fpn_interaction"]))
+    return items
+
+
+def _verdict(name: str, c: dict) -> tuple[str, str]:
+    """The row's shown name and its direction: "as the thesis", "reversed" or "within noise" (the
+    FPN interaction and SNIPER - SNIP, which have no thesis direction, name the better side)."""
+    if name == FPN_INTERACTION:  # not a thesis row: which detector SNIP helps more
+        return name, "within noise" if not c["holds"] else "larger single-level" if c["low"] > 0 else "larger with FPN"
+    if name == "sniper - snip":  # Table 3.3 without batch normalisation: "comparable results"
+        return ("sniper - snip (thesis: comparable)",
+                "within noise" if not c["holds"] else "sniper better" if c["low"] > 0 else "snip better")
+    return name, "within noise" if not c["holds"] else "as the thesis" if c["low"] > 0 else "reversed"
+
+
+def replication_table(summaries: list[dict]) -> str:
+    """One RST table of the comparisons common to ``summaries`` (results of :func:`summarise`, e.g.
+    one per data draw): each one's difference, interval and direction side by side, and whether the
+    directions agree ("same" or "differ"; a direction within noise differs from one that holds).
+    Columns are named by each summary's draws and seeds."""
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    if len(summaries) < 2:
+        raise ValueError(f"summaries: expected at least two results to compare, got {len(summaries)}")
+    rows = [dict(_comparison_items(s)) for s in summaries]
+    names = [n for n in rows[0] if all(n in r for r in rows[1:])]
+    out = [".. list-table::", "   :header-rows: 1", "", "   * - comparison (thesis: a > b)"]
+    for s in summaries:
+        draws, seeds = s.get("draws", [0]), s["seeds"]
+        out.append(f"     - draw{'s' * (len(draws) > 1)} {', '.join(map(str, draws))}, "
+                   f"{len(seeds)} seed{'s' * (len(seeds) > 1)}: a - b [interval], direction")
+    out.append("     - directions")
+    for name in names:
+        verdicts = [_verdict(name, r[name]) for r in rows]
+        out.append(f"   * - {verdicts[0][0]}")
+        out += [f"     - {pct(r[name]['difference'])} [{pct(r[name]['low'])}, {pct(r[name]['high'])}], {v}"
+                for r, (_, v) in zip(rows, verdicts)]
+        out.append(f"     - {'same' if len({v for _, v in verdicts}) == 1 else 'differ'}")
+    return "\n".join(out) + "\n"
+
+
 def _comparison_rows(header: str, items: list) -> list[str]:
     pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
     rows = ["", ".. list-table::", "   :header-rows: 1", "", f"   * - {header}",
             "     - a - b [95 % basic bootstrap interval]", "     - per seed: min to max (seeds > 0)",
             "     - direction"]
     for name, c in items:
-        if name == FPN_INTERACTION:  # not a thesis row: which detector SNIP helps more
-            verdict = "within noise" if not c["holds"] else "larger single-level" if c["low"] > 0 else "larger with FPN"
-        elif name == "sniper - snip":  # Table 3.3 without batch normalisation: "comparable results"
-            name, verdict = ("sniper - snip (thesis: comparable)",
-                             "within noise" if not c["holds"] else "sniper better" if c["low"] > 0 else "snip better")
-        else:
-            verdict = "within noise" if not c["holds"] else "as the thesis" if c["low"] > 0 else "reversed"
+        name, verdict = _verdict(name, c)
         seeds = c.get("per_seed") or [math.nan]
         spread = f"{pct(min(seeds))} to {pct(max(seeds))} ({sum(v > 0 for v in seeds)} of {len(seeds)})"
         rows += [f"   * - {name}", f"     - {pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]",
@@ -308,6 +352,13 @@ def budget_figure(summary: dict, png: str) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.replication:
+        summaries = []
+        for path in args.replication:
+            with open(path) as f:
+                summaries.append(json.load(f))
+        print(replication_table(summaries), end="")
+        return {"replication": args.replication}
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     q = argparse.ArgumentParser()

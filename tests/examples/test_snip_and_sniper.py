@@ -478,6 +478,37 @@ def test_fpn_interaction_is_the_difference_of_the_two_snip_gains_with_its_own_ve
     assert row[3] == "     - larger with FPN"
 
 
+def test_replication_table_puts_each_draws_verdict_side_by_side_and_says_whether_they_agree(capsys, tmp_path):
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_replication")
+
+    def comparison(a, b, low, high):
+        return {"a": a, "b": b, "difference": (low + high) / 2, "low": low, "high": high,
+                "holds": low > 0 or high < 0}
+
+    draw0 = {"seeds": [0, 1, 2, 3, 4], "comparisons": [comparison("snip", "mst", 0.002, 0.016),
+                                                       comparison("800_all", "1400_lt80", -0.03, -0.01),
+                                                       comparison("1400_all", "800_all", -0.01, 0.01)],
+             "interaction": comparison("", "", -0.005, 0.009)}
+    draw1 = {"seeds": [0, 1, 2], "draws": [1], "comparisons": [comparison("snip", "mst", 0.001, 0.02),
+                                                               comparison("800_all", "1400_lt80", -0.02, 0.004)],
+             "interaction": comparison("", "", -0.01, 0.01)}
+    rows = repro.replication_table([draw0, draw1]).splitlines()
+    assert rows[4:7] == ["     - draw 0, 5 seeds: a - b [interval], direction",
+                         "     - draw 1, 3 seeds: a - b [interval], direction", "     - directions"]
+    at = {rows[i][7:]: rows[i + 1:i + 4] for i in range(7, len(rows), 4)}
+    assert list(at) == ["snip - mst", "800_all - 1400_lt80", "(snip - mst) pretrained - (snip - mst) scratch"]
+    assert at["snip - mst"] == ["     - 0.9 [0.2, 1.6], as the thesis", "     - 1.1 [0.1, 2.0], as the thesis",
+                                "     - same"]
+    assert at["800_all - 1400_lt80"][1:] == ["     - -0.8 [-2.0, 0.4], within noise", "     - differ"]
+    assert at["(snip - mst) pretrained - (snip - mst) scratch"][2] == "     - same"  # within noise on both
+    with pytest.raises(ValueError, match="summaries: expected at least two"):
+        repro.replication_table([draw0])
+    for i, d in enumerate((draw0, draw1)):  # the command line prints the same table from the files
+        (tmp_path / f"{i}.json").write_text(json.dumps(d))
+    repro.main(["--replication", str(tmp_path / "0.json"), str(tmp_path / "1.json")])
+    assert capsys.readouterr().out == "\n".join(rows) + "\n"
+
+
 @pytest.mark.parametrize("results", ["snip_results.json", "sniper_results.json", "snip_fpn_results.json"])
 def test_the_reproductions_page_holds_the_committed_results(results):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
