@@ -509,6 +509,15 @@ def test_replication_table_puts_each_draws_verdict_side_by_side_and_says_whether
     assert capsys.readouterr().out == "\n".join(rows) + "\n"
 
 
+def test_reproduce_names_the_missing_cnn_b_checkpoint(tmp_path, capsys):
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_init")
+    for argv, message in (([], "--init is required"), (["--init", str(tmp_path / "no.pt")], "no.pt does not exist")):
+        with pytest.raises(SystemExit):
+            repro.parse_args(["--out", str(tmp_path), *argv])
+        err = capsys.readouterr().err
+        assert message in err and "make repro-premise" in err
+
+
 @pytest.mark.parametrize("results", ["snip_results.json", "sniper_results.json", "snip_fpn_results.json"])
 def test_the_reproductions_page_holds_the_committed_results(results):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
