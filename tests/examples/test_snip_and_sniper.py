@@ -518,12 +518,22 @@ def test_reproduce_names_the_missing_cnn_b_checkpoint(tmp_path, capsys):
         assert message in err and "make repro-premise" in err
 
 
-@pytest.mark.parametrize("results", ["snip_results.json", "sniper_results.json", "snip_fpn_results.json"])
+@pytest.mark.parametrize("results", ["snip_results.json", "snip_results_draw1.json", "sniper_results.json",
+                                     "snip_fpn_results.json"])
 def test_the_reproductions_page_holds_the_committed_results(results):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
     doc = json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", results)))
     page = open(os.path.join(HERE, "..", "..", "docs", "reproductions.rst")).read()
     assert repro.table(doc) in page  # the tables as reproduce.py generates them from the JSON, verbatim
+
+
+def test_the_reproductions_page_holds_table_2_1_on_both_draws_side_by_side():
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page2")
+    docs = [json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", f)))
+            for f in ("snip_results.json", "snip_results_draw1.json")]
+    assert [d.get("draws", [0]) for d in docs] == [[0], [1]]
+    page = open(os.path.join(HERE, "..", "..", "docs", "reproductions.rst")).read()
+    assert repro.replication_table(docs) in page
 
 
 def test_a_seeded_sniper_run_repeats_exactly_whatever_the_hash_seed(tmp_path):
