@@ -302,7 +302,6 @@ def replication_table(summaries: list[dict]) -> str:
     one per data draw): each one's difference, interval and direction side by side, and whether the
     directions agree ("same" or "differ"; a direction within noise differs from one that holds).
     Columns are named by each summary's draws and seeds."""
-    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     if len(summaries) < 2:
         raise ValueError(f"summaries: expected at least two results to compare, got {len(summaries)}")
     rows = [dict(_comparison_items(s)) for s in summaries]
@@ -316,10 +315,15 @@ def replication_table(summaries: list[dict]) -> str:
     for name in names:
         verdicts = [_verdict(name, r[name]) for r in rows]
         out.append(f"   * - {verdicts[0][0]}")
-        out += [f"     - {pct(r[name]['difference'])} [{pct(r[name]['low'])}, {pct(r[name]['high'])}], {v}"
-                for r, (_, v) in zip(rows, verdicts)]
+        out += [f"     - {_interval(r[name])}, {v}" for r, (_, v) in zip(rows, verdicts)]
         out.append(f"     - {'same' if len({v for _, v in verdicts}) == 1 else 'differ'}")
     return "\n".join(out) + "\n"
+
+
+def _interval(c: dict) -> str:
+    """A comparison's difference and bootstrap interval in points: ``"0.9 [0.2, 1.6]"``."""
+    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
+    return f"{pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]"
 
 
 def _comparison_rows(header: str, items: list) -> list[str]:
@@ -331,7 +335,7 @@ def _comparison_rows(header: str, items: list) -> list[str]:
         name, verdict = _verdict(name, c)
         seeds = c.get("per_seed") or [math.nan]
         spread = f"{pct(min(seeds))} to {pct(max(seeds))} ({sum(v > 0 for v in seeds)} of {len(seeds)})"
-        rows += [f"   * - {name}", f"     - {pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]",
+        rows += [f"   * - {name}", f"     - {_interval(c)}",
                  f"     - {spread}", f"     - {verdict}"]
     return rows
 
