@@ -15,7 +15,7 @@
 #   make repro-snip-draw1   the same on a second draw of the synthetic set, three seeds, and the table of
 #                each direction on both draws (about 100 minutes)
 #   make repro-sniper   SNIPER's Tables 3.1-3.3 the same way, with snip (examples/snip/reproduce.py --table sniper;
-#                two seeds, two runs at a time; the six SNIPER trainings took 26 min on one thread)
+#                five seeds, two runs at a time, snip's runs included: 50 min on this 2-core machine)
 #   make repro-snip-fpn  Table 2.1's secondary arm: MST and SNIP on an FPN over CNN-B, beside the
 #                single-level runs of repro-snip (examples/snip/reproduce.py --table fpn)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
@@ -124,7 +124,7 @@ repro-snip-draw1: $(BUILT) $(PREMISE_CNN_B)
 # SNIPER's Tables 3.1-3.3 the same way (negatives, 2 vs 3 scales, SNIPER vs SNIP at equal iterations).
 repro-sniper: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --table sniper --init $(PREMISE_CNN_B) \
-	    --out runs/snip_repro --seeds 0 1 --jobs 2 --figure docs/_static/sniper_budget.png
+	    --out runs/snip_repro --seeds 0 1 2 3 4 --jobs 2 --figure docs/_static/sniper_budget.png
 	cp runs/snip_repro/results_sniper.json docs/_static/sniper_results.json
 
 repro-snip-fpn: $(BUILT) $(PREMISE_CNN_B)
