@@ -12,8 +12,8 @@
 #                on one CPU thread)
 #   make repro-snip   Table 2.1 and pretrained x {MST, SNIP} from the premise's CNN-B, equal budgets
 #                (examples/snip/reproduce.py; five seeds, two runs at a time, about 70 min of one thread a seed)
-#   make repro-snip-draw1   the same on a second draw of the synthetic set, three seeds, and the table of
-#                each direction on both draws (about 100 minutes)
+#   make repro-snip-draw1   the same on a second draw of the synthetic set, five seeds, and the table of
+#                each direction on both draws (about 170 minutes from nothing)
 #   make repro-sniper   SNIPER's Tables 3.1-3.3 the same way, with snip (examples/snip/reproduce.py --table sniper;
 #                five seeds, two runs at a time, snip's runs included: 50 min on this 2-core machine)
 #   make repro-snip-fpn  Table 2.1's secondary arm: MST and SNIP on an FPN over CNN-B, beside the
@@ -114,10 +114,10 @@ repro-snip: $(BUILT) $(PREMISE_CNN_B)
 	    --seeds $(SNIP_SEEDS) --jobs 2
 	cp runs/snip_repro/results.json docs/_static/snip_results.json
 
-# Table 2.1 again on a second draw of the synthetic set (three seeds), and each direction's verdict on both draws.
+# Table 2.1 again on a second draw of the synthetic set (five seeds), and each direction's verdict on both draws.
 repro-snip-draw1: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --init $(PREMISE_CNN_B) --out runs/snip_repro_d1 \
-	    --figure docs/_static/snip_budget_draw1.png --draws 1 --seeds 0 1 2 --jobs 2
+	    --figure docs/_static/snip_budget_draw1.png --draws 1 --seeds 0 1 2 3 4 --jobs 2
 	cp runs/snip_repro_d1/results.json docs/_static/snip_results_draw1.json
 	$(PY) examples/snip/reproduce.py --replication docs/_static/snip_results.json docs/_static/snip_results_draw1.json
 
