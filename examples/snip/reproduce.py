@@ -250,16 +250,15 @@ FPN_INTERACTION = "(snip - mst) single-level - (snip - mst) FPN (no thesis row)"
 def table(summary: dict) -> str:
     """The RST tables of docs/reproductions.rst (AP in %); with SNIPER's arms also training inputs
     (images or chips) per second and Table 3.1's RPN recall by size."""
-    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
     sniper = any(a.startswith("sniper") for a in summary["arms"])
     rows = [".. list-table::", "   :header-rows: 1", "", "   * - arm", "     - AP_S, mean (min-max)",
             "     - AP_S at 1/4, 1/2, all of the budget", "     - AP (all sizes)", "     - train pixels / image",
             *(["     - training inputs / s"] if sniper else []), "     - thesis AP_S"]
     for a, r in summary["arms"].items():
         s = r["APs"]
-        rows += [f"   * - {a}", f"     - {pct(s['mean'])} ({pct(s['min'])}-{pct(s['max'])})",
-                 "     - " + ", ".join(pct(p["APs"]) for p in r["budget"]) + f", {pct(s['mean'])}",
-                 f"     - {pct(r['AP'])}", f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
+        rows += [f"   * - {a}", f"     - {_pct(s['mean'])} ({_pct(s['min'])}-{_pct(s['max'])})",
+                 "     - " + ", ".join(_pct(p["APs"]) for p in r["budget"]) + f", {_pct(s['mean'])}",
+                 f"     - {_pct(r['AP'])}", f"     - {r['train_pixels_per_image'] / 1e3:.0f}k",
                  *([f"     - {r['train_inputs_per_s']:.2f}"] if sniper else []),
                  f"     - {r['thesis_APs'] if r['thesis_APs'] is not None else '-'}"]
     rows += _comparison_rows("comparison (thesis: a > b)", _comparison_items(summary))
@@ -272,7 +271,7 @@ def table(summary: dict) -> str:
         rows += ["", ".. list-table::", "   :header-rows: 1", "", "   * - arm (RPN recall at IoU 0.5, %)",
                  *(f"     - {b} px" for b in bins)]
         for a, r in recall.items():
-            rows += [f"   * - {a}", *(f"     - {pct(r[b])}" for b in bins)]
+            rows += [f"   * - {a}", *(f"     - {_pct(r[b])}" for b in bins)]
     return "\n".join(rows) + "\n"
 
 
@@ -320,21 +319,24 @@ def replication_table(summaries: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _pct(v: float) -> str:
+    """A fraction in points with one decimal (``0.0123`` -> ``"1.2"``); a dash for NaN."""
+    return "–" if math.isnan(v) else f"{100 * v:.1f}"
+
+
 def _interval(c: dict) -> str:
     """A comparison's difference and bootstrap interval in points: ``"0.9 [0.2, 1.6]"``."""
-    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
-    return f"{pct(c['difference'])} [{pct(c['low'])}, {pct(c['high'])}]"
+    return f"{_pct(c['difference'])} [{_pct(c['low'])}, {_pct(c['high'])}]"
 
 
 def _comparison_rows(header: str, items: list) -> list[str]:
-    pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
     rows = ["", ".. list-table::", "   :header-rows: 1", "", f"   * - {header}",
             "     - a - b [95 % basic bootstrap interval]", "     - per seed: min to max (seeds > 0)",
             "     - direction"]
     for name, c in items:
         name, verdict = _verdict(name, c)
         seeds = c.get("per_seed") or [math.nan]
-        spread = f"{pct(min(seeds))} to {pct(max(seeds))} ({sum(v > 0 for v in seeds)} of {len(seeds)})"
+        spread = f"{_pct(min(seeds))} to {_pct(max(seeds))} ({sum(v > 0 for v in seeds)} of {len(seeds)})"
         rows += [f"   * - {name}", f"     - {_interval(c)}",
                  f"     - {spread}", f"     - {verdict}"]
     return rows
