@@ -30,6 +30,12 @@ using Tensor = torch::stable::Tensor;
 using ScalarType = c10::ScalarType;
 using torch::stable::Device;
 
+// Torch 2.10-2.11's headers name the error check TORCH_ERROR_CODE_CHECK; later ones,
+// STABLE_TORCH_ERROR_CODE_CHECK.
+#ifndef STABLE_TORCH_ERROR_CODE_CHECK
+#define STABLE_TORCH_ERROR_CODE_CHECK TORCH_ERROR_CODE_CHECK
+#endif
+
 // An ATen op with one tensor output, by schema name, arguments boxed as the stable ABI
 // boxes them. The call consumes the boxed arguments and hands back a new reference to the
 // output, which the returned Tensor owns (dropping it unwrapped would leak that tensor).
@@ -42,7 +48,17 @@ Tensor call_op(const char* name, const char* overload, const A&... args) {
 
 inline Device cpu() { return Device(c10::DeviceType::CPU); }
 
-using torch::stable::index_select;
+// torch::stable::index_select and permute run on torch >= 2.10, but torch 2.11's headers do
+// not declare them (2.14's do). These are the same boxed calls, so that scalekit also builds
+// against the older headers (the GPU machines this project is lent run torch 2.11). Their own
+// names: with 2.14's headers an unqualified index_select(...) would find both by ADL.
+inline Tensor select_by_index(const Tensor& self, int64_t dim, const Tensor& index) {
+  return call_op("aten::index_select", "", self, dim, index);
+}
+
+inline Tensor permuted(const Tensor& self, const std::vector<int64_t>& dims) {
+  return call_op("aten::permute", "", self, dims);
+}
 
 // t itself when it is contiguous already: one boxed dispatcher call fewer, which shows on
 // small inputs (a stable-ABI call goes through the boxed dispatcher).

@@ -350,7 +350,7 @@ std::tuple<Tensor, Tensor, Tensor> merge_cpu(
     merged = to_dtype(from_vector(m, acc, {static_cast<int64_t>(m.size() / 4), 4}), boxes.scalar_type());
   });
   // The keeper scores highest in its group: its score is the group's.
-  return {keep, merged, index_select(scores, 0, keep)};
+  return {keep, merged, select_by_index(scores, 0, keep)};
 }
 
 std::tuple<Tensor, Tensor, Tensor> greedy_nmm_cpu(

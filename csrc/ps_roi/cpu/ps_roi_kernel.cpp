@@ -382,7 +382,7 @@ struct CpuImpl {
       const auto g = geometry<T>(a, r, o, height, width);
       Tensor gi = new_zeros({batch, channels, height, width}, acc);
       if (gr.numel() > 0 && gi.numel() > 0) {
-        const Tensor gt = as_contiguous(torch::stable::permute(torch::stable::flatten(gr, 2), {2, 0, 1}));
+        const Tensor gt = as_contiguous(permuted(torch::stable::flatten(gr, 2), {2, 0, 1}));
         backward_input_impl<scalar_t, T>(g, gt.const_data_ptr<scalar_t>(), rois.size(0), c_out, channels, batch,
                                          gi.mutable_data_ptr<T>());
       }
