@@ -179,7 +179,28 @@ def run(quick: bool = False, soft_nms_original: str | None = None, soft_nms_deps
                 ours = measure(lambda: ops.soft_nms(boxes, scores, method=method), device)
                 theirs = measure(lambda: torch_soft_nms(boxes, scores, method=method), device, min_time=0)
                 table.row(f"soft_nms {method} clustered n={n}", device, ours, theirs)
+    if soft_nms_original:
+        original_rows(quick, soft_nms_original, soft_nms_deps)
     cuda_rows(quick)
+
+
+def original_rows(quick: bool, soft_nms_original: str, soft_nms_deps: str | None) -> None:
+    """CPU: soft_nms(pixel_offset=1) against the original authors' Cython cpu_soft_nms."""
+    original = load_original_soft_nms(soft_nms_original, soft_nms_deps)
+    cpu = torch.device("cpu")
+    table = Table("soft_nms(pixel_offset=1) vs the original Cython cpu_soft_nms", "original")
+    cases = [("clustered", clustered_boxes, n, 0.001) for n in ((6000,) if quick else (6000, 30000))]
+    cases += [("identical", identical_boxes, n, 0.0) for n in ((2000,) if quick else (2000, 8000))]
+    for method in ("linear", "gaussian"):
+        for dist, make, n, floor in cases:
+            boxes, scores = make(n)
+            args = dict(method=method, score_threshold=floor, pixel_offset=1.0)
+            keep, kept_scores = ops.soft_nms(boxes, scores, **args)
+            expected = original_soft_nms(original, boxes, scores, method, floor)
+            assert same_as_original(boxes, keep, kept_scores, expected), "results differ"
+            ours = measure(lambda: ops.soft_nms(boxes, scores, **args), cpu)
+            theirs = measure(lambda: original_soft_nms(original, boxes, scores, method, floor), cpu, min_time=0)
+            table.row(f"soft_nms {method} {dist} n={n}, floor {floor}", cpu, ours, theirs)
 
 
 def cuda_rows(quick: bool = False) -> None:
@@ -220,23 +241,6 @@ def cuda_rows(quick: bool = False) -> None:
                     table.row(case, device, measure(fn, device, min_time=0.1, max_repeat=10), None)
                 except Exception as exc:
                     table.error(case, device, exc)
-
-    if soft_nms_original:
-        original = load_original_soft_nms(soft_nms_original, soft_nms_deps)
-        cpu = torch.device("cpu")
-        table = Table("soft_nms(pixel_offset=1) vs the original Cython cpu_soft_nms", "original")
-        cases = [("clustered", clustered_boxes, n, 0.001) for n in ((6000,) if quick else (6000, 30000))]
-        cases += [("identical", identical_boxes, n, 0.0) for n in ((2000,) if quick else (2000, 8000))]
-        for method in ("linear", "gaussian"):
-            for dist, make, n, floor in cases:
-                boxes, scores = make(n)
-                args = dict(method=method, score_threshold=floor, pixel_offset=1.0)
-                keep, kept_scores = ops.soft_nms(boxes, scores, **args)
-                expected = original_soft_nms(original, boxes, scores, method, floor)
-                assert same_as_original(boxes, keep, kept_scores, expected), "results differ"
-                ours = measure(lambda: ops.soft_nms(boxes, scores, **args), cpu)
-                theirs = measure(lambda: original_soft_nms(original, boxes, scores, method, floor), cpu, min_time=0)
-                table.row(f"soft_nms {method} {dist} n={n}, floor {floor}", cpu, ours, theirs)
 
 
 if __name__ == "__main__":
