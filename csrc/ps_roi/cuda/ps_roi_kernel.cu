@@ -145,6 +145,10 @@ struct CudaImpl {
     const c10::cuda::CUDAGuard guard(input.device());
     const int64_t c_out = check_forward(input, rois, offset, a);
     check_roi_values(rois, input.size(0));
+    // A map of zero height or width has nothing to sample: every bin is 0, as on the CPU
+    // (also with a NaN offset; the first GPU run found NaN here).
+    if (input.size(2) == 0 || input.size(3) == 0)
+      return at::zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
     at::Tensor out = at::empty({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
     if (out.numel() == 0) return out;
     const at::Tensor x = input.contiguous();
@@ -183,7 +187,9 @@ struct CudaImpl {
       const at::Tensor o = offset.has_value() ? offset->to(acc).contiguous() : at::Tensor();
       const auto p = a.params<T>(height, width);
       at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
-      if (gr.numel() > 0) {
+      // Nothing was sampled from a map of zero height or width: zero gradients, as on the CPU.
+      const bool sampled = gr.numel() > 0 && height > 0 && width > 0;
+      if (sampled) {
         backward_input_kernel<scalar_t, T><<<cuda_blocks_for(gr.numel()), kCudaThreads, 0, stream>>>(
             p, gr.data_ptr<scalar_t>(), r.data_ptr<T>(), o.defined() ? o.data_ptr<T>() : nullptr,
             channels, c_out, gr.numel(), gi.data_ptr<T>());
@@ -192,7 +198,7 @@ struct CudaImpl {
       grad_input = gi.to(dtype);
       if (offset_grad) {
         at::Tensor go = at::zeros({rois.size(0), 2, a.part_h, a.part_w}, grad.options().dtype(acc));
-        if (o.defined() && gr.numel() > 0) {
+        if (o.defined() && sampled) {
           const at::Tensor x = input->contiguous();
           backward_offset_kernel<scalar_t, T><<<cuda_blocks_for(gr.numel()), kCudaThreads, 0, stream>>>(
               p, gr.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), r.data_ptr<T>(), o.data_ptr<T>(),
