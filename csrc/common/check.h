@@ -10,27 +10,42 @@
 #include <torch/headeronly/core/ScalarType.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
-#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace scalekit {
 
+// Messages are put together without iostreams, on purpose: where the extension is linked
+// with a static libstdc++ (the GPU machines' default compiler, /opt/gcc, does that), that
+// copy's locale is never set up and writing a number to a std::ostringstream crashed the
+// process (SIGSEGV in num_put) instead of raising the error. Numbers read as an ostream
+// writes them: integers in full, floating point as "%g".
 namespace check_detail {
-inline void append(std::ostringstream&) {}
-template <typename H, typename... T>
-void append(std::ostringstream& os, const H& head, const T&... tail) {
-  os << head;
-  append(os, tail...);
+inline void append(std::string& s, const char* v) { s += v; }
+inline void append(std::string& s, const std::string& v) { s += v; }
+inline void append(std::string& s, char v) { s += v; }
+inline void append(std::string& s, bool v) { s += v ? '1' : '0'; }
+inline void append(std::string& s, c10::ScalarType v) { s += c10::toString(v); }
+template <typename T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
+void append(std::string& s, T v) {
+  s += std::to_string(v);
+}
+template <typename T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
+void append(std::string& s, T v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+  s += buf;
 }
 }  // namespace check_detail
 
 template <typename... A>
 std::string str_cat(const A&... parts) {
-  std::ostringstream os;
-  check_detail::append(os, parts...);
-  return os.str();
+  std::string s;
+  (check_detail::append(s, parts), ...);
+  return s;
 }
 
 // "[3, 4]": a tensor's shape, as the Python API prints it.
