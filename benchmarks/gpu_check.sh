@@ -219,14 +219,37 @@ step_build() {
     return
   fi
   local arch=${TORCH_CUDA_ARCH_LIST:-$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")}
-  note "TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=${GPU_CHECK_JOBS:-$NPROC}"
+  # The system's compiler where there is one (GPU_CHECK_CXX / GPU_CHECK_CC choose another).
+  # The lent H200 machines set CXX=/opt/gcc/bin/g++, a wrapper that links libstdc++ into the
+  # extension: built with it, the first argument error crashed the process (SIGSEGV inside
+  # that copy's ostream) instead of raising ValueError; /usr/bin/g++ 13.3 there builds
+  # extensions that raise (second GPU run, 2026-12-04).
+  local cxx=${GPU_CHECK_CXX:-} cc=${GPU_CHECK_CC:-}
+  if [ -z "$cxx" ] && [ -x /usr/bin/g++ ] && [ -x /usr/bin/gcc ]; then cxx=/usr/bin/g++ cc=/usr/bin/gcc; fi
+  if [ -n "$cxx" ]; then export CXX=$cxx CC=${cc:-${CC:-}}; fi
+  note "TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=${GPU_CHECK_JOBS:-$NPROC} CXX=${CXX:-default} CC=${CC:-default}"
   FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS=${GPU_CHECK_JOBS:-$NPROC} \
     "$PY" setup.py build_ext --inplace || return 1
   "$PY" -c "
 from scalekit import _ext
 assert _ext.has_ops(), _ext._LOAD_ERROR
 assert _ext.has_cuda_kernels(), _ext.cuda_load_error() or 'built without CUDA kernels'
-print('scalekit._C_stable and scalekit._C_cuda load, with CUDA kernels')"
+print('scalekit._C_stable and scalekit._C_cuda load, with CUDA kernels')" || return 1
+  # An argument error raised in each library must reach Python as ValueError (a crash here
+  # would crash every later step's error tests): one process per library.
+  local probe
+  for probe in \
+    "torch.ops.scalekit.ps_roi_align(torch.ones(1, 4, 4, 4), torch.tensor([[0., 0, 0, 2, 2]]), 1.0, 2, 2, 2**31, True)" \
+    "torch.ops.scalekit.deform_conv2d(*(torch.ones(s, device='cuda') for s in ((1, 1, 0, 4), (1, 1, 3, 3), (1, 18, 0, 4))), None, None, 1, 1, 1, 1, 1, 1, 1, 1)"; do
+    "$PY" -c "
+import sys, torch, scalekit.ops
+try:
+    $probe
+except ValueError as e:
+    print('raises ValueError:', str(e)[:70])
+else:
+    sys.exit('no error raised')" || { note "an argument error did not raise ValueError (rc $?): see build.log"; return 1; }
+  done
 }
 
 pytest_args() {  # common options; $1: name of the JUnit file
