@@ -169,3 +169,28 @@ def test_checks_trace_with_dynamic_shapes_and_numbers(name):
         # error (torch._dynamo.exc.Unsupported), carrying the check's message.
         with pytest.raises(Exception, match="iou_threshold must be a number, got nan"):
             compiled(boxes, scores, float("nan"))
+
+
+class TestKernelMessages:
+    """The C++ checks' messages, word for word: integers in full, floating point as an ostream
+    writes it (%g), non-finite values and dtype names readable. csrc/common/check.h builds them
+    without iostreams (a statically linked libstdc++ crashed in them on a GPU machine)."""
+
+    @pytest.mark.parametrize("call, message", [
+        (lambda: torch.ops.scalekit.ps_roi_align(X, ROIS, 1.0, 2, 2, 2**31, True),
+         "sampling_ratio must be <= 1024 (samples per bin side; <= 0 for adaptive), got 2147483648"),
+        (lambda: torch.ops.scalekit.ps_roi_pool(X, torch.tensor([[0.5, 1e30, -2.5e-7, 2, 123456789.0]]), 1.0, 2, 2),
+         "boxes[0] = (0.5, 1e+30, -2.5e-07, 2, 1.23457e+08) must have finite coordinates and an integral "
+         "batch index in [0, 1) (input has 1 images)"),
+        (lambda: torch.ops.scalekit.ps_roi_pool(X, torch.tensor([[0.0, float("nan"), -float("inf"), 2, 2]]), 1.0, 2, 2),
+         "boxes[0] = (0, nan, -inf, 2, 2) must have finite coordinates"),
+        (lambda: torch.ops.scalekit.ps_roi_pool(X.long(), ROIS, 1.0, 2, 2),
+         "input must be a floating point tensor, got Long"),
+        (lambda: torch.ops.scalekit.deform_conv2d(torch.ones(1, 1, 0, 4), torch.ones(1, 1, 3, 3),
+                                                  torch.ones(1, 18, 0, 4), None, None, 1, 1, 1, 1, 1, 1, 1, 1),
+         "the output would be empty: input 0x4, kernel 3x3, padding (1, 1), dilation (1, 1)"),
+    ])
+    def test_numbers_and_dtypes_read_as_written(self, call, message):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert message in str(err.value)
