@@ -83,9 +83,29 @@ int64_t check_forward(const Tensor& input, const Tensor& rois,
   return input.size(1) / a.groups();
 }
 
+// Checks for a backward call but the RoIs' values (check_roi_values, per device, next).
+// torch.ops.scalekit._*_backward can be called directly, without the forward's checks, so
+// they are all made again: a RoI's batch index, the offsets' shape and the map's sizes decide
+// where the kernels write. Deformable pooling passes its input, the others its sizes.
 template <typename Tensor>
-void check_backward(const Tensor& grad, const Tensor& rois, const OpArgs& a, int64_t channels) {
-  check_samples(a);
+void check_backward(const Tensor& grad, const std::optional<Tensor>& input, const Tensor& rois,
+                    const std::optional<Tensor>& offset, const OpArgs& a, int64_t batch,
+                    int64_t channels, int64_t height, int64_t width) {
+  if (input.has_value()) {
+    check_forward(*input, rois, offset, a);
+  } else {
+    SK_CHECK(rois.dim() == 2 && rois.size(1) == 5,
+             "boxes must have shape [K, 5] (batch index, x1, y1, x2, y2), got ", shape(rois));
+    SK_CHECK(rois.device() == grad.device(), "boxes must be on the device of grad (",
+             device_name(grad.device()), "), got ", device_name(rois.device()));
+    SK_CHECK(batch >= 0 && channels >= 0 && height >= 0 && width >= 0,
+             "the input's batch size, channels, height and width must be >= 0, got (", batch, ", ",
+             channels, ", ", height, ", ", width, ")");
+    check_pooled(channels, a.pooled_h, a.pooled_w, a.group_h, a.group_w);
+    SK_CHECK(std::isfinite(a.spatial_scale) && a.spatial_scale > 0,
+             "spatial_scale must be a finite number > 0, got ", a.spatial_scale);
+    check_samples(a);
+  }
   SK_CHECK(
       grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(2) == a.pooled_h &&
           grad.size(3) == a.pooled_w && grad.size(1) * a.groups() == channels,

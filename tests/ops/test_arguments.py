@@ -194,3 +194,39 @@ class TestKernelMessages:
         with pytest.raises(ValueError) as err:
             call()
         assert message in str(err.value)
+
+
+class TestBackwardOpsCheckTheirArguments:
+    """torch.ops.scalekit._*_backward can be called directly, without the forward's checks. A
+    RoI's batch index decides where the kernel writes: -3 wrote out of bounds (a SIGSEGV on the
+    CPU) and 5 of 1 returned zeros, until the backward ops checked the RoIs themselves."""
+
+    @pytest.mark.parametrize("index", [5.0, -3.0, 0.5, float("nan")])
+    def test_a_rois_batch_index_outside_the_input_raises(self, index, device):
+        g = torch.ones(1, 4, 2, 2, device=device)
+        rois = torch.tensor([[index, 0, 0, 4, 4]], device=device)
+        x = torch.ones(1, 16, 8, 8, device=device)
+        offset = torch.zeros(1, 2, 2, 2, device=device)
+        message = r"boxes\[0\] = .* integral batch index in \[0, 1\)"
+        with pytest.raises(ValueError, match=message):
+            torch.ops.scalekit._ps_roi_pool_backward(g, rois, 1.0, 2, 2, 1, 16, 8, 8)
+        with pytest.raises(ValueError, match=message):
+            torch.ops.scalekit._ps_roi_align_backward(g, rois, 1.0, 2, 2, 2, True, 1, 16, 8, 8)
+        with pytest.raises(ValueError, match=message):
+            torch.ops.scalekit._deform_ps_roi_pool_backward(g, x, rois, offset, 1.0, 2, 2, 2, 2, 2, 2, 2, 0.1)
+        with pytest.raises(ValueError, match=r"integral batch index in \[0, 0\)"):
+            torch.ops.scalekit._ps_roi_pool_backward(g, rois.abs().nan_to_num(), 1.0, 2, 2, 0, 16, 8, 8)
+
+    def test_shapes_and_sizes_are_checked_as_in_the_forward(self, device):
+        g = torch.ones(1, 4, 2, 2, device=device)
+        rois = torch.tensor([[0.0, 0, 0, 4, 4]], device=device)
+        x = torch.ones(1, 16, 8, 8, device=device)
+        with pytest.raises(ValueError, match=r"boxes must have shape \[K, 5\]"):
+            torch.ops.scalekit._ps_roi_pool_backward(g, rois[:, :3], 1.0, 2, 2, 1, 16, 8, 8)
+        with pytest.raises(ValueError, match=r"must be >= 0, got \(1, 16, -8, 8\)"):
+            torch.ops.scalekit._ps_roi_pool_backward(g, rois, 1.0, 2, 2, 1, 16, -8, 8)
+        with pytest.raises(ValueError, match="spatial_scale must be a finite number > 0"):
+            torch.ops.scalekit._ps_roi_align_backward(g, rois, float("inf"), 2, 2, 2, True, 1, 16, 8, 8)
+        with pytest.raises(ValueError, match=r"offset must have shape \[K, 2, part_h, part_w\]"):
+            torch.ops.scalekit._deform_ps_roi_pool_backward(g, x, rois, torch.zeros(1, 2, 1, 1, device=device),
+                                                            1.0, 2, 2, 2, 2, 2, 2, 2, 0.1)

@@ -368,7 +368,8 @@ struct CpuImpl {
       const Tensor& grad, const std::optional<Tensor>& input, const Tensor& rois,
       const std::optional<Tensor>& offset, const OpArgs& a, int64_t batch, int64_t channels,
       int64_t height, int64_t width, bool offset_grad) {
-    check_backward(grad, rois, a, channels);
+    check_backward(grad, input, rois, offset, a, batch, channels, height, width);
+    check_roi_values(rois, batch);
     const int64_t c_out = grad.size(1);
     const ScalarType dtype = grad.scalar_type();
     Tensor grad_input, grad_offset;

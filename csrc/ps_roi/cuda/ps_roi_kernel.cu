@@ -173,7 +173,8 @@ struct CudaImpl {
       int64_t height, int64_t width, bool offset_grad) {
     TORCH_CHECK_VALUE(grad.is_cuda(), "grad must be a CUDA tensor");
     const c10::cuda::CUDAGuard guard(grad.device());
-    check_backward(grad, rois, a, channels);
+    check_backward(grad, input, rois, offset, a, batch, channels, height, width);
+    check_roi_values(rois, batch);
     at::globalContext().alertNotDeterministic("scalekit position-sensitive RoI pooling backward (CUDA)");
     const int64_t c_out = grad.size(1);
     const at::ScalarType dtype = grad.scalar_type();
@@ -187,8 +188,8 @@ struct CudaImpl {
       const at::Tensor o = offset.has_value() ? offset->to(acc).contiguous() : at::Tensor();
       const auto p = a.params<T>(height, width);
       at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
-      // Nothing was sampled from a map of zero height or width: zero gradients, as on the CPU.
-      const bool sampled = gr.numel() > 0 && height > 0 && width > 0;
+      // Nothing was sampled from an empty map: zero gradients, as on the CPU.
+      const bool sampled = gr.numel() > 0 && gi.numel() > 0;
       if (sampled) {
         backward_input_kernel<scalar_t, T><<<cuda_blocks_for(gr.numel()), kCudaThreads, 0, stream>>>(
             p, gr.data_ptr<scalar_t>(), r.data_ptr<T>(), o.defined() ? o.data_ptr<T>() : nullptr,
