@@ -225,8 +225,9 @@ step_build() {
   # that copy's ostream) instead of raising ValueError; /usr/bin/g++ 13.3 there builds
   # extensions that raise (second GPU run, 2026-12-04).
   local cxx=${GPU_CHECK_CXX:-} cc=${GPU_CHECK_CC:-}
-  if [ -z "$cxx" ] && [ -x /usr/bin/g++ ] && [ -x /usr/bin/gcc ]; then cxx=/usr/bin/g++ cc=/usr/bin/gcc; fi
-  if [ -n "$cxx" ]; then export CXX=$cxx CC=${cc:-${CC:-}}; fi
+  if [ -z "$cxx$cc" ] && [ -x /usr/bin/g++ ] && [ -x /usr/bin/gcc ]; then cxx=/usr/bin/g++ cc=/usr/bin/gcc; fi
+  if [ -n "$cxx" ]; then export CXX=$cxx; fi
+  if [ -n "$cc" ]; then export CC=$cc; fi   # nvcc's host compiler (-ccbin) too
   note "TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=${GPU_CHECK_JOBS:-$NPROC} CXX=${CXX:-default} CC=${CC:-default}"
   FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS=${GPU_CHECK_JOBS:-$NPROC} \
     "$PY" setup.py build_ext --inplace || return 1

@@ -18,11 +18,12 @@
 
 namespace scalekit {
 
-// Messages are put together without iostreams, on purpose: where the extension is linked
-// with a static libstdc++ (the GPU machines' default compiler, /opt/gcc, does that), that
-// copy's locale is never set up and writing a number to a std::ostringstream crashed the
-// process (SIGSEGV in num_put) instead of raising the error. Numbers read as an ostream
-// writes them: integers in full, floating point as "%g".
+// Messages are put together without iostreams, on purpose: built by the GPU machines' default
+// compiler (/opt/gcc/bin/g++, which linked a copy of libstdc++ into the extension), writing a
+// number to a std::ostringstream crashed the process (SIGSEGV in that copy's
+// ostream::_M_insert<long>, by cuda-gdb) instead of raising the error. Numbers read as an
+// ostream writes them: integers in full, floating point as "%g"; nor does the C++ global
+// locale change them.
 namespace check_detail {
 inline void append(std::string& s, const char* v) { s += v; }
 inline void append(std::string& s, const std::string& v) { s += v; }
