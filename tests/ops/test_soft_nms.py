@@ -199,6 +199,36 @@ def test_device_equals_cpu(method, batched, device):
     torch.testing.assert_close(got[1].cpu(), expected[1], rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("values,score_threshold", [
+    ([0.1, 0.25, 0.5, 0.75, 0.9], 0.001),
+    ([-0.5, -0.0, 0.0, 0.25, 0.9], -1.0),  # -0 and +0 tie, as in the CPU's loop
+])
+def test_device_equals_cpu_over_many_categories_with_ties(method, values, score_threshold, device):
+    # Integer boxes on a small grid and five score values: exact IoUs, and ties within a category
+    # and across categories. Labels sparse, negative and huge; 300 categories of one box; idxs a
+    # strided view. (The CUDA kernel runs each category in a block of its own and sorts the
+    # selections into the loop's order afterwards.)
+    g = torch.Generator().manual_seed(5)
+    n = 3000
+    xy = torch.randint(0, 40, (n, 2), generator=g).double()
+    boxes = torch.cat([xy, xy + torch.randint(1, 12, (n, 2), generator=g).double()], 1)
+    scores = torch.tensor(values, dtype=torch.float64)[torch.randint(0, 5, (n,), generator=g)]
+    idxs = torch.tensor([-7, 0, 3, 2**40, 11])[torch.randint(0, 5, (n,), generator=g)]
+    idxs[:300] = torch.arange(300) * 1000 + 17
+    args = dict(method=method, score_threshold=score_threshold)
+    expected = ops.batched_soft_nms(boxes, scores, idxs, **args)
+    strided = torch.stack([idxs, idxs], 1).to(device)[:, 0]
+    got = ops.batched_soft_nms(boxes.to(device), scores.to(device), strided, **args)
+    assert got[0].cpu().tolist() == expected[0].tolist()
+    assert torch.equal(got[1].cpu(), expected[1])
+    # and one category: the same boxes through soft_nms
+    expected = ops.soft_nms(boxes, scores, **args)
+    got = ops.soft_nms(boxes.to(device), scores.to(device), **args)
+    assert got[0].cpu().tolist() == expected[0].tolist()
+    assert torch.equal(got[1].cpu(), expected[1])
+
+
 class TestModuleChecksAtConstruction:
     @pytest.mark.parametrize("kwargs,message", [
         (dict(sigma=0.0), "sigma must be > 0.0, got 0.0"),

@@ -1,9 +1,26 @@
 // Soft-NMS on CUDA: the first public GPU Soft-NMS we know of.
 //
-// One persistent block runs the paper's loop: a block-wide argmax of the
-// current scores (ties to the lower index, as on the CPU), then every thread
-// decays its share of the remaining boxes. Exact, deterministic, and the same
-// arithmetic as the CPU kernel (shared iou.h); O(N) work per selected box.
+// Categories never decay each other, so each category is a segment of its
+// own (boxes stably sorted by category) and one block per segment runs the
+// paper's loop: a block-wide argmax of the segment's current scores (ties to
+// the lower index, as on the CPU), then every thread decays its share of the
+// segment. The blocks run side by side; Soft-NMS over one category is one
+// block. Exact, deterministic, and the same arithmetic as the CPU kernel
+// (shared iou.h); O(segment) work per selected box.
+//
+// The kernel marks the selected boxes and leaves each with the score it had
+// when selected; the result is then put in the global loop's order by a sort
+// on (score descending, index ascending). That is the loop's order: within a
+// category the selected scores never increase (a decay never raises a score,
+// and the selected box is the maximum), and a later selection with an equal
+// score had that score already and lost the tie, so it has the higher index;
+// across categories the loop compares (score, index) too.
+//
+// (The first version ran every category in one 1024-thread block, box by
+// box: 569 ms for 30,000 boxes over 80 categories on an H200.)
+#include <algorithm>
+#include <limits>
+
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
@@ -20,8 +37,8 @@ namespace {
 
 using namespace nms_detail;
 
-constexpr int kThreads = 1024;
-constexpr int kWarps = kThreads / 32;
+constexpr int kMaxThreads = 1024;
+constexpr int kMaxWarps = kMaxThreads / 32;
 
 // Whether candidate a (score sa, index ia) beats b; an index < 0 is "none".
 template <typename T>
@@ -40,56 +57,55 @@ __device__ inline void warp_argmax(T& s, int64_t& i) {
   }
 }
 
+// Block b runs Soft-NMS over positions [start[b], start[b + 1]) (one category,
+// positions in increasing original index). blockDim.x is a multiple of 32.
+// On return selected[j] says whether position j was selected, and score[j]
+// holds a selected box's score at its selection.
 template <typename acc_t>
-__global__ void __launch_bounds__(kThreads) soft_nms_kernel(
-    int64_t n, const acc_t* __restrict__ boxes, const int64_t* __restrict__ cats,
-    acc_t* __restrict__ score, uint8_t* __restrict__ alive, acc_t threshold,
-    acc_t sigma, double score_threshold, SoftNMSMethod method, acc_t off,
-    int64_t* __restrict__ keep, acc_t* __restrict__ kept_scores,
-    int64_t* __restrict__ num_kept) {
-  __shared__ acc_t warp_score[kWarps];
-  __shared__ int64_t warp_index[kWarps];
-  __shared__ int64_t selected;
+__global__ void __launch_bounds__(kMaxThreads) soft_nms_kernel(
+    const int64_t* __restrict__ start, const acc_t* __restrict__ boxes,
+    acc_t* __restrict__ score, uint8_t* __restrict__ alive,
+    uint8_t* __restrict__ selected, acc_t threshold, acc_t sigma,
+    double score_threshold, SoftNMSMethod method, acc_t off) {
+  __shared__ acc_t warp_score[kMaxWarps];
+  __shared__ int64_t warp_index[kMaxWarps];
+  __shared__ int64_t chosen;
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
-  for (int64_t j = t; j < n; j += kThreads) {
+  const int threads = blockDim.x, warps = threads / 32;
+  const int64_t lo = start[blockIdx.x], hi = start[blockIdx.x + 1];
+  for (int64_t j = lo + t; j < hi; j += threads) {
     alive[j] = !(static_cast<double>(score[j]) < score_threshold);
+    selected[j] = 0;
   }
   __syncthreads();
-  int64_t count = 0;
   while (true) {
-    // 1. argmax of the alive scores.
+    // 1. argmax of the segment's alive scores.
     acc_t best_score = acc_t(0);
     int64_t best = -1;
-    for (int64_t j = t; j < n; j += kThreads) {
+    for (int64_t j = lo + t; j < hi; j += threads) {
       if (alive[j] && beats(score[j], j, best_score, best)) best_score = score[j], best = j;
     }
     warp_argmax(best_score, best);
     if (lane == 0) warp_score[warp] = best_score, warp_index[warp] = best;
     __syncthreads();
     if (warp == 0) {
-      best_score = warp_score[lane];
-      best = warp_index[lane];
+      best_score = lane < warps ? warp_score[lane] : acc_t(0);
+      best = lane < warps ? warp_index[lane] : -1;
       warp_argmax(best_score, best);
       if (lane == 0) {
-        selected = best;
-        if (best >= 0) {
-          keep[count] = best;
-          kept_scores[count] = best_score;
-          alive[best] = 0;
-        }
+        chosen = best;
+        if (best >= 0) selected[best] = 1, alive[best] = 0;
       }
     }
     __syncthreads();
-    const int64_t s = selected;
+    const int64_t s = chosen;
     if (s < 0) break;
-    ++count;
-    // 2. decay the boxes of the selected box's category.
+    // 2. decay the rest of the segment.
     const acc_t sx1 = boxes[4 * s], sy1 = boxes[4 * s + 1];
     const acc_t sx2 = boxes[4 * s + 2], sy2 = boxes[4 * s + 3];
     const acc_t sarea = box_area(sx1, sy1, sx2, sy2, off);
-    const int64_t scat = cats != nullptr ? cats[s] : 0;
-    for (int64_t j = t; j < n; j += kThreads) {
-      if (!alive[j] || (cats != nullptr && cats[j] != scat)) continue;
+    for (int64_t j = lo + t; j < hi; j += threads) {
+      if (!alive[j]) continue;
       const acc_t* b = boxes + 4 * j;
       const acc_t iou = box_iou(
           sx1, sy1, sx2, sy2, sarea, b[0], b[1], b[2], b[3],
@@ -105,7 +121,14 @@ __global__ void __launch_bounds__(kThreads) soft_nms_kernel(
     }
     __syncthreads();
   }
-  if (t == 0) *num_kept = count;
+}
+
+// Threads per block for segments of at most `longest` boxes: about two boxes
+// a thread, a whole number of warps, at most kMaxThreads.
+int threads_for(int64_t longest) {
+  const int64_t half = (longest + 1) / 2;
+  const int64_t warps = std::min<int64_t>(kMaxWarps, std::max<int64_t>(1, (half + 31) / 32));
+  return static_cast<int>(32 * warps);
 }
 
 std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(
@@ -121,31 +144,62 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(
   }
   const c10::cuda::CUDAGuard guard(boxes.device());
   check_finite(boxes, scores);
-  const at::Tensor cats = idxs.has_value() ? idxs->contiguous() : at::Tensor();
-  at::Tensor keep = at::empty({n}, boxes.options().dtype(at::kLong));
-  at::Tensor num_kept = at::empty({1}, boxes.options().dtype(at::kLong));
+  const auto long_options = boxes.options().dtype(at::kLong);
+
+  // Segments: positions sorted by category (stably, so increasing index within one).
+  at::Tensor perm;  // position -> original index; undefined: the identity
+  at::Tensor counts = at::full({1}, n, long_options.device(at::kCPU));
+  if (idxs.has_value()) {
+    perm = std::get<1>(idxs->sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+    counts = std::get<2>(at::unique_consecutive(idxs->index_select(0, perm), false, true)).cpu();
+  }
+  const int64_t segments = counts.size(0);
+  TORCH_CHECK_VALUE(segments <= std::numeric_limits<int32_t>::max(),
+                    "soft_nms on CUDA takes at most 2^31 - 1 categories, got ", segments);
+  const at::Tensor start =
+      at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)}).to(boxes.device());
+  const int threads = threads_for(counts.max().item<int64_t>());
   at::Tensor alive = at::empty({n}, boxes.options().dtype(at::kByte));
-  at::Tensor kept_scores;
+  at::Tensor selected = at::empty({n}, boxes.options().dtype(at::kByte));
+  at::Tensor work;
   const auto stream = c10::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, boxes.scalar_type(), "scalekit_soft_nms_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         constexpr auto acc = c10::CppTypeToScalarType<acc_t>::value;
-        const at::Tensor b = boxes.to(acc).contiguous();
-        at::Tensor work = scores.to(acc).contiguous().clone();
-        kept_scores = at::empty({n}, work.options());
-        soft_nms_kernel<acc_t><<<1, kThreads, 0, stream>>>(
-            n, b.data_ptr<acc_t>(), cats.defined() ? cats.data_ptr<int64_t>() : nullptr,
-            work.data_ptr<acc_t>(), alive.data_ptr<uint8_t>(),
+        at::Tensor b = boxes.to(acc);
+        work = scores.to(acc);
+        if (perm.defined()) {
+          b = b.index_select(0, perm);
+          work = work.index_select(0, perm);
+        } else {
+          work = work.clone();
+        }
+        b = b.contiguous();
+        work = work.contiguous();
+        soft_nms_kernel<acc_t><<<static_cast<unsigned>(segments), threads, 0, stream>>>(
+            start.data_ptr<int64_t>(), b.data_ptr<acc_t>(), work.data_ptr<acc_t>(),
+            alive.data_ptr<uint8_t>(), selected.data_ptr<uint8_t>(),
             threshold_as<acc_t>(iou_threshold), static_cast<acc_t>(sigma),
-            score_threshold, m, static_cast<acc_t>(pixel_offset),
-            keep.data_ptr<int64_t>(), kept_scores.data_ptr<acc_t>(),
-            num_kept.data_ptr<int64_t>());
+            score_threshold, m, static_cast<acc_t>(pixel_offset));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
-  const int64_t k = num_kept.item<int64_t>();
-  return {keep.narrow(0, 0, k), kept_scores.narrow(0, 0, k).to(scores.scalar_type())};
+
+  // The selected boxes in the loop's order: score descending, ties by index
+  // ascending (the header says why that is the loop's order). -0 and +0 tie
+  // in the loop, so the sort key adds +0, which makes every zero +0.
+  const at::Tensor at_pos = selected.nonzero().select(1, 0);
+  at::Tensor keep = perm.defined() ? perm.index_select(0, at_pos) : at_pos;
+  at::Tensor kept = work.index_select(0, at_pos);
+  if (perm.defined()) {
+    const at::Tensor by_index = std::get<1>(keep.sort(/*stable=*/true, 0, /*descending=*/false));
+    keep = keep.index_select(0, by_index);
+    kept = kept.index_select(0, by_index);
+  }
+  const at::Tensor by_score =
+      std::get<1>(kept.add(0).sort(/*stable=*/true, 0, /*descending=*/true));
+  return {keep.index_select(0, by_score), kept.index_select(0, by_score).to(scores.scalar_type())};
 }
 
 }  // namespace
