@@ -232,6 +232,9 @@ def write(logs: str, out: str) -> dict:
         for name, r in summary["examples"].items():
             rate = f"{r['rate']:.1f} {r['unit']}" if r.get("rate") is not None else "not measured"
             lines.append(f"| {name} | {rate} | {r.get('source', '')} |")
+    profile = _read(os.path.join(logs, "profile.md")).strip()
+    if profile:  # the profile step's page (benchmarks/gpu_profile.py), as it wrote it
+        lines += ["", profile]
     lines += ["", "Logs: every step's full output is in the logs folder (or logs.tar.gz) beside this file."]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "SUMMARY.md"), "w") as f:

@@ -17,8 +17,13 @@
 #   bench_nms, bench_ps_roi, bench_deform_conv
 #                  python -m benchmarks SUITE --device cuda: the CUDA rows, against
 #                  torchvision on the same GPU in the same process
+#   profile        python -m benchmarks.gpu_profile: torch.profiler over the cases that
+#                  missed their targets (time, host syncs and launches per call, the
+#                  operators with the most device time), into SUMMARY.md
 #   memcheck_nms, memcheck_ps_roi, memcheck_deform_ps_roi_pool, memcheck_deform_conv2d
 #                  compute-sanitizer --tool memcheck over each op family's CUDA tests
+#                  (hypothesis profile "sanitize": 10 examples a property, as the
+#                  sanitizer makes every kernel launch slow)
 #   racecheck_nms  compute-sanitizer --tool racecheck over the NMS kernels, the only
 #                  ones with shared memory (csrc/nms/cuda/*.cu)
 #   example_{snip_sniper,rfcn3000,msb_rnn}_{fp32,amp}
@@ -107,7 +112,7 @@ OUT_DIR=$(cd "$OUT_DIR" && pwd)
 LOGS=$(cd "$LOGS" && pwd)
 WORK=$LOGS/work   # example runs' output folders and data
 : > "$LOGS/steps.tsv"
-rm -f "$LOGS"/*.xml "$LOGS"/*.sanitizer.log "$LOGS"/bench-*.json "$LOGS"/example-*.rate.json
+rm -f "$LOGS"/profile.md "$LOGS"/*.xml "$LOGS"/*.sanitizer.log "$LOGS"/bench-*.json "$LOGS"/example-*.rate.json
 
 # The checkout's scalekit (built in place), also for the example scripts.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -301,9 +306,19 @@ sanitize() {
   [ "$tool" = racecheck ] && extra=(--racecheck-report analysis)
   # No caching allocator: every tensor its own cudaMalloc, so that memcheck
   # sees an access past a tensor's end even inside a cached block.
-  PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" "${extra[@]}" \
+  HYPOTHESIS_PROFILE=sanitize PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" "${extra[@]}" \
     --kernel-name kns=scalekit --report-api-errors no --print-limit 20 --error-exitcode 86 \
     --log-file "$LOGS/${tool}_$name.sanitizer.log" "${cmd[@]}"
+}
+
+step_profile() {
+  export STEP=profile
+  if [ "$DRY" = 1 ]; then
+    note "dry run: profiled on the CPU"
+    "$PY" -m benchmarks.gpu_profile --device cpu --iters 1 --out "$LOGS/profile.md"
+    return
+  fi
+  "$PY" -m benchmarks.gpu_profile --out "$LOGS/profile.md"
 }
 
 ADV=tests/ops/test_cuda_adversarial.py
@@ -372,7 +387,7 @@ step_tests_rest() {
   "$PY" -m pytest -m "not cuda" "${xdist[@]}" $(pytest_args tests_rest)
 }
 
-export -f step_env step_build pytest_args step_tests_cuda step_bench sanitize example \
+export -f step_env step_build pytest_args step_tests_cuda step_bench step_profile sanitize example \
   step_memcheck_nms step_memcheck_ps_roi step_memcheck_deform_ps_roi_pool step_memcheck_deform_conv2d \
   step_racecheck_nms step_example_snip_sniper step_example_rfcn3000 step_example_msb_rnn step_tests_rest
 export ADV
@@ -400,6 +415,7 @@ run_step tests_cuda 150 step_tests_cuda
 run_step bench_nms 90 step_bench nms
 run_step bench_ps_roi 45 step_bench ps_roi
 run_step bench_deform_conv 45 step_bench deform_conv
+run_step profile 60 step_profile
 run_step memcheck_nms 75 step_memcheck_nms
 run_step memcheck_ps_roi 60 step_memcheck_ps_roi
 run_step memcheck_deform_ps_roi_pool 60 step_memcheck_deform_ps_roi_pool
