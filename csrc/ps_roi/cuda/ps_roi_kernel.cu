@@ -123,17 +123,38 @@ __global__ void backward_offset_kernel(Params<T> p, const scalar_t* __restrict__
   }
 }
 
-// Finite coordinates and integral batch indices in [0, batch) (checks.h): one
-// reduction, one device sync; the offending row is looked up only on error.
+// The first RoI row (or k) whose coordinates are not all finite or whose batch
+// index is not an integer in [0, batch) (checks.h). `rois` is [k, 5] and
+// contiguous, in the kernels' working precision (exact for every input dtype).
+template <typename T>
+__global__ void first_bad_roi_kernel(const T* __restrict__ rois, int64_t k, double batch,
+                                     unsigned long long* __restrict__ first) {
+  SCALEKIT_GRID_STRIDE(i, k) {
+    const T* r = rois + 5 * i;
+    const double b = static_cast<double>(r[0]);
+    bool bad = !(b >= 0.0 && b < batch && b == trunc(b));
+    for (int j = 1; j < 5; ++j) bad = bad || !isfinite(static_cast<double>(r[j]));
+    if (bad) atomicMin(first, static_cast<unsigned long long>(i));
+  }
+}
+
+// One fill, one kernel and one device sync (a `.item()`); the offending row is
+// copied to the host only on error. (The first version took a dozen ATen
+// reductions and element-wise kernels: the profile of the second GPU run
+// counted 31 kernel launches for one ps_roi_align forward + backward.)
+template <typename T>
 void check_roi_values(const at::Tensor& rois, int64_t batch) {
-  if (rois.size(0) == 0) return;
-  const at::Tensor idx = rois.select(1, 0);
-  const at::Tensor bad = idx.lt(0) | idx.ge(batch) | idx.ne(idx.trunc()) |
-      at::isfinite(rois).logical_not().any(1);
-  if (!bad.any().item<bool>()) return;
-  const int64_t k = bad.nonzero().select(1, 0)[0].item<int64_t>();
-  const at::Tensor row = rois[k].to(at::kDouble).cpu().contiguous();
-  bad_roi(k, row.data_ptr<double>(), batch);
+  const int64_t k = rois.size(0);
+  if (k == 0) return;
+  at::Tensor first = at::full({1}, k, rois.options().dtype(at::kLong));
+  first_bad_roi_kernel<T><<<cuda_blocks_for(k), kCudaThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      rois.data_ptr<T>(), k, static_cast<double>(batch),
+      reinterpret_cast<unsigned long long*>(first.data_ptr<int64_t>()));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const int64_t bad = first.item<int64_t>();
+  if (bad >= k) return;
+  const at::Tensor row = rois[bad].to(at::kDouble).cpu().contiguous();
+  bad_roi(bad, row.data_ptr<double>(), batch);
 }
 
 struct CudaImpl {
@@ -144,19 +165,22 @@ struct CudaImpl {
     TORCH_CHECK_VALUE(input.is_cuda(), "input must be a CUDA tensor");
     const c10::cuda::CUDAGuard guard(input.device());
     const int64_t c_out = check_forward(input, rois, offset, a);
-    check_roi_values(rois, input.size(0));
-    // A map of zero height or width has nothing to sample: every bin is 0, as on the CPU
-    // (also with a NaN offset; the first GPU run found NaN here).
-    if (input.size(2) == 0 || input.size(3) == 0)
-      return at::zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
-    at::Tensor out = at::empty({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
-    if (out.numel() == 0) return out;
     const at::Tensor x = input.contiguous();
     const auto stream = c10::cuda::getCurrentCUDAStream();
+    at::Tensor out;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "scalekit_ps_roi_forward_cuda", [&] {
       using T = at::opmath_type<scalar_t>;
       constexpr auto acc = c10::CppTypeToScalarType<T>::value;
       const at::Tensor r = rois.to(acc).contiguous();
+      check_roi_values<T>(r, input.size(0));
+      // A map of zero height or width has nothing to sample: every bin is 0, as on the CPU
+      // (also with a NaN offset; the first GPU run found NaN here).
+      if (input.size(2) == 0 || input.size(3) == 0) {
+        out = at::zeros({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
+        return;
+      }
+      out = at::empty({rois.size(0), c_out, a.pooled_h, a.pooled_w}, input.options());
+      if (out.numel() == 0) return;
       const at::Tensor o = offset.has_value() ? offset->to(acc).contiguous() : at::Tensor();
       forward_kernel<scalar_t, T><<<cuda_blocks_for(out.numel()), kCudaThreads, 0, stream>>>(
           a.params<T>(x.size(2), x.size(3)), x.data_ptr<scalar_t>(), r.data_ptr<T>(),
@@ -174,8 +198,6 @@ struct CudaImpl {
     TORCH_CHECK_VALUE(grad.is_cuda(), "grad must be a CUDA tensor");
     const c10::cuda::CUDAGuard guard(grad.device());
     check_backward(grad, input, rois, offset, a, batch, channels, height, width);
-    check_roi_values(rois, batch);
-    at::globalContext().alertNotDeterministic("scalekit position-sensitive RoI pooling backward (CUDA)");
     const int64_t c_out = grad.size(1);
     const at::ScalarType dtype = grad.scalar_type();
     const at::Tensor gr = grad.contiguous();
@@ -185,6 +207,8 @@ struct CudaImpl {
       using T = at::opmath_type<scalar_t>;
       constexpr auto acc = c10::CppTypeToScalarType<T>::value;
       const at::Tensor r = rois.to(acc).contiguous();
+      check_roi_values<T>(r, batch);
+      at::globalContext().alertNotDeterministic("scalekit position-sensitive RoI pooling backward (CUDA)");
       const at::Tensor o = offset.has_value() ? offset->to(acc).contiguous() : at::Tensor();
       const auto p = a.params<T>(height, width);
       at::Tensor gi = at::zeros({batch, channels, height, width}, grad.options().dtype(acc));
