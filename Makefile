@@ -129,10 +129,11 @@ repro-sniper: $(BUILT) $(PREMISE_CNN_B)
 	    --out runs/snip_repro --seeds 0 1 2 3 4 --jobs 2 --figure docs/_static/sniper_budget.png
 	cp runs/snip_repro/results_sniper.json docs/_static/sniper_results.json
 
-# Twice the budget for MST and SNIP (the warm start scaled with it: 6 of about 14 epochs, the
-# thesis' 3 of 7), checkpoints at 400, 800 and 1,600 iterations, draw 0's data.
+# Twice the budget for MST and SNIP, from CNN-B and from scratch (the warm start scaled with it:
+# 6 of about 14 epochs, the thesis' 3 of 7), checkpoints at 400, 800 and 1,600 iterations, draw 0's data.
 repro-snip-2x: $(BUILT) $(PREMISE_CNN_B)
-	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --arms mst snip --iterations 1600 \
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --arms mst snip mst_scratch snip_scratch \
+	    --iterations 1600 \
 	    --warm-start-epochs 6 --init $(PREMISE_CNN_B) --out runs/snip_repro_2x --seeds 0 1 2 3 4 --jobs 2 \
 	    --figure docs/_static/snip_budget_2x.png
 	cp runs/snip_repro_2x/results.json docs/_static/snip_results_2x.json

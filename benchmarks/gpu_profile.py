@@ -7,7 +7,8 @@ there is one: the time per call, the host syncs per call (``cudaStreamSynchroniz
 ``cudaDeviceSynchronize``, and the blocking ``cudaMemcpy`` a ``.item()`` makes) and
 kernel launches per call, and the operators with the most device time (self time,
 per call). Markdown on stdout and in ``--out``; ``benchmarks/gpu_check.sh`` runs it
-as its ``profile`` step and puts the page into SUMMARY.md.
+as its ``profile`` step and puts the page into SUMMARY.md. Exits 1 when a case
+failed (its error is its row of the page).
 
 Cases: ps_roi_align forward + backward on the COCO head; batched_soft_nms
 (Gaussian, 30,000 clustered boxes over 80 classes); nms on 30,000 uniform boxes;
@@ -20,6 +21,7 @@ script where there is no GPU.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Callable
 
@@ -146,6 +148,9 @@ def main(argv=None) -> None:
     if args.out:
         with open(args.out, "w") as f:
             f.write(page)
+    failed = [case for case, r in results.items() if math.isnan(r["ms"])]
+    if failed:  # the page is written; the exit status says that a case failed
+        raise SystemExit(f"error: {len(failed)} case(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

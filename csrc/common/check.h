@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -22,7 +23,8 @@ namespace scalekit {
 // compiler (/opt/gcc/bin/g++, which linked a copy of libstdc++ into the extension), writing a
 // number to a std::ostringstream crashed the process (SIGSEGV in that copy's
 // ostream::_M_insert<long>, by cuda-gdb) instead of raising the error. Numbers read as an
-// ostream writes them: integers in full, floating point as "%g"; nor does the C++ global
+// ostream writes them (integers in full, floating point as "%g"), except that a floating
+// point number gets the digits it needs to read back as itself; nor does the C++ global
 // locale change them.
 namespace check_detail {
 inline void append(std::string& s, const char* v) { s += v; }
@@ -34,10 +36,16 @@ template <typename T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
 void append(std::string& s, T v) {
   s += std::to_string(v);
 }
+// As "%g" (six significant digits) where that reads back as the same value, else with as
+// many digits as it takes: a batch index of 0.9999999999 is not printed as "1" in a message
+// saying it must be an integer.
 template <typename T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
 void append(std::string& s, T v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+  char buf[40];
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+    if (!(v == v) || static_cast<T>(std::strtod(buf, nullptr)) == v) break;
+  }
   s += buf;
 }
 }  // namespace check_detail

@@ -43,9 +43,17 @@ inline void check_pooled(int64_t channels, int64_t pooled_h, int64_t pooled_w, i
 
 // The error for RoI row k (values v[0..4]) that is not finite or whose batch
 // index is not an integer in [0, batch): each device finds the first such row.
+// A value a float holds exactly is printed with a float's digits (float32 RoIs reach here
+// widened to double: 1e30f is printed "1e+30", not 1.0000000150474662e+30).
+inline std::string roi_value(double v) {
+  const float f = static_cast<float>(v);
+  return static_cast<double>(f) == v ? str_cat(f) : str_cat(v);
+}
+
 [[noreturn]] inline void bad_roi(int64_t k, const double* v, int64_t batch) {
   throw std::invalid_argument(str_cat(
-      "boxes[", k, "] = (", v[0], ", ", v[1], ", ", v[2], ", ", v[3], ", ", v[4], ")",
+      "boxes[", k, "] = (", roi_value(v[0]), ", ", roi_value(v[1]), ", ", roi_value(v[2]), ", ",
+      roi_value(v[3]), ", ", roi_value(v[4]), ")",
       " must have finite coordinates and an integral batch index in [0, ", batch,
       ") (input has ", batch, " images)"));
 }

@@ -110,6 +110,11 @@ void check_backward(const Tensor& grad, const std::optional<Tensor>& input, cons
       grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(2) == a.pooled_h &&
           grad.size(3) == a.pooled_w && grad.size(1) * a.groups() == channels,
       "grad must have shape [K, C, pooled_h, pooled_w], got ", shape(grad));
+  // The forward's output dtype (the kernels read the RoIs in grad's working precision: a
+  // float64 batch index of 0.9999999999 would round to 1 in float32).
+  SK_CHECK(
+      grad.scalar_type() == rois.scalar_type(), "grad must have the dtype of boxes (",
+      rois.scalar_type(), "), got ", grad.scalar_type());
 }
 
 }  // namespace ps_roi

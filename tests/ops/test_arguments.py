@@ -173,14 +173,15 @@ def test_checks_trace_with_dynamic_shapes_and_numbers(name):
 
 class TestKernelMessages:
     """The C++ checks' messages, word for word: integers in full, floating point as an ostream
-    writes it (%g), non-finite values and dtype names readable. csrc/common/check.h builds them
+    writes it (%g) unless that reads back as another value (123456789.0 in float32 reads 1.2345679e+08),
+    non-finite values and dtype names readable. csrc/common/check.h builds them
     without iostreams (a statically linked libstdc++ crashed in them on a GPU machine)."""
 
     @pytest.mark.parametrize("call, message", [
         (lambda: torch.ops.scalekit.ps_roi_align(X, ROIS, 1.0, 2, 2, 2**31, True),
          "sampling_ratio must be <= 1024 (samples per bin side; <= 0 for adaptive), got 2147483648"),
         (lambda: torch.ops.scalekit.ps_roi_pool(X, torch.tensor([[0.5, 1e30, -2.5e-7, 2, 123456789.0]]), 1.0, 2, 2),
-         "boxes[0] = (0.5, 1e+30, -2.5e-07, 2, 1.23457e+08) must have finite coordinates and an integral "
+         "boxes[0] = (0.5, 1e+30, -2.5e-07, 2, 1.2345679e+08) must have finite coordinates and an integral "
          "batch index in [0, 1) (input has 1 images)"),
         (lambda: torch.ops.scalekit.ps_roi_pool(X, torch.tensor([[0.0, float("nan"), -float("inf"), 2, 2]]), 1.0, 2, 2),
          "boxes[0] = (0, nan, -inf, 2, 2) must have finite coordinates"),
@@ -216,6 +217,28 @@ class TestBackwardOpsCheckTheirArguments:
             torch.ops.scalekit._deform_ps_roi_pool_backward(g, x, rois, offset, 1.0, 2, 2, 2, 2, 2, 2, 2, 0.1)
         with pytest.raises(ValueError, match=r"integral batch index in \[0, 0\)"):
             torch.ops.scalekit._ps_roi_pool_backward(g, rois.abs().nan_to_num(), 1.0, 2, 2, 0, 16, 8, 8)
+
+    def test_a_batch_index_just_below_an_integer_is_printed_as_it_is(self, device):
+        # six significant digits would print 0.9999999999 as "1", in a message saying it must be integral
+        rois = torch.tensor([[0.9999999999, 0, 0, 4, 4]], dtype=torch.float64, device=device)
+        with pytest.raises(ValueError, match=r"boxes\[0\] = \(0\.9999999999, 0, 0, 4, 4\) must have"):
+            torch.ops.scalekit._ps_roi_pool_backward(torch.ones(1, 4, 2, 2, dtype=torch.float64, device=device),
+                                                     rois, 1.0, 2, 2, 1, 16, 8, 8)
+
+    def test_grad_must_have_the_dtype_of_the_rois(self, device):
+        # float64 RoIs read in float32 would round a batch index of 0.9999999999 to 1 (the review
+        # of the one-kernel CUDA RoI check); grad has the forward output's dtype, which is theirs
+        g = torch.ones(1, 4, 2, 2, device=device)
+        rois = torch.tensor([[0.9999999999, 0, 0, 4, 4]], dtype=torch.float64, device=device)
+        x = torch.ones(1, 16, 8, 8, device=device)
+        message = r"grad must have the dtype of boxes \(Double\), got Float"
+        with pytest.raises(ValueError, match=message):
+            torch.ops.scalekit._ps_roi_pool_backward(g, rois, 1.0, 2, 2, 1, 16, 8, 8)
+        with pytest.raises(ValueError, match=message):
+            torch.ops.scalekit._ps_roi_align_backward(g, rois, 1.0, 2, 2, 2, True, 1, 16, 8, 8)
+        with pytest.raises(ValueError, match=r"grad must have the dtype of boxes \(Float\), got Double"):
+            torch.ops.scalekit._deform_ps_roi_pool_backward(g.double(), x, rois.float(), torch.zeros(1, 2, 2, 2, device=device),
+                                                            1.0, 2, 2, 2, 2, 2, 2, 2, 0.1)
 
     def test_shapes_and_sizes_are_checked_as_in_the_forward(self, device):
         g = torch.ones(1, 4, 2, 2, device=device)

@@ -87,6 +87,18 @@ class TestNMS:
                 assert torch.equal(keep, ops.nms(boxes, scores, thr))
 
 
+def test_racecheck_sized_nms_equals_cpu(device):
+    # Sized for compute-sanitizer's racecheck (benchmarks/gpu_check.sh runs the tests named
+    # "racecheck"): 300 boxes are five 64-box words of the IoU mask, so the mask and reduce
+    # kernels use several threads of their shared memory, and every launch stays small.
+    boxes, scores = _random(300, seed=3)
+    idxs = torch.arange(300) % 3
+    for thr in (0.3, 0.7):
+        assert torch.equal(ops.nms(boxes.to(device), scores.to(device), thr).cpu(), ops.nms(boxes, scores, thr))
+        got = ops.batched_nms(boxes.to(device), scores.to(device), idxs.to(device), thr).cpu()
+        assert torch.equal(got, ops.batched_nms(boxes, scores, idxs, thr))
+
+
 class TestBatchedNMS:
     @given(data=st.data(), thr=S.iou_thresholds, classes=st.integers(1, 4))
     def test_equals_per_class_reference(self, data, thr, classes):

@@ -230,6 +230,19 @@ def test_device_equals_cpu_over_many_categories_with_ties(method, values, score_
     torch.testing.assert_close(got[1].cpu(), expected[1], rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_racecheck_sized_soft_nms_equals_cpu(method, device):
+    # Sized for compute-sanitizer's racecheck (benchmarks/gpu_check.sh runs the tests named
+    # "racecheck"): two categories of 150 boxes give blocks of three warps, so the block-wide
+    # argmax goes through shared memory, and a few hundred rounds stay within its time.
+    boxes, scores = _random(300, seed=4, dtype=torch.float64)
+    idxs = torch.arange(300) % 2
+    expected = ops.batched_soft_nms(boxes, scores, idxs, method=method)
+    got = ops.batched_soft_nms(boxes.to(device), scores.to(device), idxs.to(device), method=method)
+    assert got[0].cpu().tolist() == expected[0].tolist()
+    torch.testing.assert_close(got[1].cpu(), expected[1], rtol=1e-12, atol=0)
+
+
 class TestModuleChecksAtConstruction:
     @pytest.mark.parametrize("kwargs,message", [
         (dict(sigma=0.0), "sigma must be > 0.0, got 0.0"),

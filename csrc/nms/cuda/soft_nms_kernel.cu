@@ -5,8 +5,9 @@
 // paper's loop: a block-wide argmax of the segment's current scores (ties to
 // the lower index, as on the CPU), then every thread decays its share of the
 // segment. The blocks run side by side; Soft-NMS over one category is one
-// block. Exact, deterministic, and the same arithmetic as the CPU kernel
-// (shared iou.h); O(segment) work per selected box.
+// block. Deterministic, and the same arithmetic as the CPU kernel (shared
+// iou.h): exact for linear and hard; Gaussian's exp is the device's, which can
+// differ from the CPU's in the last bit. O(segment) work per selected box.
 //
 // The kernel marks the selected boxes and leaves each with the score it had
 // when selected; the result is then put in the global loop's order by a sort
