@@ -16,8 +16,9 @@
 #                each direction on both draws (about 170 minutes from nothing)
 #   make repro-sniper   SNIPER's Tables 3.1-3.3 the same way, with snip (examples/snip/reproduce.py --table sniper;
 #                five seeds, two runs at a time, snip's runs included: 50 min on this 2-core machine)
-#   make repro-snip-2x   MST and SNIP at twice the budget (1,600 iterations), five seeds: whether
-#                Table 2.1's SNIP - MST gap is convergence (about 80-105 minutes on this 2-core machine)
+#   make repro-snip-2x   MST and SNIP, from CNN-B and from scratch, at twice the budget (1,600
+#                iterations), five seeds: whether Table 2.1's gaps and the interaction are convergence
+#                (about 170 minutes on this 2-core machine; --arms mst snip alone about 80)
 #   make repro-snip-fpn  Table 2.1's secondary arm: MST and SNIP on an FPN over CNN-B, beside the
 #                single-level runs of repro-snip (examples/snip/reproduce.py --table fpn)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
