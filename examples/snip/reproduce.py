@@ -34,6 +34,9 @@ level by the RoI's size; ``(snip - mst) single-level - (snip - mst) FPN`` says h
 gain FPN's own scale normalisation takes away (the thesis' detector is single-level and has no
 such row; ``mst``, ``snip`` are shared with Table 2.1's runs).
 
+``--table warm``: ``snip_nowarm`` is ``snip`` with its ranges on from the first iteration
+(``--warm-start-epochs 0``), beside ``snip`` (warm-started as MST, shared with Table 2.1's runs).
+
 The pretrained arms start from ``--init`` (CNN-B of ``examples/snip/premise.py``,
 ``make repro-premise`` writes it). Each run is its own process in
 ``OUT/<arm>_s<seed>`` (a finished run is not rerun); ``--jobs`` runs that many
@@ -44,7 +47,7 @@ seeds (and draws); each comparison a paired difference with a bootstrap interval
 images (:func:`scalekit.evaluation.bootstrap_coco_ap` on small objects; the same
 resamples for every run of a draw, draws resampled independently, each resample's AP
 averaged over seeds and draws), holding only where the interval excludes zero. Writes ``OUT/results.json`` and
-``OUT/table.rst`` (``--table sniper`` or ``fpn``: ``results_<table>.json``, ``table_<table>.rst``).
+``OUT/table.rst`` (``--table sniper``, ``fpn`` or ``warm``: ``results_<table>.json``, ``table_<table>.rst``).
 ``--replication A.json B.json`` runs nothing and prints each comparison's difference and direction in
 those results side by side (e.g. one file per data draw), and whether the directions agree.
 
@@ -88,12 +91,14 @@ SNIPER_ARMS = (("snip", ["--recipe", "snip"], True),
 FPN_ARMS = (ARMS[3], ARMS[4],
             ("mst_fpn", ["--recipe", "multiscale", "--backbone", "premise_fpn"], True),
             ("snip_fpn", ["--recipe", "snip", "--backbone", "premise_fpn"], True))
-TABLES = {"2.1": ARMS, "sniper": SNIPER_ARMS, "fpn": FPN_ARMS}
+# SNIP's warm start (thesis §2.7.1: ranges on after 3 of 7 epochs trained as MST) against none
+WARM_ARMS = (ARMS[4], ("snip_nowarm", ["--recipe", "snip", "--warm-start-epochs", "0"], True))
+TABLES = {"2.1": ARMS, "sniper": SNIPER_ARMS, "fpn": FPN_ARMS, "warm": WARM_ARMS}
 ALL_ARMS = tuple({a[0]: a for arms in TABLES.values() for a in arms}.values())  # each arm once, in table order
 # the thesis' directions (Table 2.1, §2.5; Tables 3.2, 3.3): a > b
 COMPARISONS = (("1400_all", "800_all"), ("800_all", "1400_lt80"), ("snip", "mst"), ("snip", "1400_all"),
                ("snip_scratch", "mst_scratch"), ("sniper", "sniper_noneg"), ("sniper", "sniper_2s"),
-               ("sniper", "snip"), ("snip_fpn", "mst_fpn"))
+               ("sniper", "snip"), ("snip_fpn", "mst_fpn"), ("snip", "snip_nowarm"))
 THESIS_APS = {"800_all": 19.6, "1400_all": 19.9, "1400_lt80": 16.4, "mst": 19.5, "snip": 21.4}  # Table 2.1
 
 
@@ -110,7 +115,8 @@ def parse_args(argv):
     p.add_argument("--jobs", type=int, default=2, help=f"training runs side by side (one queue, seed by seed) {d}")
     p.add_argument("--table", choices=sorted(TABLES), default="2.1",
                    help="Table 2.1's arms, SNIPER's tables (with snip; results_sniper.json, table_sniper.rst) or "
-                        f"the FPN arm (with mst and snip; results_fpn.json, table_fpn.rst) {d}")
+                        "the FPN arm (with mst and snip; results_fpn.json, table_fpn.rst) or SNIP without its warm "
+                        f"start (with snip; results_warm.json, table_warm.rst) {d}")
     p.add_argument("--arms", nargs="+", choices=[a for a, _, _ in ALL_ARMS],
                    help="arms to run (default: all of --table's)")
     p.add_argument("--iterations", type=int, default=800,
@@ -162,7 +168,8 @@ def run_arm(args, arm: str, flags: list[str], pretrained: bool, seed: int, draw:
            "--seed", str(seed), "--out", out, "--synthetic-dir", data_dir(args, draw),
            "--synthetic", *map(str, args.synthetic), *(["--synthetic-draw", str(draw)] if draw else []),
            "--draw", "0", *(["--init", args.init] if pretrained else []),
-           *(["--warm-start-epochs", str(args.warm_start_epochs)] if "snip" in flags else []), *args.extra]
+           *(["--warm-start-epochs", str(args.warm_start_epochs)]
+             if "snip" in flags and "--warm-start-epochs" not in flags else []), *args.extra]
     label = f"{arm}, seed {seed}" + (f", draw {draw}" if draw else "")
     return common.run_once(cmd, out, out + ".log", label)
 
@@ -290,6 +297,9 @@ def _verdict(name: str, c: dict) -> tuple[str, str]:
     FPN interaction and SNIPER - SNIP, which have no thesis direction, name the better side)."""
     if name == FPN_INTERACTION:  # not a thesis row: which detector SNIP helps more
         return name, "within noise" if not c["holds"] else "larger single-level" if c["low"] > 0 else "larger with FPN"
+    if name == "snip - snip_nowarm":  # the thesis' recipe (§2.7.1), not a table of it
+        return ("snip - snip_nowarm (the thesis warm-starts)",
+                "within noise" if not c["holds"] else "warm start better" if c["low"] > 0 else "no warm start better")
     if name == "sniper - snip":  # Table 3.3 without batch normalisation: "comparable results"
         return ("sniper - snip (thesis: comparable)",
                 "within noise" if not c["holds"] else "sniper better" if c["low"] > 0 else "snip better")

@@ -555,3 +555,22 @@ def test_a_seeded_sniper_run_repeats_exactly_whatever_the_hash_seed(tmp_path):
     for name in ("train", "val"):
         a, b = (json.load(open(tmp_path / f"data{h}" / name / "annotations.json")) for h in ("1", "2"))
         assert a == b
+
+
+def test_the_warm_table_runs_snip_with_and_without_its_warm_start(tmp_path, monkeypatch):
+    # issue 23: "SNIP warm-starts as MST as the thesis does, with one arm without the warm start"
+    repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_warm")
+    _cnn_b_checkpoint(tmp_path / "cnn_b.pt")
+    args = repro.parse_args(["--init", str(tmp_path / "cnn_b.pt"), "--out", str(tmp_path), "--table", "warm",
+                             "--warm-start-epochs", "3"])
+    assert args.arms == ["snip", "snip_nowarm"]
+    cmds = {}
+    monkeypatch.setattr(repro.common, "run_once", lambda cmd, out, log, label: cmds.setdefault(label, cmd))
+    for arm, flags, pretrained in repro.WARM_ARMS:
+        repro.run_arm(args, arm, flags, pretrained, seed=0)
+    for label, epochs in (("snip, seed 0", "3"), ("snip_nowarm, seed 0", "0")):
+        cmd = cmds[label]
+        i = cmd.index("--warm-start-epochs")
+        assert cmd[i + 1] == epochs and cmd.count("--warm-start-epochs") == 1, cmd
+        assert cmd[cmd.index("--init") + 1] == str(tmp_path / "cnn_b.pt")
+    assert ("snip", "snip_nowarm") in repro.COMPARISONS
