@@ -19,6 +19,8 @@
 #   make repro-snip-2x   MST and SNIP, from CNN-B and from scratch, at twice the budget (1,600
 #                iterations), five seeds: whether Table 2.1's gaps and the interaction are convergence
 #                (about 170 minutes on this 2-core machine; --arms mst snip alone about 80)
+#   make repro-snip-warm SNIP without its warm start beside SNIP, five seeds (about 25 minutes, with
+#                repro-snip's snip runs in runs/snip_repro)
 #   make repro-snip-fpn  Table 2.1's secondary arm: MST and SNIP on an FPN over CNN-B, beside the
 #                single-level runs of repro-snip (examples/snip/reproduce.py --table fpn)
 #   make wheel   a binary wheel in dist/ (built against .venv's torch)
@@ -47,7 +49,7 @@ DEPS := torch torchvision numpy pycocotools Pillow hypothesis pytest ninja setup
 SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
 BUILT := $(VENV)/.ops-built
 
-.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise repro-snip repro-snip-draw1 repro-sniper repro-snip-2x repro-snip-fpn repro-rfcn3000 clean
+.PHONY: test test-fast demo bench docs wheel smoke sanitize gpu-check repro-snip-sniper repro-msb-rnn repro-autofocus repro-premise repro-snip repro-snip-draw1 repro-sniper repro-snip-2x repro-snip-warm repro-snip-fpn repro-rfcn3000 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -138,6 +140,12 @@ repro-snip-2x: $(BUILT) $(PREMISE_CNN_B)
 	    --warm-start-epochs 6 --init $(PREMISE_CNN_B) --out runs/snip_repro_2x --seeds 0 1 2 3 4 --jobs 2 \
 	    --figure docs/_static/snip_budget_2x.png
 	cp runs/snip_repro_2x/results.json docs/_static/snip_results_2x.json
+
+# SNIP without its warm start (ranges on from the first iteration) beside SNIP, at Table 2.1's budget.
+repro-snip-warm: $(BUILT) $(PREMISE_CNN_B)
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --table warm --init $(PREMISE_CNN_B) \
+	    --out runs/snip_repro --seeds 0 1 2 3 4 --jobs 2
+	cp runs/snip_repro/results_warm.json docs/_static/snip_warm_results.json
 
 repro-snip-fpn: $(BUILT) $(PREMISE_CNN_B)
 	OMP_NUM_THREADS=1 nice -n 15 $(PY) examples/snip/reproduce.py --table fpn --init $(PREMISE_CNN_B) \

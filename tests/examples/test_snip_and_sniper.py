@@ -519,7 +519,7 @@ def test_reproduce_names_the_missing_cnn_b_checkpoint(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("results", ["snip_results.json", "snip_results_draw1.json", "sniper_results.json",
-                                     "snip_fpn_results.json", "snip_results_2x.json"])
+                                     "snip_fpn_results.json", "snip_results_2x.json", "snip_warm_results.json"])
 def test_the_reproductions_page_holds_the_committed_results(results):
     repro = common.import_script(os.path.join(EXAMPLES, "snip", "reproduce.py"), "snip_reproduce_page")
     doc = json.load(open(os.path.join(HERE, "..", "..", "docs", "_static", results)))
