@@ -115,7 +115,7 @@ struct CudaKernels {
     at::globalContext().alertNotDeterministic("scalekit deform_conv2d backward (CUDA)");
     // float16 / bfloat16 gradients add up in float, then round once: atomic adds on
     // 16-bit values made the float16 backward 11 ms of col2im against 1.1 ms in float32
-    // (res5, second GPU run), and rounded at every add.
+    // (res5, third GPU run), and rounded at every add.
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_cols.scalar_type(), "scalekit_deform_col2im_cuda", [&] {
       using T = at::opmath_type<scalar_t>;
       constexpr bool widened = !std::is_same_v<T, scalar_t>;

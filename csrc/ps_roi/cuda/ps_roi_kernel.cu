@@ -140,7 +140,7 @@ __global__ void first_bad_roi_kernel(const T* __restrict__ rois, int64_t k, doub
 
 // One fill, one kernel and one device sync (a `.item()`); the offending row is
 // copied to the host only on error. (The first version took a dozen ATen
-// reductions and element-wise kernels: the profile of the second GPU run
+// reductions and element-wise kernels: the profile of the third GPU run
 // counted 31 kernel launches for one ps_roi_align forward + backward.)
 template <typename T>
 void check_roi_values(const at::Tensor& rois, int64_t batch) {
